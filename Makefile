@@ -1,0 +1,37 @@
+# make demo | make test | make bench: each creates .venv and installs what it needs first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Reinstall (and rebuild the C++ extension) whenever the package definition or C++ sources change.
+DEPS   := pyproject.toml setup.py $(wildcard csrc/*)
+
+.PHONY: demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python $(DEPS)
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install -e '.[dev,bench]'
+	touch $@
+
+# Until training lands, the demo is the CPU kernel benchmark: sda's assignment against
+# torch.cdist + argmin + bincount, side by side.
+demo: $(VENV)/.installed
+	$(BIN)/sda env
+	$(BIN)/python -m pytest bench/test_cpu_kernels.py --benchmark-only -q -rs -p no:cacheprovider \
+		--benchmark-columns=min,median,max,rounds
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m pytest bench --benchmark-only -rs -p no:cacheprovider --benchmark-columns=min,median,max,rounds
+	@echo "GPU figures: python bench/gpu_kernels.py on a CUDA machine (see bench/RESULTS.md)"
+
+clean:
+	rm -rf $(VENV) build *.egg-info sda/_sdafile*.so .pytest_cache .ruff_cache .benchmarks

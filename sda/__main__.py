@@ -1,0 +1,3 @@
+from sda.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""The GPU benchmark script runs end to end on CPU (--smoke, under the interpreter).
+
+A GPU is lent rarely and briefly, so the script must not be debugged on it: this runs every
+path of it except the CUDA-only timer on tiny shapes.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_gpu_kernels_smoke(tmp_path):
+    out = tmp_path / "table.md"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_kernels.py"), "--smoke", "--sweep", "--out", str(out)],
+        env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "check ties: ok" in run.stdout
+    assert "sweep D=64 K=64" in run.stdout
+    rows = [line for line in out.read_text().splitlines() if line.startswith(("| float32", "| bfloat16"))]
+    assert len(rows) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the script would run the real benchmark")
+def test_gpu_kernels_refuses_cpu_without_smoke():
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_kernels.py")],
+                         env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "no CUDA device" in run.stderr
