@@ -40,7 +40,7 @@ def _assign_kernel(
     NUM_BINS: tl.constexpr,                  # power of two >= K: the histogram width
     WITH_SUMS: tl.constexpr,
     DOT_IN_FP32: tl.constexpr,               # cast tiles to float32 before tl.dot
-    INPUT_PRECISION: tl.constexpr,           # tl.dot precision for float32 operands
+    INPUT_PRECISION: tl.constexpr,           # tl.dot precision for float32 operands; None: default
 ):
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < D
@@ -51,7 +51,9 @@ def _assign_kernel(
         n_ok = offs_n < N
         x = tl.load(x_ptr + offs_n[:, None] * stride_xn + offs_d[None, :] * stride_xd,
                     mask=n_ok[:, None] & d_ok[None, :], other=0.0)
-        x_dot = x.to(tl.float32) if DOT_IN_FP32 else x
+        x_dot = x
+        if DOT_IN_FP32:
+            x_dot = x.to(tl.float32)
 
         best = tl.full([BLOCK_N], float("inf"), dtype=tl.float32)
         best_idx = tl.zeros([BLOCK_N], dtype=tl.int32)
@@ -60,7 +62,9 @@ def _assign_kernel(
             k_ok = offs_k < K
             c = tl.load(codebook_ptr + offs_k[:, None] * stride_ck + offs_d[None, :] * stride_cd,
                         mask=k_ok[:, None] & d_ok[None, :], other=0.0)
-            c_dot = c.to(tl.float32) if DOT_IN_FP32 else c
+            c_dot = c
+            if DOT_IN_FP32:
+                c_dot = c.to(tl.float32)
             cross = tl.dot(x_dot, tl.trans(c_dot), input_precision=INPUT_PRECISION)  # [BLOCK_N, BLOCK_K]
             # Padding codes get +inf, so they can never win.
             c_sq = tl.load(c_sq_ptr + offs_k, mask=k_ok, other=float("inf"))
@@ -153,6 +157,8 @@ def launch(x, codebook, c_sq, indices, counts, sums, cfg: dict) -> None:
     # Tensor-core dot on the native 16-bit dtype only when both sides share it, and never in the
     # interpreter, which has no bf16 dot.
     dot_in_fp32 = interpreting() or x.dtype != codebook.dtype or x.dtype == torch.float32
+    # tf32x3 recovers float32 accuracy from three tf32 products; 16-bit operands keep the default.
+    precision = "ieee" if interpreting() else "tf32x3" if dot_in_fp32 else None
     # Triton launches on the current CUDA device, which need not be x's.
     with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
         _assign_kernel[(min(num_tiles, cfg["programs"]),)](
@@ -163,6 +169,6 @@ def launch(x, codebook, c_sq, indices, counts, sums, cfg: dict) -> None:
             BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], BLOCK_D=cfg["BLOCK_D"],
             NUM_BINS=max(32, triton.next_power_of_2(k)),
             WITH_SUMS=sums is not None, DOT_IN_FP32=dot_in_fp32,
-            INPUT_PRECISION="ieee" if interpreting() else "tf32x3",
+            INPUT_PRECISION=precision,
             num_warps=cfg["num_warps"],
         )

@@ -1,5 +1,25 @@
 import os
+import random
+import zlib
+
+import pytest
 
 # The Triton kernels run on CPU through Triton's interpreter, which is chosen when a kernel is
 # decorated, i.e. when sda.kernels is first imported. So this must precede every import of it.
 os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# Tests draw fresh random inputs each run; the seed is in the report header so that a failure
+# can be replayed with SDA_TEST_SEED=<seed>.
+SEED = int(os.environ.get("SDA_TEST_SEED") or random.randrange(2**31))
+
+
+def pytest_report_header(config):
+    return f"SDA_TEST_SEED={SEED}"
+
+
+@pytest.fixture
+def rng(request):
+    """A torch.Generator seeded from the run's seed and the test's own id."""
+    import torch
+
+    return torch.Generator().manual_seed(SEED ^ zlib.crc32(request.node.nodeid.encode()))

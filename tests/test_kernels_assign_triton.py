@@ -36,29 +36,28 @@ def compare_with_reference(x, codebook, with_sums=True, max_near_tie_fraction=0.
 @pytest.mark.parametrize("d", [8, 60, 128])
 @pytest.mark.parametrize("k", [1, 64, 100, 256])
 @pytest.mark.parametrize("n", [0, 1, 127, 4099])
-def test_matches_reference(n, k, d, dtype):
-    g = torch.Generator().manual_seed(n * 7919 + k * 104729 + d * 13 + DTYPES.index(dtype))
-    x = torch.randn(n, d, generator=g).to(dtype)
-    c = torch.randn(k, d, generator=g).to(dtype)
+def test_matches_reference(n, k, d, dtype, rng):
+    x = torch.randn(n, d, generator=rng).to(dtype)
+    c = torch.randn(k, d, generator=rng).to(dtype)
     compare_with_reference(x, c)
 
 
-def test_near_ties_are_the_only_disagreements():
+def test_near_ties_are_the_only_disagreements(rng):
     # Codes in pairs 1e-6 apart make near-ties common; whatever either backend picks must be
     # one of the pair (check_assignment) and every disagreement must be within rounding.
-    g = torch.Generator().manual_seed(11)
-    base = torch.randn(32, 64, generator=g)
-    c = torch.cat([base, base + 1e-6 * torch.randn(32, 64, generator=g)])
-    x = base.repeat_interleave(40, 0) + 0.01 * torch.randn(32 * 40, 64, generator=g)
-    _, disagreements = compare_with_reference(x, c, max_near_tie_fraction=1.0)
-    assert disagreements > 0   # the case this test exists for did occur
+    base = torch.randn(32, 64, generator=rng)
+    c = torch.cat([base, base + 1e-6 * torch.randn(32, 64, generator=rng)])
+    x = base.repeat_interleave(40, 0) + 0.01 * torch.randn(32 * 40, 64, generator=rng)
+    got, _ = compare_with_reference(x, c, max_near_tie_fraction=1.0)
+    # The pairs are far closer than float32 rounding of |c|^2, so many rows miss the oracle's
+    # choice: the case this test exists for did occur.
+    assert check_assignment(x, c, got, max_near_tie_fraction=1.0) > 0
 
 
-def test_exact_ties_go_to_the_lowest_index():
+def test_exact_ties_go_to_the_lowest_index(rng):
     # Identical codes 5, 9 (same K tile), 70 (next tile) and 200 (a later one): rows equal to
     # them all pick 5.
-    g = torch.Generator().manual_seed(12)
-    c = torch.randint(-4, 5, (256, 16), generator=g).float()
+    c = torch.randint(-4, 5, (256, 16), generator=rng).float()
     c[[9, 70, 200]] = c[5].clone()
     x = c[5].repeat(150, 1)
     for dtype in DTYPES:
@@ -71,24 +70,21 @@ def test_exact_ties_go_to_the_lowest_index():
     assert assign_triton(torch.zeros(7, 3), c2).indices.tolist() == [1] * 7
 
 
-def test_non_contiguous_inputs():
-    g = torch.Generator().manual_seed(13)
-    x = torch.randn(40, 900, generator=g).T           # [900, 40], column-major
-    c = torch.randn(200, 80, generator=g)[::2, ::2]   # [100, 40], strided both ways
+def test_non_contiguous_inputs(rng):
+    x = torch.randn(40, 900, generator=rng).T           # [900, 40], column-major
+    c = torch.randn(200, 80, generator=rng)[::2, ::2]   # [100, 40], strided both ways
     assert not x.is_contiguous() and not c.is_contiguous()
     got, _ = compare_with_reference(x, c)
     assert torch.equal(got.indices, assign_triton(x.contiguous(), c.contiguous()).indices)
 
 
-def test_mixed_input_dtypes():
-    g = torch.Generator().manual_seed(14)
-    compare_with_reference(torch.randn(300, 32, generator=g).bfloat16(), torch.randn(64, 32, generator=g))
-    compare_with_reference(torch.randn(300, 32, generator=g), torch.randn(64, 32, generator=g).half())
+def test_mixed_input_dtypes(rng):
+    compare_with_reference(torch.randn(300, 32, generator=rng).bfloat16(), torch.randn(64, 32, generator=rng))
+    compare_with_reference(torch.randn(300, 32, generator=rng), torch.randn(64, 32, generator=rng).half())
 
 
-def test_without_sums():
-    g = torch.Generator().manual_seed(15)
-    x, c = torch.randn(700, 24, generator=g), torch.randn(90, 24, generator=g)
+def test_without_sums(rng):
+    x, c = torch.randn(700, 24, generator=rng), torch.randn(90, 24, generator=rng)
     got, _ = compare_with_reference(x, c, with_sums=False)
     assert got.sums is None
 

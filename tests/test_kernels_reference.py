@@ -11,16 +11,14 @@ from sda.kernels.testing import check_assignment
 @pytest.mark.parametrize("n", [0, 1, 127, 4099])
 @pytest.mark.parametrize("k", [1, 64, 100, 256, 1024])
 @pytest.mark.parametrize("d", [8, 60, 128])
-def test_matches_oracle(n, k, d):
-    g = torch.Generator().manual_seed(n * 1000 + k * 10 + d)
-    x, c = torch.randn(n, d, generator=g), torch.randn(k, d, generator=g)
+def test_matches_oracle(n, k, d, rng):
+    x, c = torch.randn(n, d, generator=rng), torch.randn(k, d, generator=rng)
     check_assignment(x, c, assign_reference(x, c))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_low_precision_inputs_are_computed_in_float32(dtype):
-    g = torch.Generator().manual_seed(1)
-    x, c = torch.randn(3000, 64, generator=g).to(dtype), torch.randn(100, 64, generator=g).to(dtype)
+def test_low_precision_inputs_are_computed_in_float32(dtype, rng):
+    x, c = torch.randn(3000, 64, generator=rng).to(dtype), torch.randn(100, 64, generator=rng).to(dtype)
     got = assign_reference(x, c)
     want = assign_reference(x.float(), c.float())
     assert torch.equal(got.indices, want.indices) and torch.equal(got.counts, want.counts)
@@ -28,17 +26,15 @@ def test_low_precision_inputs_are_computed_in_float32(dtype):
     check_assignment(x, c, got)
 
 
-def test_mixed_input_dtypes():
-    g = torch.Generator().manual_seed(2)
-    x, c = torch.randn(500, 32, generator=g).bfloat16(), torch.randn(64, 32, generator=g)
+def test_mixed_input_dtypes(rng):
+    x, c = torch.randn(500, 32, generator=rng).bfloat16(), torch.randn(64, 32, generator=rng)
     check_assignment(x, c, assign_reference(x, c))
 
 
-def test_exact_ties_go_to_the_lowest_index():
+def test_exact_ties_go_to_the_lowest_index(rng):
     # Codes 5, 9, 70 and 900 are the same vector (ties inside and across argmin blocks); rows
     # equal to it must all get code 5. Integer data makes the distances exact.
-    g = torch.Generator().manual_seed(3)
-    c = torch.randint(-4, 5, (1024, 16), generator=g).float()
+    c = torch.randint(-4, 5, (1024, 16), generator=rng).float()
     c[[9, 70, 900]] = c[5].clone()
     x = c[5].repeat(300, 1)
     got = assign_reference(x, c)
@@ -51,9 +47,8 @@ def test_exact_ties_go_to_the_lowest_index():
     assert assign_reference(torch.zeros(7, 3), c2).indices.tolist() == [1] * 7
 
 
-def test_two_stage_argmin_equals_one_stage_including_ties_and_nan():
-    g = torch.Generator().manual_seed(4)
-    dist = torch.randint(0, 50, (257, 1024), generator=g).float()   # many exact ties
+def test_two_stage_argmin_equals_one_stage_including_ties_and_nan(rng):
+    dist = torch.randint(0, 50, (257, 1024), generator=rng).float()   # many exact ties
     dist[10, 3] = dist[10, 700] = -1.0                               # tie across blocks
     dist[11, 64] = dist[11, 65] = -1.0                               # tie inside one block
     dist[12] = float("nan")
@@ -71,9 +66,8 @@ def test_row_with_nan_gets_code_zero():
         assert got.indices[2] == 0
 
 
-def test_chunking_does_not_change_the_result(monkeypatch):
-    g = torch.Generator().manual_seed(5)
-    x, c = torch.randn(5000, 24, generator=g), torch.randn(300, 24, generator=g)
+def test_chunking_does_not_change_the_result(monkeypatch, rng):
+    x, c = torch.randn(5000, 24, generator=rng), torch.randn(300, 24, generator=rng)
     whole = assign_reference(x, c)
     monkeypatch.setattr(reference, "CPU_CHUNK_BYTES", 4 * 300 * 7)   # 7-row chunks, ragged tail
     chunked = assign_reference(x, c)
@@ -82,10 +76,9 @@ def test_chunking_does_not_change_the_result(monkeypatch):
     assert torch.allclose(whole.sums, chunked.sums, atol=1e-5)
 
 
-def test_non_contiguous_inputs():
-    g = torch.Generator().manual_seed(6)
-    x = torch.randn(40, 900, generator=g).T          # [900, 40], column-major
-    c = torch.randn(200, 80, generator=g)[::2, ::2]  # [100, 40], strided both ways
+def test_non_contiguous_inputs(rng):
+    x = torch.randn(40, 900, generator=rng).T          # [900, 40], column-major
+    c = torch.randn(200, 80, generator=rng)[::2, ::2]  # [100, 40], strided both ways
     assert not x.is_contiguous() and not c.is_contiguous()
     got = assign_reference(x, c)
     want = assign_reference(x.contiguous(), c.contiguous())
@@ -93,9 +86,8 @@ def test_non_contiguous_inputs():
     check_assignment(x, c, got)
 
 
-def test_without_sums():
-    g = torch.Generator().manual_seed(7)
-    x, c = torch.randn(1000, 16, generator=g), torch.randn(50, 16, generator=g)
+def test_without_sums(rng):
+    x, c = torch.randn(1000, 16, generator=rng), torch.randn(50, 16, generator=rng)
     full, lean = assign_reference(x, c), assign_reference(x, c, with_sums=False)
     assert lean.sums is None
     assert torch.equal(full.indices, lean.indices) and torch.equal(full.counts, lean.counts)
