@@ -49,7 +49,8 @@ def _assign_kernel(
     for tile in range(tl.program_id(0), num_tiles, tl.num_programs(0)):
         offs_n = tile * BLOCK_N + tl.arange(0, BLOCK_N)
         n_ok = offs_n < N
-        x = tl.load(x_ptr + offs_n[:, None] * stride_xn + offs_d[None, :] * stride_xd,
+        rows = offs_n.to(tl.int64)   # row * stride overflows int32 beyond 2^31 elements of x
+        x = tl.load(x_ptr + rows[:, None] * stride_xn + offs_d[None, :] * stride_xd,
                     mask=n_ok[:, None] & d_ok[None, :], other=0.0)
         x_dot = x
         if DOT_IN_FP32:

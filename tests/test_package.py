@@ -110,6 +110,8 @@ def test_install_without_a_compiler_falls_back_to_python(tmp_path):
     assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
     assert "sda._sdafile was not built" in pip.stdout + pip.stderr
     assert not list(target.glob("sda/_sdafile*"))
+    # A normal (not editable) install puts the top-level kernels/ folder at sda/kernels.
+    assert (target / "sda" / "kernels" / "assign_triton.py").is_file()
 
     code = (
         "import warnings\nwarnings.simplefilter('always')\n"
