@@ -15,12 +15,9 @@ X, C = torch.randn(200, 16), torch.randn(32, 16)
 def spy(monkeypatch):
     """Record which backend functions assign calls."""
     calls = []
-    for name in ("assign_reference",):
-        real = getattr(dispatch, name)
-        monkeypatch.setattr(dispatch, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
-    real_triton = dispatch._triton.assign_triton
-    monkeypatch.setattr(dispatch._triton, "assign_triton",
-                        lambda *a: calls.append("assign_triton") or real_triton(*a))
+    for module, name in ((dispatch, "assign_reference"), (dispatch._triton, "assign_triton")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
     return calls
 
 
