@@ -1,0 +1,163 @@
+"""One codebook level: K codes of dimension D learned by exponential moving averages, not gradients.
+
+State (buffers, saved with the model):
+    embed         [K, D]  the codes
+    cluster_size  [K]     EMA of how many vectors each code is assigned per step
+    embed_sum     [K, D]  EMA of the sum of those vectors
+    initialized   []      bool: k-means has run
+
+Invariant, restored by every operation that writes the state (EMA update, k-means initialisation,
+dead-code replacement), all through `_set_codes`:
+
+    embed[k] == embed_sum[k] / laplace(cluster_size)[k]
+
+Two bugs common in widely used implementations are excluded by it. After k-means, writing the
+centroids into `embed` but not into a consistent `embed_sum` makes the next EMA update recompute
+every code from stale sums and shrink the codebook toward zero. And a dead code replaced before
+(or without touching the statistics of) the same step's EMA update is overwritten by it. Here the
+update runs first, then replacement rewrites code and statistics together, so a replaced code
+keeps its value until real assignments move it.
+
+Every assignment (training, k-means, evaluation) goes through sda.kernels.assign, which returns
+indices, counts and sums in one pass: the EMA update and the health figures need no other.
+"""
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from sda.kernels import assign
+
+LAPLACE_EPS = 1e-5
+
+
+class CodebookOutput(NamedTuple):
+    quantized: torch.Tensor  # [N, D] float32, the chosen codes (no gradient)
+    indices: torch.Tensor  # [N] int64
+    counts: torch.Tensor  # [K] int64, assignments in this call
+    replaced: int  # codes re-seeded in this call (0 outside training)
+
+
+def laplace(cluster_size: torch.Tensor, eps: float = LAPLACE_EPS) -> torch.Tensor:
+    """Laplace-smoothed cluster sizes [K]: never zero, same total."""
+    n = cluster_size.sum()
+    return (cluster_size + eps) / (n + cluster_size.numel() * eps) * n
+
+
+def sample_rows(n: int, k: int, device) -> torch.Tensor:
+    """k random row indices [k] out of n: distinct when n >= k. Uses torch's global generator."""
+    return torch.randperm(n, device=device)[:k] if n >= k else torch.randint(n, (k,), device=device)
+
+
+def kmeans_plus_plus(x: torch.Tensor, k: int) -> torch.Tensor:
+    """k seed rows [k, D] of x [N, D] by D^2 sampling: each next seed is drawn with probability
+    proportional to its squared distance from the seeds so far. Random seeds (as many libraries use)
+    often put two seeds in one cluster and leave a pair of clusters sharing one code for good."""
+    seeds = x[sample_rows(x.shape[0], 1, x.device)]
+    nearest = (x - seeds[0]).square().sum(dim=1)  # [N] squared distance to the closest seed
+    for _ in range(k - 1):
+        # When every point is a seed already (N < K, or duplicates), repeat one at random.
+        row = torch.multinomial(nearest, 1) if nearest.sum() > 0 else sample_rows(x.shape[0], 1, x.device)
+        seeds = torch.cat([seeds, x[row]])
+        nearest = torch.minimum(nearest, (x - x[row]).square().sum(dim=1))
+    return seeds
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means on x [N, D] float32 -> (centroids [K, D], counts [K] of the final assignment).
+
+    k-means++ seeds, then `iters` rounds of assign-and-average; a cluster that empties is re-seeded
+    from a random row.
+    """
+    n = x.shape[0]
+    centroids = kmeans_plus_plus(x, k)
+    for _ in range(iters):
+        a = assign(x, centroids)
+        used = a.counts > 0
+        centroids[used] = a.sums[used] / a.counts[used, None]
+        empty = int((~used).sum())
+        if empty:
+            centroids[~used] = x[sample_rows(n, empty, x.device)]
+    return centroids, assign(x, centroids, with_sums=False).counts
+
+
+class EMACodebook(nn.Module):
+    """K codes [K, D]; forward quantises x [N, D] float32 (see the module docstring for the state)."""
+
+    def __init__(self, codebook_size: int, dim: int, decay: float = 0.95, dead_code_threshold: float = 0.25,
+                 kmeans_iters: int = 10):
+        super().__init__()
+        self.decay = decay
+        self.dead_code_threshold = dead_code_threshold
+        self.kmeans_iters = kmeans_iters
+        embed = torch.randn(codebook_size, dim)
+        self.register_buffer("embed", embed)
+        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("embed_sum", embed * laplace(torch.ones(codebook_size))[:, None])
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @property
+    def codebook_size(self) -> int:
+        return self.embed.shape[0]
+
+    def forward(self, x: torch.Tensor) -> CodebookOutput:
+        """Quantise x [N, D] float32. In training mode: k-means on first use, EMA update, dead-code
+        replacement, in that order. In eval mode the state is only read."""
+        if self.training and not self.initialized and x.shape[0] > 0:
+            self.initialize(x)
+        a = assign(x, self.embed, with_sums=self.training)
+        quantized = self.embed[a.indices]
+        replaced = 0
+        if self.training:
+            self.ema_update(a.counts, a.sums)
+            replaced = self.replace_dead(x)
+        return CodebookOutput(quantized, a.indices, a.counts, replaced)
+
+    def nearest(self, x: torch.Tensor) -> torch.Tensor:
+        """Indices [N] of the nearest codes to x [N, D]; reads the state only."""
+        return assign(x, self.embed, with_sums=False).indices
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """k-means on real vectors x [N, D]; statistics start consistent with the centroids."""
+        centroids, counts = kmeans(x.detach().float(), self.codebook_size, self.kmeans_iters)
+        everything = torch.ones(self.codebook_size, dtype=torch.bool, device=x.device)
+        self._set_codes(everything, centroids, counts.to(self.cluster_size.dtype))
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def ema_update(self, counts: torch.Tensor, sums: torch.Tensor) -> None:
+        """Move the statistics toward this step's counts [K] and sums [K, D]; used codes follow.
+
+        Unused codes stay exactly where they are: as their usage decays toward zero the smoothing
+        term would come to dominate embed_sum / laplace(cluster_size) and pull them to the origin.
+        """
+        used = counts > 0
+        self.cluster_size.lerp_(counts.to(self.cluster_size.dtype), 1 - self.decay)
+        self.embed_sum.lerp_(sums, 1 - self.decay)
+        moved = self.embed_sum[used] / laplace(self.cluster_size)[used, None]
+        self._set_codes(used, moved, self.cluster_size[used])
+
+    @torch.no_grad()
+    def replace_dead(self, x: torch.Tensor) -> int:
+        """Re-seed codes whose EMA usage fell under the threshold with random rows of x [N, D]."""
+        if self.dead_code_threshold <= 0 or x.shape[0] == 0:
+            return 0
+        dead = self.cluster_size < self.dead_code_threshold
+        n_dead, n = int(dead.sum()), x.shape[0]
+        if n_dead == 0:
+            return 0
+        rows = sample_rows(n, n_dead, x.device)
+        # A re-seeded code starts at twice the threshold: log(2) / (1 - decay) steps to attract data
+        # before it counts as dead again.
+        start = torch.full((n_dead,), 2.0 * self.dead_code_threshold, device=x.device)
+        self._set_codes(dead, x[rows].detach().float(), start)
+        return n_dead
+
+    def _set_codes(self, which: torch.Tensor, codes: torch.Tensor, cluster_size: torch.Tensor) -> None:
+        """Write codes [M, D] and their usage [M] where the mask which [K] is set, then re-derive
+        embed_sum for every code so the invariant holds (the smoothing depends on the total usage)."""
+        self.embed[which] = codes
+        self.cluster_size[which] = cluster_size
+        self.embed_sum.copy_(self.embed * laplace(self.cluster_size)[:, None])

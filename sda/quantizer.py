@@ -1,0 +1,85 @@
+"""Residual vector quantizer: L EMA codebook levels, each quantising what the previous ones left.
+
+    rvq = ResidualVQ(levels=3, codebook_size=64, dim=64)
+    out = rvq(z)                 # z [B, D, T] from the encoder, any float dtype
+    out.quantized                # [B, D, T] float32, straight-through: gradients flow to z unchanged
+    out.codes                    # [B, T, L] int64, one code per level and time position
+    out.commitment               # [L] float32, mean ||residual - code||^2 per level (gradient to z only)
+    out.counts, out.replaced     # [L, K] int64 assignments and [L] re-seeded codes in this call
+    rvq.decode(codes)            # [B, T, L] -> [B, D, T]
+
+Distances are always computed in float32 (autocast leaves this module's inputs alone), because a
+bfloat16 distance cannot separate close codes. Codebooks are updated by EMA (sda.codebook), never
+by the optimizer, so they hold no parameters.
+"""
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sda.codebook import EMACodebook
+
+
+class QuantizerOutput(NamedTuple):
+    quantized: torch.Tensor  # [B, D, T] float32
+    codes: torch.Tensor  # [B, T, L] int64
+    commitment: torch.Tensor  # [L] float32
+    counts: torch.Tensor  # [L, K] int64
+    replaced: torch.Tensor  # [L] int64
+
+
+class ResidualVQ(nn.Module):
+    def __init__(self, levels: int, codebook_size: int, dim: int, decay: float = 0.95,
+                 dead_code_threshold: float = 0.25, kmeans_iters: int = 10):
+        super().__init__()
+        self.levels = nn.ModuleList(
+            EMACodebook(codebook_size, dim, decay, dead_code_threshold, kmeans_iters) for _ in range(levels)
+        )
+
+    @property
+    def initialized(self) -> bool:
+        return all(bool(level.initialized) for level in self.levels)
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        with torch.autocast(z.device.type, enabled=False):
+            return self._quantize(z)
+
+    def _quantize(self, z: torch.Tensor) -> QuantizerOutput:
+        b, d, t = z.shape
+        x = z.float().transpose(1, 2).reshape(b * t, d)  # [N, D] rows are (batch, time) positions
+        residual = x
+        quantized = torch.zeros_like(x)
+        codes, commitment, counts, replaced = [], [], [], []
+        for level in self.levels:
+            out = level(residual.detach())
+            commitment.append(F.mse_loss(residual, out.quantized))
+            residual = residual - out.quantized
+            quantized = quantized + out.quantized
+            codes.append(out.indices)
+            counts.append(out.counts)
+            replaced.append(out.replaced)
+        quantized = x + (quantized - x).detach()  # straight-through estimator
+        return QuantizerOutput(
+            quantized=quantized.reshape(b, t, d).transpose(1, 2),
+            codes=torch.stack(codes, dim=1).reshape(b, t, len(self.levels)),
+            commitment=torch.stack(commitment),
+            counts=torch.stack(counts),
+            replaced=torch.tensor(replaced, dtype=torch.int64),
+        )
+
+    @torch.no_grad()
+    def initialize(self, z: torch.Tensor) -> None:
+        """k-means every level on a sample of encoder outputs z [B, D, T], level by level on the
+        residuals, before the first training step. Larger samples than one batch give better codes."""
+        b, d, t = z.shape
+        residual = z.float().transpose(1, 2).reshape(b * t, d)
+        for level in self.levels:
+            level.initialize(residual)
+            residual = residual - level.embed[level.nearest(residual)]
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [B, T, L] -> quantized latents [B, D, T]."""
+        quantized = sum(level.embed[codes[..., i]] for i, level in enumerate(self.levels))
+        return quantized.transpose(1, 2)

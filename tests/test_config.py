@@ -1,0 +1,64 @@
+"""sda.config: validation with named errors, the codebook-size tiers, derivation, and round trips."""
+
+import dataclasses
+import json
+
+import pytest
+
+from sda.config import AudioConfig, ConfigError, VQVAEConfig, auto_codebook_size
+
+
+@pytest.mark.parametrize("files, size", [(1, 64), (5, 64), (19, 64), (20, 128), (99, 128), (100, 256), (500, 256)])
+def test_codebook_size_tiers(files, size):
+    assert auto_codebook_size(files) == size
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"rvq_levels": 5}, "rvq_levels=5 is out of range: expected 2, 3 or 4"),
+    ({"rvq_levels": 1}, "rvq_levels=1"),
+    ({"codebook_size": 1}, "codebook_size=1"),
+    ({"commitment_weight": 0.0}, "commitment_weight=0.0"),
+    ({"ema_decay": 1.0}, "ema_decay=1.0"),
+    ({"epochs": 0}, "epochs=0"),
+    ({"batch_size": 0}, "batch_size=0"),
+    ({"learning_rate": -1e-3}, "learning_rate=-0.001"),
+    ({"downsample": 3}, "downsample=3"),
+    ({"downsample": 8, "audio": AudioConfig(chunk_frames=36)}, "chunk_frames=36 .*multiple of downsample=8"),
+    ({"audio": AudioConfig(n_fft=1000)}, "n_fft=1000 .*power of two"),
+    ({"audio": AudioConfig(n_mels=600)}, "n_mels=600"),
+    ({"seed": -1}, "seed=-1"),
+])
+def test_out_of_range_settings_are_named(change, message):
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(VQVAEConfig(), **change).validate()
+
+
+def test_defaults_are_valid_and_as_documented():
+    cfg = VQVAEConfig().validate()
+    assert (cfg.rvq_levels, cfg.codebook_size, cfg.codebook_dim, cfg.commitment_weight) == (3, None, 64, 0.25)
+    assert cfg.audio.chunk_samples == cfg.audio.chunk_frames * cfg.audio.hop_length
+
+
+def test_resolve_derives_dataset_dependent_settings_in_one_place():
+    cfg = VQVAEConfig(batch_size=16)
+    assert cfg.resolve(n_files=12, n_train_chunks=100).codebook_size == 64
+    assert cfg.resolve(n_files=150, n_train_chunks=100).codebook_size == 256
+    assert cfg.resolve(n_files=12, n_train_chunks=5).batch_size == 5  # a tiny folder: one batch per epoch
+    override = dataclasses.replace(cfg, codebook_size=512).resolve(n_files=12, n_train_chunks=100)
+    assert override.codebook_size == 512
+
+
+def test_json_round_trip():
+    cfg = VQVAEConfig(rvq_levels=4, audio=AudioConfig(n_mels=64)).resolve(n_files=30, n_train_chunks=60)
+    assert VQVAEConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_from_dict_rejects_unknown_settings():
+    data = VQVAEConfig().to_dict()
+    data["warp_factor"] = 9
+    with pytest.raises(ConfigError, match="unknown VQVAEConfig setting.*warp_factor"):
+        VQVAEConfig.from_dict(data)
+    data = VQVAEConfig().to_dict()
+    data["audio"]["bits"] = 24
+    with pytest.raises(ConfigError, match="unknown AudioConfig setting.*bits"):
+        VQVAEConfig.from_dict(data)

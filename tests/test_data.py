@@ -1,0 +1,216 @@
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from sda import synth
+from sda.audio import LogMel
+from sda.config import AudioConfig, VQVAEConfig, auto_codebook_size
+from sda.data import (
+    DataError,
+    FolderNotFoundError,
+    NoAudioError,
+    OnlySilenceError,
+    TooFewFilesError,
+    _chunk,
+    load_dataset,
+    preflight,
+    split_files,
+)
+
+AUDIO = AudioConfig()
+C = AUDIO.chunk_samples  # 16384 samples at 22050 Hz
+
+
+def write_tone(path, samples, sr=AUDIO.sample_rate, channels=1, amplitude=0.5, subtype="FLOAT"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(samples) / sr
+    wave = amplitude * np.sin(2 * np.pi * 330 * t)
+    sf.write(path, np.repeat(wave[:, None], channels, axis=1), sr, subtype=subtype)
+    return path
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    """8 generated sounds, one more in a nested folder, non-audio, broken, empty, silent and hidden files."""
+    folder = tmp_path / "kit"
+    usable = synth.write_collection(folder, n_files=8, seed=3, formats=("wav", "flac", "ogg"))
+    usable.append(write_tone(folder / "nested" / "deeper" / "tone.aiff", 3000, sr=44100, channels=2,
+                             subtype="PCM_16"))
+    for name in ("notes.txt", "cover.jpg", "README"):
+        (folder / name).write_text("not audio")
+    (folder / "corrupt.wav").write_bytes(np.random.default_rng(0).bytes(5000))
+    write_tone(folder / "empty.wav", 0)
+    write_tone(folder / "silent.flac", 22050, amplitude=0, subtype="PCM_16")
+    write_tone(folder / ".hidden.wav", 22050)
+    write_tone(folder / ".trash" / "old.wav", 22050)
+    (folder / ".DS_Store").write_bytes(b"\0\1")
+    return folder, usable
+
+
+def test_preflight_reports_what_it_found(mixed):
+    folder, usable = mixed
+    report = preflight(folder)
+    infos = {p.relative_to(folder).as_posix(): sf.info(str(p)) for p in usable}
+    assert [f.path for f in report.files] == sorted(infos)
+    assert "nested/deeper/tone.aiff" in infos
+    for f in report.files:
+        info = infos[f.path]
+        assert (f.sample_rate, f.channels) == (info.samplerate, info.channels)
+        assert f.seconds == pytest.approx(info.frames / info.samplerate)
+        resampled = math.ceil(info.frames * AUDIO.sample_rate / info.samplerate)
+        full, rest = divmod(resampled, C)
+        assert f.chunks == max(1, full + (rest >= C / 4))
+    assert report.sample_rates == Counter(i.samplerate for i in infos.values())
+    assert report.channels == Counter(i.channels for i in infos.values())
+    assert len(report.sample_rates) == 4 and set(report.channels) == {1, 2}
+    assert report.total_seconds == pytest.approx(sum(i.frames / i.samplerate for i in infos.values()))
+    assert report.n_chunks == sum(f.chunks for f in report.files) > len(report.files)  # some give several
+    assert report.codebook_size == 64
+    assert {(s.path, s.reason) for s in report.skipped} == {
+        ("notes.txt", "not an audio file (.txt)"), ("cover.jpg", "not an audio file (.jpg)"),
+        ("README", "not an audio file (no extension)")}
+    reasons = {r.path: r.reason for r in report.rejected}
+    assert reasons == {"corrupt.wav": "could not decode: Format not recognised", "empty.wav": "empty (no samples)",
+                       "silent.flac": "silent (peak below -80 dBFS)"}
+
+
+def test_preflight_text_and_dict(mixed):
+    folder, _ = mixed
+    report = preflight(folder)
+    text = report.format()
+    for expected in ("9 usable audio files", "nested/deeper/tone.aiff", "stereo", "44100 Hz",
+                     "codebook size: 64", "notes.txt", "corrupt.wav: could not decode", "silent.flac: silent"):
+        assert expected in text
+    summary = json.loads(json.dumps(report.to_dict()))
+    assert len(summary["files"]) == 9 and summary["skipped"] == 3 and len(summary["rejected"]) == 3
+    assert summary["chunks"] == report.n_chunks and summary["memory_bytes"] == report.memory_bytes
+    assert summary["sample_rates"] == {str(k): v for k, v in report.sample_rates.items()}
+    assert set(summary["validation_files"]) == {report.files[i].path for i in report.val_indices}
+
+
+def test_large_collections_are_summarised(tmp_path):
+    synth.write_collection(tmp_path, n_files=24, formats=("wav", "flac"))
+    for i in range(12):
+        (tmp_path / f"take{i}.txt").write_text("")
+    text = preflight(tmp_path).format()
+    assert "24 usable audio files" in text and "shortest 08_hat" in text and "longest" in text
+    assert "00_kick.wav" not in text  # one line per file only for small collections
+    assert "12 files that are not audio: .txt (12)" in text
+
+
+def test_chunking_pads_short_files_keeps_long_remainders_and_caps(tmp_path):
+    lengths = {"short.wav": 1000, "three.wav": 3 * C, "quarter.wav": 3 * C + C // 4,
+               "less.wav": 3 * C + C // 4 - 1, "long.wav": 10 * C + 5}
+    for name, n in lengths.items():
+        write_tone(tmp_path / name, n)
+    report = preflight(tmp_path, AudioConfig(max_chunks_per_file=4))
+    chunks = {f.path: (f.chunks, f.available_chunks, f.capped) for f in report.files}
+    assert chunks == {"short.wav": (1, 1, False), "three.wav": (3, 3, False), "quarter.wav": (4, 4, False),
+                      "less.wav": (3, 3, False), "long.wav": (4, 10, True)}
+    assert "capped at 4 evenly spaced chunks: long.wav (10 available)" in report.format()
+
+
+def test_chunk_contents():
+    audio = AudioConfig(chunk_frames=8, hop_length=4, n_fft=64, n_mels=8, max_chunks_per_file=3)  # 32 samples
+    ramp = torch.arange(1.0, 20 * 32 + 1)  # 20 chunks, each starting at a known value
+    chunks, available = _chunk(ramp, audio)
+    assert available == 20 and chunks.shape == (3, 32)
+    assert chunks[:, 0].tolist() == [3 * 32 + 1, 10 * 32 + 1, 16 * 32 + 1]  # middles of three equal stretches
+    short, available = _chunk(torch.ones(5), audio)
+    assert available == 1 and short.shape == (1, 32)
+    assert short[0, :5].eq(1).all() and short[0, 5:].eq(0).all()  # zero-padded, not stretched
+
+
+def test_missing_folder_and_file_instead_of_folder(tmp_path):
+    with pytest.raises(FolderNotFoundError, match="does not exist"):
+        preflight(tmp_path / "nope")
+    write_tone(tmp_path / "a.wav", 100)
+    with pytest.raises(FolderNotFoundError, match="is a file, not a folder"):
+        preflight(tmp_path / "a.wav")
+
+
+def test_no_audio(tmp_path):
+    with pytest.raises(NoAudioError, match="the folder is empty"):
+        preflight(tmp_path)
+    (tmp_path / "a.txt").write_text("")
+    (tmp_path / "b.jpg").write_text("")
+    with pytest.raises(NoAudioError, match="skipped 2 other files"):
+        preflight(tmp_path)
+
+
+def test_too_few_usable_files_says_why(tmp_path):
+    for i in range(3):
+        write_tone(tmp_path / f"ok{i}.wav", 5000)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF garbage")
+    write_tone(tmp_path / "silent.wav", 5000, amplitude=1e-5)
+    nan = np.full(100, np.nan, dtype=np.float32)
+    sf.write(tmp_path / "nan.wav", nan, AUDIO.sample_rate, subtype="FLOAT")
+    with pytest.raises(TooFewFilesError) as error:
+        preflight(tmp_path)
+    message = str(error.value)
+    assert "3 usable audio files in" in message and "at least 5" in message
+    assert "corrupt.wav (could not decode: " in message and "silent.wav (silent" in message
+    assert "nan.wav (contains NaN" in message and "Add more audio files" in message
+
+
+def test_only_silence(tmp_path):
+    for i in range(6):
+        write_tone(tmp_path / f"blank{i}.wav", 5000, amplitude=0, subtype="PCM_16")
+    (tmp_path / "corrupt.flac").write_bytes(b"fLaC nonsense")
+    with pytest.raises(OnlySilenceError, match="6 files decoded but are silent"):
+        preflight(tmp_path)
+
+
+def test_errors_are_value_errors_with_one_base():
+    for error in (FolderNotFoundError, NoAudioError, TooFewFilesError, OnlySilenceError):
+        assert issubclass(error, DataError) and issubclass(error, ValueError)
+
+
+@pytest.mark.parametrize("n, fraction, n_val", [(5, 0.1, 1), (20, 0.1, 2), (100, 0.1, 10), (2, 0.9, 1), (7, 0.5, 4)])
+def test_split_by_file(n, fraction, n_val):
+    train, val = split_files(n, seed=0, validation_fraction=fraction)
+    assert len(val) == n_val and sorted(train + val) == list(range(n))
+    assert (train, val) == split_files(n, seed=0, validation_fraction=fraction)
+
+
+def test_split_depends_on_the_seed():
+    assert split_files(20, seed=0, validation_fraction=0.2) != split_files(20, seed=1, validation_fraction=0.2)
+    with pytest.raises(ValueError):
+        split_files(1, seed=0, validation_fraction=0.1)
+
+
+def test_auto_codebook_size_tiers():
+    assert [auto_codebook_size(n) for n in (4, 19, 20, 99, 100)] == [64, 64, 128, 128, 256]
+
+
+def test_load_dataset(mixed):
+    folder, _ = mixed
+    config = VQVAEConfig(validation_fraction=0.25, seed=5)
+    data = load_dataset(folder, config)
+    report = data.preflight
+    assert report == preflight(folder, config.audio, seed=5, validation_fraction=0.25)
+    train, val = split_files(9, seed=5, validation_fraction=0.25)
+    assert (list(report.train_indices), list(report.val_indices)) == (train, val)
+    n_train = sum(f.chunks for f in data.train_files)
+    n_val = sum(f.chunks for f in data.val_files)
+    assert data.train_mels.shape == (n_train, AUDIO.n_mels, AUDIO.chunk_frames)
+    assert data.val_mels.shape == (n_val, AUDIO.n_mels, AUDIO.chunk_frames)
+    assert data.val_audio.shape == (n_val, C)
+    assert not data.train_mels.requires_grad and data.train_mels.dtype == torch.float32
+    assert torch.allclose(LogMel(AUDIO)(data.val_audio), data.val_mels, atol=1e-4)
+    assert data.config == config.resolve(n_files=9, n_train_chunks=n_train)
+    held = data.train_mels.nbytes + data.val_mels.nbytes + data.val_audio.nbytes
+    assert report.memory_bytes == held
+
+
+def test_load_dataset_resolves_batch_size_and_keeps_an_override(tmp_path):
+    for i in range(5):  # five one-shots: one chunk each, one file for validation
+        write_tone(tmp_path / f"hit{i}.wav", 2000 + 100 * i)
+    data = load_dataset(tmp_path, VQVAEConfig(batch_size=16, codebook_size=32))
+    assert data.train_mels.shape[0] == 4 and data.val_mels.shape[0] == 1
+    assert data.config.batch_size == 4 and data.config.codebook_size == 32
