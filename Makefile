@@ -31,6 +31,7 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m pytest bench --benchmark-only -rs -p no:cacheprovider --benchmark-columns=min,median,max,rounds
+	$(BIN)/python bench/codebook_quality.py
 	@echo "GPU figures: python bench/gpu_kernels.py on a CUDA machine (see bench/RESULTS.md)"
 
 clean:

@@ -1,7 +1,8 @@
-"""The GPU benchmark script runs end to end on CPU (--smoke, under the interpreter).
+"""The benchmark scripts run end to end (--smoke): their figures are only ever read after a long run.
 
-A GPU is lent rarely and briefly, so the script must not be debugged on it: this runs every
-path of it except the CUDA-only timer on tiny shapes.
+A GPU is lent rarely and briefly, so the GPU script must not be debugged on it: this runs every
+path of it except the CUDA-only timer on tiny shapes, under the Triton interpreter. The codebook
+quality benchmark trains for minutes; its smoke mode trains a tiny model for three steps.
 """
 
 import os
@@ -33,3 +34,20 @@ def test_gpu_kernels_refuses_cpu_without_smoke():
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_kernels.py")],
                          env={**os.environ, "TRITON_INTERPRET": "1"}, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "no CUDA device" in run.stderr
+
+
+def test_codebook_quality_smoke(tmp_path):
+    out = tmp_path / "quality.md"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "codebook_quality.py"), "--smoke", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    report = out.read_text()
+    for level in (1, 2, 3):
+        assert f"| level {level} utilization, train % |" in report
+    assert "| validation reconstruction loss |" in report and "| ms per training step |" in report
+    try:
+        import vector_quantize_pytorch  # noqa: F401
+    except ImportError:
+        assert "not installed" in report
+    else:
+        assert "| sda | vqp | sda vs vqp |" in report and "targets:" in report
