@@ -18,12 +18,9 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/python -m pip install -e '.[dev,bench]'
 	touch $@
 
-# Until training lands, the demo is the CPU kernel benchmark: sda's assignment against
-# torch.cdist + argmin + bincount, side by side.
+# The demo trains on a generated collection (written to models/demo-data) and prints the report.
 demo: $(VENV)/.installed
-	$(BIN)/sda env
-	$(BIN)/python -m pytest bench/test_cpu_kernels.py --benchmark-only -q -rs -p no:cacheprovider \
-		--benchmark-columns=min,median,max,rounds
+	$(BIN)/sda train --demo
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -35,6 +35,12 @@ def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(data.T.copy()), sample_rate
 
 
+def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:
+    """Write wave [S] or [C, S] as 16-bit PCM (clipped to [-1, 1]; the format follows the extension)."""
+    data = wave.detach().float().clamp(-1, 1).cpu().numpy()
+    sf.write(str(path), data.T if data.ndim == 2 else data, sample_rate, subtype="PCM_16")
+
+
 def to_mono(wave: torch.Tensor) -> torch.Tensor:
     """[C, S] -> [S]: the mean of the channels."""
     return wave.mean(dim=0)

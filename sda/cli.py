@@ -1,14 +1,21 @@
-"""The sda command line. `sda env` reports what this installation will compute with.
+"""The sda command line: train, info, reconstruct, env. Training logic lives in sda.engine; this file
+turns flags into a config and events into text.
 
-Training, info, reconstruct and the UI arrive with their issues; they will be subcommands here.
+Exit status: 0 done, 1 training failed (one message), 2 bad input (flags, folder, model file),
+130 stopped by Ctrl-C (model and checkpoint saved).
 """
 
 import argparse
 import os
 import platform
+import signal
 import sys
+import threading
+from pathlib import Path
 
 import sda
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -40,12 +47,159 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from sda.config import VQVAEConfig
+    from sda.engine import RunOptions, train
+    from sda.events import Error
+    from sda.progress import Progress
+
+    if args.demo:
+        from sda.synth import write_collection
+
+        args.data_dir = args.out / "demo-data"
+        if not args.data_dir.exists():
+            write_collection(args.data_dir, n_files=24)
+    elif args.data_dir is None:
+        raise ValueError("give the folder of audio to train on (sda train DATA_DIR), or --demo")
+    config = VQVAEConfig(rvq_levels=args.rvq_levels, commitment_weight=args.commitment_weight,
+                         codebook_size=args.codebook_size, codebook_dim=args.codebook_dim, epochs=args.epochs,
+                         batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed).validate()
+    options = RunOptions(data_dir=args.data_dir, out_dir=args.out, model_name=args.model_name, device=args.device,
+                         precision=args.precision, health_every=args.health_every,
+                         checkpoint_every=args.checkpoint_every, preview_every=args.preview_every, resume=args.resume)
+    stop = threading.Event()
+    interrupted = _stop_on_first_ctrl_c(stop)
+    progress = Progress(interactive=sys.stdout.isatty())
+    try:
+        for event in train(config, options, stop):
+            progress.show(event)
+            if isinstance(event, Error):
+                return EXIT_BAD_INPUT if event.bad_input else EXIT_FAILED
+    finally:
+        progress.close()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return EXIT_INTERRUPTED if interrupted.is_set() else 0
+
+
+def _stop_on_first_ctrl_c(stop: threading.Event) -> threading.Event:
+    """First Ctrl-C: finish the step, save, report. Second: abort at once."""
+    interrupted = threading.Event()
+
+    def handler(signum, frame):
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        stop.set()
+        print("\nsda: stopping after this step; saving the model and a checkpoint (Ctrl-C again to abort)",
+              file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, handler)
+    return interrupted
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from sda import sdafile
+    from sda.report import info_text
+
+    metadata = sdafile.read_metadata(args.model)
+    print(info_text(args.model, metadata))
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    import torch
+
+    from sda.audio import LogMel, MelInverter, read_audio, resample, to_mono, write_audio
+    from sda.modelfile import load_model
+
+    model, _ = load_model(args.model)
+    audio = model.config.audio
+    try:
+        wave, rate = read_audio(args.input)
+    except Exception as exc:  # soundfile raises several types; all mean the same to the user
+        raise ValueError(f"cannot read {args.input} as audio: {exc}") from None
+    mono = resample(to_mono(wave), rate, audio.sample_rate)
+    # Whole code positions only: pad to a multiple of hop x downsample (and at least one FFT window),
+    # then cut the decoded audio back to the input's length.
+    unit = audio.hop_length * model.config.downsample
+    target = -(-max(len(mono), audio.n_fft) // unit) * unit
+    padded = torch.nn.functional.pad(mono, (0, target - len(mono)))
+    with torch.no_grad():
+        codes = model.encode(LogMel(audio)(padded[None]))  # [1, T', L]
+        out = MelInverter(audio)(model.decode(codes))[0, : len(mono)]
+    write_audio(args.output, out, audio.sample_rate)
+    positions, levels = codes.shape[1], codes.shape[2]
+    print(f"{args.input}: {len(mono) / audio.sample_rate:.2f} s -> code grid {levels} levels x {positions} time "
+          f"positions ({model.config.codebook_size} codes per level)")
+    print(f"wrote {args.output} ({audio.sample_rate} Hz, mono)")
+    return 0
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is too small: it must be at least {low}")
+        return value
+    return parse
+
+
+def _float_in(low: float, high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low < value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: it must be above {low} and at most {high}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sda", description=sda.__doc__)
     parser.add_argument("--version", action="version", version=f"sda {sda.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
     env = commands.add_parser("env", help="show versions, devices and the kernel backend in use")
     env.set_defaults(run=cmd_env)
+
+    t = commands.add_parser("train", help="train a model on a folder of audio files",
+                            description="Train an RVQ-VAE on a folder of audio files, showing codebook health live.")
+    t.add_argument("data_dir", nargs="?", type=Path, metavar="DATA_DIR", help="folder of audio (searched recursively)")
+    t.add_argument("--demo", action="store_true", help="train on a generated collection; no DATA_DIR needed")
+    t.add_argument("--rvq-levels", type=int, choices=(2, 3, 4), default=3,
+                   help="codebook levels: fewer = faster, more = finer detail (default 3)")
+    t.add_argument("--commitment-weight", type=_float_in(0, 10), default=0.25, help="default 0.25")
+    t.add_argument("--codebook-size", type=_int_at_least(2), help="codes per level (default: auto by file count)")
+    t.add_argument("--codebook-dim", type=_int_at_least(1), default=64, help="default 64")
+    t.add_argument("--epochs", type=_int_at_least(1), help="default: auto, enough for 400 steps (at least 30)")
+    t.add_argument("--batch-size", type=_int_at_least(1), default=16, help="default 16")
+    t.add_argument("--lr", type=_float_in(0, 1), default=1e-3, help="learning rate (default 1e-3)")
+    t.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    t.add_argument("--seed", type=_int_at_least(0), default=0, help="default 0")
+    t.add_argument("--model-name", help="default: sda-YYYYmmdd-HHMMSS")
+    t.add_argument("--out", type=Path, default=Path("models"), help="folder for models (default ./models)")
+    t.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue from NAME.checkpoint.sda")
+    t.add_argument("--health-every", type=_int_at_least(1), default=10, help="steps between health updates")
+    t.add_argument("--checkpoint-every", type=_int_at_least(1), help="epochs between checkpoints (default: ~10/run)")
+    t.add_argument("--preview-every", type=_int_at_least(1), help="epochs between audio previews (default: ~10/run)")
+    t.set_defaults(run=cmd_train)
+
+    i = commands.add_parser("info", help="show a model's config, data, codebook health and loss curve")
+    i.add_argument("model", type=Path, metavar="MODEL.sda")
+    i.set_defaults(run=cmd_info)
+
+    r = commands.add_parser("reconstruct", help="encode, quantize and decode an audio file through a model")
+    r.add_argument("model", type=Path, metavar="MODEL.sda")
+    r.add_argument("input", type=Path, metavar="IN")
+    r.add_argument("output", type=Path, metavar="OUT.wav")
+    r.set_defaults(run=cmd_reconstruct)
     return parser
 
 
@@ -54,9 +208,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()
-        return 2
+        return EXIT_BAD_INPUT
     try:
         return args.run(args)
-    except ValueError as exc:  # our errors carry a message meant for the user
+    except (ValueError, OSError) as exc:  # our errors (ValueError subclasses) and file errors: one line each
         print(f"sda: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("sda: aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED

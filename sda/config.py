@@ -2,7 +2,7 @@
 
     cfg = VQVAEConfig(rvq_levels=4)            # codebook_size=None means "auto"
     cfg.validate()                             # ConfigError (a ValueError) naming the bad setting
-    cfg = cfg.resolve(n_files=37, n_train_chunks=120)   # concrete: codebook size, batch size
+    cfg = cfg.resolve(n_files=37, n_train_chunks=120)   # concrete: codebook size, batch size, epochs
     VQVAEConfig.from_dict(cfg.to_dict()) == cfg         # round trip through JSON metadata
 """
 
@@ -15,6 +15,9 @@ RVQ_LEVELS = (2, 3, 4)
 CODEBOOK_TIERS = ((20, 64), (100, 128))  # (files below, size); 100 files or more get the last size
 LARGEST_CODEBOOK = 256
 MIN_FILES = 5
+# Auto epochs: at least this many passes, and enough of them for MIN_STEPS optimizer steps, so that
+# five drum hits (one batch per epoch) train as long as a folder of stems does.
+MIN_EPOCHS, MIN_STEPS, MAX_AUTO_EPOCHS = 30, 400, 1000
 
 
 class ConfigError(ValueError):
@@ -73,7 +76,7 @@ class VQVAEConfig:
     ema_decay: float = 0.95
     dead_code_threshold: float = 0.25  # EMA assignments per step under which a code is replaced
     kmeans_iters: int = 10
-    epochs: int = 30
+    epochs: int | None = None  # None: auto, enough passes for MIN_STEPS steps on this dataset
     batch_size: int = 16
     learning_rate: float = 1e-3
     grad_clip: float = 1.0
@@ -94,7 +97,7 @@ class VQVAEConfig:
         _check(0 < self.ema_decay < 1, "ema_decay", self.ema_decay, "strictly between 0 and 1")
         _check(self.dead_code_threshold >= 0, "dead_code_threshold", self.dead_code_threshold, "0 (off) or more")
         _check(self.kmeans_iters >= 0, "kmeans_iters", self.kmeans_iters, "0 (no k-means) or more")
-        _check(self.epochs >= 1, "epochs", self.epochs, "at least 1")
+        _check(self.epochs is None or self.epochs >= 1, "epochs", self.epochs, "auto, or at least 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
         _check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "in (0, 1)")
         _check(self.grad_clip > 0, "grad_clip", self.grad_clip, "positive")
@@ -106,7 +109,9 @@ class VQVAEConfig:
         """The concrete config for a dataset: every setting that depends on its size, decided here."""
         size = self.codebook_size if self.codebook_size is not None else auto_codebook_size(n_files)
         batch = max(1, min(self.batch_size, n_train_chunks))  # one small folder may hold fewer chunks
-        return dataclasses.replace(self, codebook_size=size, batch_size=batch).validate()
+        steps_per_epoch = -(-n_train_chunks // batch)
+        epochs = self.epochs or min(MAX_AUTO_EPOCHS, max(MIN_EPOCHS, -(-MIN_STEPS // steps_per_epoch)))
+        return dataclasses.replace(self, codebook_size=size, batch_size=batch, epochs=epochs).validate()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

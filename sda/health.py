@@ -62,6 +62,7 @@ class HealthWindow:
         self.counts = torch.zeros(levels, codebook_size, dtype=torch.int64)
         self.replaced = torch.zeros(levels, dtype=torch.int64)
         self._history = deque()  # (counts, replaced) per step, only for a sliding window
+        self._steps = 0  # steps since reset
 
     def add(self, counts: torch.Tensor, replaced: torch.Tensor | None = None) -> None:
         """Count one step: counts [L, K], replaced [L] (codes re-seeded in that step)."""
@@ -72,6 +73,7 @@ class HealthWindow:
                              f"{tuple(self.replaced.shape)}, got {tuple(counts.shape)} and {tuple(replaced.shape)}")
         self.counts += counts
         self.replaced += replaced
+        self._steps += 1
         if self.steps is not None:
             self._history.append((counts, replaced))
             if len(self._history) > self.steps:
@@ -83,6 +85,11 @@ class HealthWindow:
         self.counts.zero_()
         self.replaced.zero_()
         self._history.clear()
+        self._steps = 0
+
+    def __len__(self) -> int:
+        """How many steps the window covers now."""
+        return self._steps if self.steps is None else min(self._steps, self.steps)
 
     def snapshot(self) -> list[LevelHealth]:
         pairs = zip(self.counts, self.replaced, strict=True)

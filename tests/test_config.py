@@ -36,6 +36,7 @@ def test_out_of_range_settings_are_named(change, message):
 def test_defaults_are_valid_and_as_documented():
     cfg = VQVAEConfig().validate()
     assert (cfg.rvq_levels, cfg.codebook_size, cfg.codebook_dim, cfg.commitment_weight) == (3, None, 64, 0.25)
+    assert cfg.epochs is None
     assert cfg.audio.chunk_samples == cfg.audio.chunk_frames * cfg.audio.hop_length
 
 
@@ -46,6 +47,13 @@ def test_resolve_derives_dataset_dependent_settings_in_one_place():
     assert cfg.resolve(n_files=12, n_train_chunks=5).batch_size == 5  # a tiny folder: one batch per epoch
     override = dataclasses.replace(cfg, codebook_size=512).resolve(n_files=12, n_train_chunks=100)
     assert override.codebook_size == 512
+
+
+@pytest.mark.parametrize("chunks, epochs", [(5, 400), (16, 400), (160, 40), (1600, 30), (100000, 30)])
+def test_auto_epochs_give_enough_steps_on_small_folders(chunks, epochs):
+    cfg = VQVAEConfig(batch_size=16).resolve(n_files=5, n_train_chunks=chunks)
+    assert cfg.epochs == epochs
+    assert VQVAEConfig(epochs=7).resolve(n_files=5, n_train_chunks=chunks).epochs == 7
 
 
 def test_json_round_trip():

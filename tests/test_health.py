@@ -42,8 +42,10 @@ def test_window_until_reset_sums_every_step():
     first, second = window.snapshot()
     assert (first.used, first.replaced, first.perplexity) == (2, 3, pytest.approx(2.0))
     assert (second.used, second.assignments, second.perplexity) == (1, 4, pytest.approx(1.0))
+    assert len(window) == 2
     window.reset()
     assert all(h.assignments == 0 and h.replaced == 0 for h in window.snapshot())
+    assert len(window) == 0
 
 
 def test_sliding_window_forgets_old_steps():
@@ -54,6 +56,7 @@ def test_sliding_window_forgets_old_steps():
         window.add(counts, torch.tensor([code]))
     (h,) = window.snapshot()
     assert (h.used, h.assignments, h.replaced) == (2, 2, 2 + 3)  # only the last two steps
+    assert len(window) == 2
 
 
 def test_window_rejects_wrong_shapes():

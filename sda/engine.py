@@ -1,0 +1,291 @@
+"""The one training loop. It yields events (sda.events); the CLI and the Gradio tab only consume them.
+
+    stop = threading.Event()                      # set it to stop: model and checkpoint are saved
+    for event in train(VQVAEConfig(), RunOptions(data_dir="~/kit"), stop): ...
+
+Per step: a batch of cached log-mels, forward (bf16 autocast on CUDA; the quantizer's distances stay
+float32), backward, gradient clipping, AdamW. A non-finite loss or gradient skips the update and
+restores the codebooks (their EMA update happens inside forward); MAX_BAD_STEPS in a row end the
+run with an Error. Codebook health comes from the kernel counts of every step. Each epoch ends with
+validation; previews and checkpoints come at their intervals; the end, or the stop flag, saves the
+model and a resumable checkpoint. Resuming restores weights, codebooks, optimizer, RNG and the
+position inside the epoch, so a seeded CPU run resumed gives the same weights as one never stopped.
+"""
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sda import modelfile
+from sda.audio import MelInverter, write_audio
+from sda.config import ConfigError, VQVAEConfig
+from sda.data import DataError, load_dataset
+from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Started, Step, Summary
+from sda.health import HealthWindow, LowUtilizationMonitor, level_health
+from sda.kernels import backend
+from sda.model import ConvVQVAE
+from sda.sdafile import SdaError
+
+MAX_BAD_STEPS = 5  # consecutive non-finite steps before giving up
+PREVIEW_CLIPS = 3
+KMEANS_VECTORS_PER_CODE = 32  # k-means sees up to this many encoder vectors per code
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged); the message says what to change."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    data_dir: Path
+    out_dir: Path = Path("models")
+    model_name: str | None = None  # None: a timestamp name
+    device: str = "auto"  # auto: cuda, then mps, then cpu
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
+    health_every: int = 10  # steps between health events (and one at every epoch end)
+    checkpoint_every: int | None = None  # epochs; None: about ten per run
+    preview_every: int | None = None  # epochs; None: about ten per run
+    resume: Path | None = None  # a checkpoint file
+
+
+def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None = None) -> Iterator:
+    """Train, yielding events; problems the user can fix end in one Error event instead of Done."""
+    try:
+        yield from _train(config, options, stop or threading.Event())
+    except TrainingError as exc:
+        yield Error(str(exc), bad_input=False)
+    except (DataError, ConfigError, SdaError, FileExistsError, FileNotFoundError) as exc:
+        yield Error(str(exc), bad_input=True)
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ConfigError(f"--device {requested!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {requested}: CUDA is not available here; use --device cpu or auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {requested}: MPS is not available here; use --device cpu or auto")
+    return device
+
+
+def pick_precision(requested: str, device: torch.device) -> str:
+    if requested == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    if requested not in ("fp32", "bf16"):
+        raise ConfigError(f"--precision {requested!r}: use auto, fp32 or bf16")
+    return requested
+
+
+def _train(config: VQVAEConfig, options: RunOptions, stop: threading.Event) -> Iterator:
+    start_time = time.monotonic()
+    device = pick_device(options.device)
+    precision = pick_precision(options.precision, device)
+    state = None
+    if options.resume is not None:
+        state = modelfile.load_checkpoint(options.resume)
+        config = state.config  # the checkpoint's settings, so that the run continues as it began
+    data = load_dataset(Path(options.data_dir).expanduser(), config)
+    cfg = data.config
+    if state is not None:
+        _check_same_data(state.metadata["dataset"], data.preflight)
+    default_name = datetime.now().strftime("sda-%Y%m%d-%H%M%S")
+    name = state.metadata["model_name"] if state else (options.model_name or default_name)
+    out_dir = options.resume.parent if state else Path(options.out_dir).expanduser()
+    model_path, checkpoint_path = out_dir / f"{name}.sda", out_dir / f"{name}.checkpoint.sda"
+    if state is None and (model_path.exists() or checkpoint_path.exists()):
+        raise FileExistsError(f"a model named {name!r} already exists in {out_dir}: choose another model name, "
+                              f"or continue it with --resume {checkpoint_path}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    steps_per_epoch = math.ceil(len(data.train_mels) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    every = max(1, cfg.epochs // 10)
+    checkpoint_every, preview_every = options.checkpoint_every or every, options.preview_every or every
+
+    torch.manual_seed(cfg.seed)
+    model = ConvVQVAE(cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+    history = {"epochs": [], "warnings": []}
+    epoch, epoch_step, step, sums, elapsed_before = 1, 0, 0, _zero_sums(), 0.0
+    if state is None:
+        model.set_normalization(data.train_mels)
+        model.initialize(_kmeans_sample(data.train_mels, cfg).to(device))
+    else:
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        torch.set_rng_state(state.rng)
+        position = state.metadata["position"]
+        epoch, epoch_step, step, sums = position["epoch"], position["epoch_step"], position["step"], position["sums"]
+        history, elapsed_before = state.metadata["history"], position["elapsed_s"]
+    train_mels = data.train_mels.to(device)
+    kernel_backend = backend(torch.empty(0, cfg.codebook_dim, device=device))
+    first_step = step
+
+    yield Started(cfg, data.preflight, str(device), precision, kernel_backend, model_path, checkpoint_path,
+                  steps_per_epoch, (epoch, step) if state else None)
+
+    window = HealthWindow(cfg.rvq_levels, cfg.codebook_size, steps=max(steps_per_epoch, options.health_every))
+    monitor = LowUtilizationMonitor()
+    inverter = MelInverter(cfg.audio)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    bad_steps, stopped = 0, False
+
+    def save(reason: str) -> Checkpoint:
+        metadata = modelfile.model_metadata(name, cfg, data.preflight, history, window.snapshot())
+        position = {"epoch": epoch, "epoch_step": epoch_step, "step": step, "sums": sums,
+                    "elapsed_s": elapsed_before + time.monotonic() - start_time}
+        modelfile.save_checkpoint(checkpoint_path, model, optimizer, {**metadata, "position": position})
+        modelfile.save_model(model_path, model, metadata)
+        return Checkpoint(checkpoint_path, epoch, step, reason)
+
+    while epoch <= cfg.epochs and not stopped:
+        order = torch.randperm(len(train_mels), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        model.train()
+        while epoch_step < steps_per_epoch:
+            if stop.is_set():
+                stopped = True
+                break
+            batch = train_mels[order[epoch_step * cfg.batch_size:(epoch_step + 1) * cfg.batch_size].to(device)]
+            codebooks = {k: v.clone() for k, v in model.quantizer.state_dict().items()}
+            with autocast:
+                out = model(batch)
+            optimizer.zero_grad(set_to_none=True)
+            ok = bool(torch.isfinite(out.loss))
+            if ok:
+                out.loss.backward()
+                ok = bool(torch.isfinite(nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
+            epoch_step, step = epoch_step + 1, step + 1
+            if ok:
+                optimizer.step()
+                bad_steps = 0
+                window.add(out.counts, out.replaced)
+                _accumulate(sums, out)
+            else:
+                model.quantizer.load_state_dict(codebooks)  # undo this step's EMA update too
+                bad_steps += 1
+            session = time.monotonic() - start_time
+            yield Step(epoch, step, epoch_step, steps_per_epoch, total_steps, out.loss.item(),
+                       out.reconstruction_loss.item(), out.commitment.sum().item(), not ok, elapsed_before + session,
+                       session / (step - first_step) * (total_steps - step))
+            if not ok:
+                message = f"step {step}: the loss or its gradients were not finite; the update was skipped"
+                history["warnings"].append(f"epoch {epoch}, {message}")
+                yield Alert(message)
+                if bad_steps >= MAX_BAD_STEPS:
+                    raise TrainingError(f"training diverged: {MAX_BAD_STEPS} steps in a row had a non-finite "
+                                        f"loss or gradients (epoch {epoch}). Lower the learning rate (--lr) and "
+                                        "start again, or resume from the last checkpoint.")
+            if step % options.health_every == 0 or epoch_step == steps_per_epoch:
+                yield from _health_events(epoch, step, window, monitor, history)
+        if stopped:
+            break
+        validation, val_health = _validate(model, data.val_mels.to(device), autocast, cfg)
+        train_means = {k: v / max(1, sums["steps"]) for k, v in sums.items() if k != "steps"}
+        history["epochs"].append({"epoch": epoch, "train": train_means, "validation": validation,
+                                  "health": [h.to_dict() for h in window.snapshot()],
+                                  "validation_health": [h.to_dict() for h in val_health]})
+        yield Epoch(epoch, cfg.epochs, train_means, validation, val_health)
+        if epoch % preview_every == 0 or epoch == cfg.epochs:
+            yield _preview(model, data, inverter, epoch, out_dir / f"{name}-previews", device)
+        epoch, epoch_step, sums = epoch + 1, 0, _zero_sums()
+        if (epoch - 1) % checkpoint_every == 0 and epoch <= cfg.epochs:
+            yield save("interval")
+    yield save("stop" if stopped else "end")
+    last = history["epochs"][-1] if history["epochs"] else None
+    yield Done(Summary(
+        model_name=name, model_path=model_path, model_bytes=model_path.stat().st_size,
+        checkpoint_path=checkpoint_path, device=str(device), precision=precision,
+        backend=kernel_backend, epochs_done=len(history["epochs"]), epochs=cfg.epochs,
+        steps=step, elapsed_s=elapsed_before + time.monotonic() - start_time, stopped=stopped,
+        resumed=state is not None, train_loss=last["train"]["loss"] if last else None,
+        val_loss=last["validation"]["loss"] if last else None,
+        val_reconstruction=last["validation"]["reconstruction"] if last else None,
+        health=window.snapshot(), warnings=list(history["warnings"]),
+    ))
+
+
+def _zero_sums() -> dict:
+    return {"loss": 0.0, "reconstruction": 0.0, "commitment": 0.0, "steps": 0}
+
+
+def _accumulate(sums: dict, out) -> None:
+    sums["loss"] += out.loss.item()
+    sums["reconstruction"] += out.reconstruction_loss.item()
+    sums["commitment"] += out.commitment.sum().item()
+    sums["steps"] += 1
+
+
+def _health_events(epoch: int, step: int, window: HealthWindow, monitor: LowUtilizationMonitor, history: dict):
+    snapshot = window.snapshot()
+    yield Health(epoch, step, snapshot, len(window))
+    for level, message in monitor.check(snapshot):
+        history["warnings"].append(f"epoch {epoch}, step {step}: {message}")
+        yield Alert(message, level)
+
+
+def _kmeans_sample(train_mels: torch.Tensor, cfg: VQVAEConfig) -> torch.Tensor:
+    """Training chunks [n, M, T] for k-means: enough for KMEANS_VECTORS_PER_CODE vectors per code."""
+    positions = cfg.audio.chunk_frames // cfg.downsample
+    n = min(len(train_mels), math.ceil(KMEANS_VECTORS_PER_CODE * cfg.codebook_size / positions))
+    return train_mels[torch.randperm(len(train_mels), generator=torch.Generator().manual_seed(cfg.seed))[:n]]
+
+
+@torch.no_grad()
+def _validate(model: ConvVQVAE, val_mels: torch.Tensor, autocast, cfg: VQVAEConfig):
+    """Losses (means over chunks) and health on the validation set; leaves the model in training mode."""
+    model.eval()
+    totals, counts = {"loss": 0.0, "reconstruction": 0.0, "commitment": 0.0}, 0
+    for batch in val_mels.split(cfg.batch_size):
+        with autocast:
+            out = model(batch)
+        totals["loss"] += out.loss.item() * len(batch)
+        totals["reconstruction"] += out.reconstruction_loss.item() * len(batch)
+        totals["commitment"] += out.commitment.sum().item() * len(batch)
+        counts = counts + out.counts
+    model.train()
+    health = [level_health(c, level) for level, c in enumerate(counts)]
+    return {k: v / len(val_mels) for k, v in totals.items()}, health
+
+
+@torch.no_grad()
+def _preview(model: ConvVQVAE, data, inverter: MelInverter, epoch: int, folder: Path, device) -> Preview:
+    """Write the first PREVIEW_CLIPS validation chunks (once) and their reconstructions (each time)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    mels = data.val_mels[:PREVIEW_CLIPS].to(device)
+    reconstructions = inverter(model(mels).reconstruction.float().cpu())
+    model.train()
+    rate, clips = data.config.audio.sample_rate, []
+    for i, (original, reconstruction) in enumerate(zip(data.val_audio[:PREVIEW_CLIPS], reconstructions, strict=True)):
+        original_path = folder / f"clip{i + 1}-original.wav"
+        if not original_path.exists():
+            write_audio(original_path, original, rate)
+        reconstruction_path = folder / f"clip{i + 1}-epoch{epoch:03d}.wav"
+        write_audio(reconstruction_path, reconstruction, rate)
+        clips.append((original_path, reconstruction_path))
+    return Preview(epoch, clips)
+
+
+def _check_same_data(saved: dict, preflight) -> None:
+    """Resuming needs the data the run began with, or the same weights could not come out."""
+    then, now = [f["path"] for f in saved["files"]], [f.path for f in preflight.files]
+    if then != now:
+        added, removed = sorted(set(now) - set(then)), sorted(set(then) - set(now))
+        raise DataError(f"{preflight.folder} is not the data this checkpoint was trained on ({len(then)} files then, "
+                        f"{len(now)} now; added: {', '.join(added[:5]) or 'none'}; removed: "
+                        f"{', '.join(removed[:5]) or 'none'}). Resume with the same folder, or start a new run.")

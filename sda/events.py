@@ -1,0 +1,121 @@
+"""The typed events the training engine yields; the CLI and the Gradio tab only ever read these.
+
+    for event in train(config, options, stop):
+        match event:
+            case Started(): ...   # once: preflight report, resolved config, device, where files go
+            case Step(): ...      # every optimizer step (or skipped step)
+            case Health(): ...    # every options.health_every steps and at each epoch end
+            case Alert(): ...     # a warning: low utilization (once per level until it recovers), skipped steps
+            case Epoch(): ...     # train and validation losses, validation health
+            case Preview(): ...   # original and reconstruction audio files written
+            case Checkpoint(): ...
+            case Done(): ...      # always last on success or stop: the summary
+            case Error(): ...     # instead of Done: a problem the user can fix, in one message
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sda.config import VQVAEConfig
+from sda.data import Preflight
+from sda.health import LevelHealth
+
+
+@dataclass(frozen=True)
+class Started:
+    config: VQVAEConfig  # resolved for this dataset
+    preflight: Preflight
+    device: str
+    precision: str  # "fp32" or "bf16"
+    backend: str  # kernel backend: "torch" or "triton"
+    model_path: Path
+    checkpoint_path: Path
+    steps_per_epoch: int
+    resumed_at: tuple[int, int] | None  # (epoch, step) when resuming, 1-based epoch
+
+
+@dataclass(frozen=True)
+class Step:
+    epoch: int  # 1-based
+    step: int  # global, 1-based
+    epoch_step: int  # 1-based within the epoch
+    steps_per_epoch: int
+    total_steps: int
+    loss: float
+    reconstruction: float
+    commitment: float
+    skipped: bool  # non-finite loss or gradients: no update was made
+    elapsed_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class Health:
+    epoch: int
+    step: int
+    levels: list[LevelHealth]
+    window_steps: int  # how many training steps the figures cover
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A warning for the user (not an exception: training goes on)."""
+
+    message: str
+    level: int | None = None  # 0-based RVQ level it concerns, if any
+
+
+@dataclass(frozen=True)
+class Epoch:
+    epoch: int
+    epochs: int
+    train: dict  # loss, reconstruction, commitment: means over the epoch's steps
+    validation: dict  # loss, reconstruction, commitment on the validation set
+    validation_health: list[LevelHealth]
+
+
+@dataclass(frozen=True)
+class Preview:
+    epoch: int
+    clips: list[tuple[Path, Path]]  # (original, reconstruction) wav files
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    epoch: int
+    step: int
+    reason: str  # "interval", "stop" or "end"
+
+
+@dataclass(frozen=True)
+class Summary:
+    model_name: str
+    model_path: Path
+    model_bytes: int
+    checkpoint_path: Path
+    device: str
+    precision: str
+    backend: str
+    epochs_done: int
+    epochs: int
+    steps: int
+    elapsed_s: float
+    stopped: bool  # by the stop flag (Stop button, Ctrl-C) before the last epoch
+    resumed: bool
+    train_loss: float | None
+    val_loss: float | None
+    val_reconstruction: float | None
+    health: list[LevelHealth]  # the last training health window
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Done:
+    summary: Summary
+
+
+@dataclass(frozen=True)
+class Error:
+    message: str
+    bad_input: bool  # the data, settings or files given; False: training itself failed (diverged)

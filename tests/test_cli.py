@@ -1,0 +1,100 @@
+"""The sda command line end to end, through the installed entry point, on generated audio."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import soundfile as sf
+
+from sda.synth import write_collection
+
+FAST = ["--epochs", "2", "--codebook-dim", "16", "--batch-size", "8", "--seed", "3"]
+
+
+def sda(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "sda", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_collection(tmp_path_factory.mktemp("kit"), n_files=6, seed=4)[0].parent
+
+
+def test_train_info_reconstruct(folder, tmp_path):
+    run = sda("train", folder, *FAST, "--out", tmp_path, "--model-name", "kit", "--health-every", "1")
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "6 usable audio files" in out and "codebook size: 64 (auto for 6 files)" in out  # the preflight
+    assert "health over" in out and "level 3  util" in out  # per-level lines at each update
+    assert "epoch 2/2: train loss" in out
+    assert "Training finished: 2 of 2 epochs" in out and f"model: {tmp_path / 'kit.sda'}" in out
+    assert "kernel backend torch" in out and "device cpu (fp32)" in out
+
+    info = sda("info", tmp_path / "kit.sda")
+    assert info.returncode == 0, info.stderr
+    assert "sda model 'kit'" in info.stdout and "3 RVQ levels x 64 codes x dim 16" in info.stdout
+    assert "level 1  util" in info.stdout and "loss curve" in info.stdout and "6 files" in info.stdout
+
+    source = sorted(folder.iterdir())[0]
+    recon = sda("reconstruct", tmp_path / "kit.sda", source, tmp_path / "out.wav")
+    assert recon.returncode == 0, recon.stderr
+    assert "code grid 3 levels x" in recon.stdout
+    written = sf.info(str(tmp_path / "out.wav"))
+    expected = sf.info(str(source))
+    assert written.samplerate == 22050 and written.channels == 1
+    assert abs(written.frames - round(expected.frames * 22050 / expected.samplerate)) <= 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "{folder}", "--rvq-levels", "5"], "invalid choice: 5"),
+    (["train", "{folder}", "--commitment-weight", "0"], "it must be above 0"),
+    (["train", "{folder}", "--epochs", "zero"], "'zero' is not a whole number"),
+    (["train", "{folder}", "--lr", "2"], "--lr: 2.0 is out of range"),
+    (["train", "{tmp}/nowhere"], "does not exist"),
+    (["train"], "give the folder of audio to train on"),
+    (["train", "{folder}", "--device", "cuda:7"], "--device cuda:7"),
+    (["info", "{tmp}/missing.sda"], "missing.sda"),
+    (["info", "{folder}/00_kick.wav"], "not an sda file"),
+    (["reconstruct", "{tmp}/missing.sda", "{folder}/00_kick.wav", "{tmp}/o.wav"], "missing.sda"),
+])
+def test_bad_input_exits_non_zero_with_one_message(folder, tmp_path, args, message):
+    run = sda(*[a.format(folder=folder, tmp=tmp_path) for a in args])
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_ctrl_c_saves_a_loadable_model_and_checkpoint_then_resume_finishes(folder, tmp_path):
+    cmd = [sys.executable, "-m", "sda", "train", str(folder), "--epochs", "40", "--codebook-dim", "16",
+           "--batch-size", "8", "--out", str(tmp_path), "--model-name", "cut", "--health-every", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:  # wait until training is under way
+        if "health over" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "stopping after this step" in stderr and "Training stopped early" in stdout
+    assert "Traceback" not in stderr
+
+    checkpoint = tmp_path / "cut.checkpoint.sda"
+    info = sda("info", tmp_path / "cut.sda")
+    assert info.returncode == 0 and "sda model 'cut'" in info.stdout
+    resumed = sda("train", folder, "--resume", checkpoint, "--out", tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {checkpoint} at epoch" in resumed.stdout and "(resumed from a checkpoint)" in resumed.stdout
+    assert "Training finished: 40 of 40 epochs" in resumed.stdout
+
+
+def test_help_lists_the_commands():
+    run = sda("--help")
+    for command in ("train", "info", "reconstruct", "env"):
+        assert command in run.stdout
+    assert pathlib.Path(sys.executable).exists()

@@ -1,0 +1,153 @@
+"""sda.engine: the event stream, saving, stopping, exact resume, the NaN guard and the warnings."""
+
+import dataclasses
+import threading
+
+import pytest
+import torch
+
+from sda import engine, events, modelfile, sdafile
+from sda.config import AudioConfig, VQVAEConfig
+from sda.engine import RunOptions, train
+from sda.synth import write_collection
+
+SMALL = VQVAEConfig(hidden_channels=16, codebook_dim=8, batch_size=8, epochs=3, kmeans_iters=2,
+                    audio=AudioConfig(n_mels=32, chunk_frames=16))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_collection(tmp_path_factory.mktemp("kit"), n_files=6, seed=1)[0].parent
+
+
+def run(config, options, stop=None, stop_after=None):
+    """All events of a run; with stop_after, the stop flag is set once that many steps were seen."""
+    stop = stop or threading.Event()
+    seen = []
+    for event in train(config, options, stop):
+        seen.append(event)
+        if stop_after is not None and isinstance(event, events.Step) and event.step == stop_after:
+            stop.set()
+    return seen
+
+
+def of(kind, seen):
+    return [e for e in seen if isinstance(e, kind)]
+
+
+def test_a_run_yields_its_events_and_saves_a_loadable_model(folder, tmp_path):
+    seen = run(SMALL, RunOptions(folder, tmp_path, "m", health_every=2, preview_every=1))
+    started, done = seen[0], seen[-1]
+    assert isinstance(started, events.Started) and isinstance(done, events.Done)
+    assert started.config.codebook_size == 64 and started.device == "cpu" and started.precision == "fp32"
+    steps = of(events.Step, seen)
+    assert len(steps) == 3 * started.steps_per_epoch and [s.step for s in steps] == list(range(1, len(steps) + 1))
+    assert steps[-1].eta_s == 0 and all(not s.skipped for s in steps)
+    epochs = of(events.Epoch, seen)
+    assert [e.epoch for e in epochs] == [1, 2, 3] and all(len(e.validation_health) == 3 for e in epochs)
+    health = of(events.Health, seen)
+    assert {h.step for h in health} >= {started.steps_per_epoch * e for e in (1, 2, 3)}
+    assert all(len(h.levels) == 3 and h.levels[0].assignments > 0 for h in health)
+    previews = of(events.Preview, seen)
+    assert [p.epoch for p in previews] == [1, 2, 3]
+    for original, reconstruction in previews[-1].clips:
+        assert original.exists() and reconstruction.exists()
+
+    summary = done.summary
+    assert summary.model_path == tmp_path / "m.sda" and summary.model_bytes == summary.model_path.stat().st_size
+    assert not summary.stopped and summary.epochs_done == 3 and summary.steps == len(steps)
+    model, metadata = modelfile.load_model(summary.model_path)
+    assert not model.training and model.quantizer.initialized
+    assert metadata["model_name"] == "m" and len(metadata["history"]["epochs"]) == 3
+    assert metadata["config"] == started.config.to_dict()
+    assert [f["path"] for f in metadata["dataset"]["files"]] == [f.path for f in started.preflight.files]
+    assert len(metadata["health"]) == 3
+    assert sdafile.read_metadata(summary.checkpoint_path)["position"]["epoch"] == 4  # past the end
+
+
+def final_weights(path):
+    model, _ = modelfile.load_model(path)
+    return model.state_dict()
+
+
+def test_stop_then_resume_gives_the_weights_of_an_uninterrupted_run(folder, tmp_path):
+    whole = run(SMALL, RunOptions(folder, tmp_path, "whole"))
+    steps_per_epoch = whole[0].steps_per_epoch
+    stop_at = steps_per_epoch + 1  # inside the second epoch, so the position within an epoch matters
+    stopped = run(SMALL, RunOptions(folder, tmp_path, "split"), stop_after=stop_at)
+    summary = stopped[-1].summary
+    assert summary.stopped and summary.steps == stop_at
+    assert of(events.Checkpoint, stopped)[-1].reason == "stop"
+    modelfile.load_model(summary.model_path)  # the model so far is loadable
+
+    resumed = run(VQVAEConfig(), RunOptions(folder, tmp_path, resume=summary.checkpoint_path))
+    assert resumed[0].resumed_at == (2, stop_at) and resumed[0].config == whole[0].config
+    assert resumed[-1].summary.resumed and resumed[-1].summary.steps == whole[-1].summary.steps
+    expected, got = final_weights(whole[-1].summary.model_path), final_weights(tmp_path / "split.sda")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
+def test_stop_before_the_first_step_still_saves(folder, tmp_path):
+    stop = threading.Event()
+    stop.set()
+    seen = run(SMALL, RunOptions(folder, tmp_path, "early"), stop=stop)
+    assert seen[-1].summary.stopped and seen[-1].summary.steps == 0
+    modelfile.load_model(tmp_path / "early.sda")
+    modelfile.load_checkpoint(tmp_path / "early.checkpoint.sda")
+
+
+def test_an_existing_model_is_not_overwritten(folder, tmp_path):
+    (tmp_path / "taken.sda").write_bytes(b"precious")
+    seen = run(SMALL, RunOptions(folder, tmp_path, "taken"))
+    assert isinstance(seen[-1], events.Error) and "already exists" in seen[-1].message
+    assert (tmp_path / "taken.sda").read_bytes() == b"precious"
+
+
+def test_resume_refuses_different_data(folder, tmp_path):
+    stopped = run(SMALL, RunOptions(folder, tmp_path, "m"), stop_after=1)
+    other = write_collection(tmp_path / "other", n_files=7, seed=2)[0].parent
+    seen = run(SMALL, RunOptions(other, tmp_path, resume=stopped[-1].summary.checkpoint_path))
+    assert isinstance(seen[-1], events.Error) and "not the data this checkpoint was trained on" in seen[-1].message
+
+
+def test_data_errors_end_in_one_error_event(tmp_path):
+    seen = run(SMALL, RunOptions(tmp_path / "missing", tmp_path))
+    assert len(seen) == 1 and isinstance(seen[0], events.Error) and "does not exist" in seen[0].message
+
+
+def test_non_finite_steps_are_skipped_then_training_stops_with_an_error(folder, tmp_path, monkeypatch):
+    forward = engine.ConvVQVAE.forward
+    good = {}
+
+    def poisoned(self, mel):
+        """From the third step on the loss is NaN. Each poisoned step starts from the codebooks the
+        last good step left: the EMA update inside the skipped forward passes was undone."""
+        poisoned.calls += 1
+        state = {k: v.clone() for k, v in self.quantizer.state_dict().items()}
+        if poisoned.calls == 3:
+            good.update(state)
+        elif poisoned.calls > 3:
+            assert all(torch.equal(good[k], state[k]) for k in good)
+        out = forward(self, mel)
+        return out._replace(loss=out.loss * float("nan")) if poisoned.calls >= 3 else out
+
+    poisoned.calls = 0
+    monkeypatch.setattr(engine.ConvVQVAE, "forward", poisoned)
+    seen = run(dataclasses.replace(SMALL, epochs=20), RunOptions(folder, tmp_path, "nan"))
+    skipped = [s for s in of(events.Step, seen) if s.skipped]
+    alerts = [a for a in of(events.Alert, seen) if "not finite" in a.message]
+    assert len(skipped) == len(alerts) == engine.MAX_BAD_STEPS
+    assert isinstance(seen[-1], events.Error) and "diverged" in seen[-1].message and "--lr" in seen[-1].message
+
+
+def test_low_utilization_warns_once_per_level(folder, tmp_path):
+    huge = dataclasses.replace(SMALL, codebook_size=4096, dead_code_threshold=0.0, epochs=2)
+    seen = run(huge, RunOptions(folder, tmp_path, "big", health_every=1))
+    alerts = [a for a in of(events.Alert, seen) if a.level is not None]
+    assert sorted(a.level for a in alerts) == [0, 1, 2]  # each level once, though every update is low
+    assert "under 30%" in alerts[0].message
+    warnings = seen[-1].summary.warnings
+    assert len(warnings) == 3 and all(w.startswith("epoch 1, step ") and w.endswith(a.message)
+                                      for w, a in zip(warnings, alerts, strict=True))
