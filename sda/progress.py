@@ -70,7 +70,7 @@ class Progress:
         if not self.interactive:
             return
         if self.bar is None:
-            self.bar = tqdm(total=s.steps_per_epoch, desc=f"epoch {s.epoch}", file=self.out, leave=True,
+            self.bar = tqdm(total=s.steps_per_epoch, desc=f"epoch {s.epoch}", file=self.out, leave=True, position=0,
                             initial=s.epoch_step - 1, dynamic_ncols=True)
             self.level_lines = [tqdm(total=0, position=i + 1, bar_format="{desc}", file=self.out, leave=False)
                                 for i in range(self.levels)]

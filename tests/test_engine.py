@@ -1,6 +1,7 @@
 """sda.engine: the event stream, saving, stopping, exact resume, the NaN guard and the warnings."""
 
 import dataclasses
+import io
 import threading
 
 import pytest
@@ -151,3 +152,22 @@ def test_low_utilization_warns_once_per_level(folder, tmp_path):
     warnings = seen[-1].summary.warnings
     assert len(warnings) == 3 and all(w.startswith("epoch 1, step ") and w.endswith(a.message)
                                       for w, a in zip(warnings, alerts, strict=True))
+
+
+@pytest.mark.parametrize("interactive", [True, False])
+def test_the_cli_view_shows_every_level_in_place_on_a_terminal_and_as_lines_otherwise(folder, tmp_path, interactive):
+    from sda.progress import Progress
+
+    out = io.StringIO()
+    progress = Progress(interactive=interactive, out=out)
+    for event in train(dataclasses.replace(SMALL, epochs=2), RunOptions(folder, tmp_path, "p", health_every=1)):
+        progress.show(event)
+    progress.close()
+    text = out.getvalue()
+    assert "6 usable audio files" in text and "Training finished: 2 of 2 epochs" in text
+    for level in (1, 2, 3):
+        assert f"level {level}  util" in text
+    if interactive:  # tqdm bars: the level lines are rewritten with cursor movements, no per-step log lines
+        assert "epoch 1:" in text and "\x1b[A" in text and "health over" not in text
+    else:
+        assert "\x1b[" not in text and "step 1 health over 1 steps:" in text
