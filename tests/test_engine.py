@@ -171,3 +171,29 @@ def test_the_cli_view_shows_every_level_in_place_on_a_terminal_and_as_lines_othe
         assert "epoch 1:" in text and "\x1b[A" in text and "health over" not in text
     else:
         assert "\x1b[" not in text and "step 1 health over 1 steps:" in text
+
+
+def test_bf16_autocast_trains_with_float32_distances(folder, tmp_path, monkeypatch):
+    """The CUDA default, exercised with CPU autocast: the encoder runs in bfloat16, the quantizer
+    turns autocast off and computes in float32."""
+    from sda.quantizer import ResidualVQ
+
+    seen = {"latents": set(), "autocast_inside": set(), "quantized": set()}
+    forward, quantize = ResidualVQ.forward, ResidualVQ._quantize
+
+    def spy_forward(self, z):
+        seen["latents"].add(z.dtype)
+        return forward(self, z)
+
+    def spy_quantize(self, z):
+        seen["autocast_inside"].add(torch.is_autocast_enabled("cpu"))
+        out = quantize(self, z)
+        seen["quantized"].add(out.quantized.dtype)
+        return out
+
+    monkeypatch.setattr(ResidualVQ, "forward", spy_forward)
+    monkeypatch.setattr(ResidualVQ, "_quantize", spy_quantize)
+    run_events = run(dataclasses.replace(SMALL, epochs=1), RunOptions(folder, tmp_path, "b", precision="bf16"))
+    assert run_events[0].precision == "bf16" and isinstance(run_events[-1], events.Done)
+    assert torch.bfloat16 in seen["latents"]  # training steps ran under autocast
+    assert seen["autocast_inside"] == {False} and seen["quantized"] == {torch.float32}
