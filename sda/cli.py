@@ -22,7 +22,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     """Print the versions, devices and backends sda will use on this machine."""
     import torch
 
-    from sda import native
+    from sda import sdafile
     from sda.kernels import backend
 
     try:
@@ -43,7 +43,7 @@ def cmd_env(args: argparse.Namespace) -> int:
             print(f"kernel backend on {dev} ({name}): {backend(torch.empty(0, 1, device=dev))}")
     else:
         print("cuda: not available")
-    print(f".sda file backend: {native.BACKEND}")
+    print(f".sda file backend: {sdafile.BACKEND}")
     return 0
 
 

@@ -17,7 +17,12 @@ API::
     read_header(path) -> dict
         The whole validated header: {"format", "version", "kind", "tensors", "metadata"};
         "tensors" is the table of {"name", "dtype", "shape", "offset", "nbytes", "crc32"}.
-    BACKEND = "python"
+    BACKEND = "cpp" or "python"
+        Which backend does the byte work (reads, writes, checksums): the C++ extension
+        sda._sdafile where it is built (and SDA_PURE_PYTHON is not "1"), else pure Python.
+    set_backend(name) -> str
+        Switch to "cpp" or "python" for this process and return the previous name; "cpp"
+        raises SdaError where the extension is unavailable. For tests and benchmarks.
 
 Errors: every problem with a file's content raises a subclass of SdaError (itself a ValueError,
 so a frontend can print its message as is):
@@ -37,14 +42,19 @@ Where SDA_FORMAT.md leaves a choice, this implementation (and so every backend) 
 - Padding (after the header, between tensors) must be zero: checked when verify=True.
 - BOOL bytes must be 0 or 1 (anything else is undefined in torch): checked always.
 - The JSON depth counts the header object as 1, so metadata may nest 63 levels.
+- A shape whose non-zero dimensions multiply to 2**63 or more is refused, even with 0 elements
+  ([2**62, 2**62, 0]): torch's size arithmetic overflows on it.
 
-The byte-level work sits in a few small functions (_crc, _read_into, _check_zero, _read_data,
-_write_atomic) so that a native backend can take it over; everything else (layout, JSON,
-validation, messages) is shared.
+Two backends: the byte-level work is four functions, crc32, read_into, first_nonzero and
+write_all, which the C++ extension sda._sdafile (csrc/sdafile.cpp) and the class _PurePython
+here implement with the same signatures. Everything else (layout, JSON, validation, the atomic
+write protocol, every message) is the shared code of this module, so both backends write
+byte-identical files and raise the same error for the same bad input.
 """
 
 import contextlib
 import errno
+import io
 import itertools
 import json
 import math
@@ -54,6 +64,7 @@ import secrets
 import stat
 import struct
 import sys
+import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -70,10 +81,9 @@ __all__ = [
     "read",
     "read_header",
     "read_metadata",
+    "set_backend",
     "write",
 ]
-
-BACKEND = "python"
 
 MAGIC = b"\x89SDA\r\n\x1a\n"
 MAJOR, MINOR = 2, 0
@@ -131,7 +141,7 @@ def _align(n: int) -> int:
 
 
 def _crc(data, value: int = 0) -> int:
-    return native.crc32(data, value)
+    return _io.crc32(data, value)
 
 
 def _check_host():
@@ -204,11 +214,22 @@ def _tensor_bytes(name: str, tensor):
     if tensor.is_meta:
         raise SdaError(f"tensor {name!r} is on the meta device and has no data to store")
     shape = list(tensor.shape)
+    if not _shape_fits(shape):
+        raise SdaError(f"tensor {name!r} has shape {shape}, which .sda files do not store: the product of its "
+                       "non-zero dimensions is 2**63 or more")
     # resolve_neg: a lazily negated view (conj().imag) would otherwise store its un-negated memory.
     flat = tensor.detach().to("cpu").resolve_neg().contiguous().reshape(-1)
     # view(uint8) reinterprets the memory; numpy() then exposes it as a buffer (it cannot take bf16).
     data = memoryview(flat.view(torch.uint8).numpy())
     return data, _DTYPE_NAMES[tensor.dtype], shape
+
+
+def _shape_fits(shape) -> bool:
+    """Whether torch can make shape in any dimension order: its non-zero dimensions multiply to below 2**63.
+
+    (An empty shape such as [2**62, 2**62, 0] has 0 elements, but torch's size arithmetic overflows on it.)
+    """
+    return math.prod(d for d in shape if d) < 2**63
 
 
 def _clean_metadata(value, where: str, depth: int):
@@ -248,6 +269,15 @@ def _clean_metadata(value, where: str, depth: int):
 def _write_atomic(path, head: bytes, blobs) -> None:
     """Write head, then each (offset, buffer) at data offset len(head) + offset, zero padded, to a
     temporary file beside path; fsync it, rename it over path, fsync the directory."""
+    # Every byte is written, padding included (no holes): the file ends exactly at D + L even
+    # when the last tensor is empty.
+    items, position = [(0, head)], len(head)
+    for offset, data in blobs:
+        start = len(head) + offset
+        if start > position:
+            items.append((position, bytes(start - position)))
+        items.append((start, data))
+        position = start + data.nbytes
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp, fd = None, None
@@ -263,16 +293,9 @@ def _write_atomic(path, head: bytes, blobs) -> None:
     if tmp is None:
         raise FileExistsError(f"could not create a temporary file in {directory}")
     try:
-        with os.fdopen(fd, "wb") as f:
-            fd = None  # the file object owns it now
-            f.write(head)
-            position = len(head)
-            for offset, data in blobs:
-                f.write(bytes(len(head) + offset - position))
-                f.write(data)
-                position = len(head) + offset + data.nbytes
-            f.flush()
-            os.fsync(f.fileno())
+        _io.write_all(fd, tmp, items)  # writes and fsyncs
+        fd, written = None, fd
+        os.close(written)  # released even when it reports an error, so never closed twice
         os.replace(tmp, path)
     except BaseException:
         if fd is not None:
@@ -591,6 +614,9 @@ def _validate_header(header, major, minor, data_length, path) -> None:
         if not _is_int(nbytes) or nbytes != math.prod(shape) * _ITEMSIZE[dtype]:
             raise fail(f"{where}: nbytes {_short(nbytes)} is not product{tuple(shape)} x {_ITEMSIZE[dtype]} "
                        f"({dtype} itemsize)")
+        if not _shape_fits(shape):  # only possible with a zero dimension, since nbytes fits in 64 bits
+            raise fail(f"{where}: shape {_short(shape)} is too large for torch (the product of its non-zero "
+                       "dimensions is 2**63 or more)")
         if not _is_int(offset) or offset < 0 or offset % ALIGNMENT:
             raise fail(f"{where}: offset {_short(offset)} is not a non-negative multiple of {ALIGNMENT}")
         if offset < previous_offset:
@@ -611,50 +637,159 @@ def _validate_header(header, major, minor, data_length, path) -> None:
 
 
 def _read_data(f, path, layout, table, verify: bool) -> dict:
-    """Read each tensor straight into fresh memory, checking its CRC and the padding when verify."""
+    """Read each tensor straight into fresh memory, checking its CRC and the padding when verify.
+
+    The backend does all the I/O first; the checks then run in file order, so the first problem
+    in the file is the one reported, whichever backend read it.
+    """
     header_end, data_offset, _ = layout
+    fd, file_name = f.fileno(), os.fspath(path)
+    # The table was checked against the file size, so this allocates no more than the file holds.
+    buffers = [torch.empty(entry["nbytes"], dtype=torch.uint8) for entry in table]
+    nonzero = -1  # the first padding range with a non-zero byte: 0 after the header, i + 1 before tensor i
     if verify:
-        _check_zero(f, path, header_end, data_offset, "the padding after the header")
+        ranges, position = [(header_end, data_offset)], data_offset
+        for entry in table:
+            ranges.append((position, data_offset + entry["offset"]))
+            position = data_offset + entry["offset"] + entry["nbytes"]
+        try:
+            nonzero = _io.first_nonzero(fd, file_name, ranges)
+        except EOFError as exc:
+            where = "the padding after the header" if exc.index == 0 else _padding(table[exc.index - 1])
+            raise _truncated(path, exc.offset, f"inside {where}") from None
+        if nonzero == 0:
+            raise SdaCorruptError(f"{path}: the padding after the header holds non-zero bytes; the file is damaged: "
+                                  "copy it again")
+    items = [(data_offset + entry["offset"], buffer.numpy()) for entry, buffer in zip(table, buffers, strict=True)]
+    try:
+        crcs = _io.read_into(fd, file_name, items, verify)
+    except EOFError as exc:  # the file shrank after it was measured
+        raise _truncated(path, exc.offset, f"inside tensor {table[exc.index]['name']!r}") from None
+
     tensors = {}
-    position = data_offset
-    for entry in table:
-        name, dtype, nbytes = entry["name"], entry["dtype"], entry["nbytes"]
-        start = data_offset + entry["offset"]
-        if verify:
-            _check_zero(f, path, position, start, f"the padding before tensor {name!r}")
-        f.seek(start)
-        buffer = torch.empty(nbytes, dtype=torch.uint8)
-        view = memoryview(buffer.numpy())
-        _read_into(f, view, path, name)
-        if verify:
-            actual = _crc(view)
-            if actual != entry["crc32"]:
-                raise SdaCorruptError(f"{path}: tensor {name!r} is corrupt (CRC-32 {actual:#010x}, expected "
-                                      f"{entry['crc32']:#010x}); the file is damaged: copy it again or restore it "
-                                      "from a backup")
+    for i, (entry, buffer, actual) in enumerate(zip(table, buffers, crcs, strict=True)):
+        name, dtype = entry["name"], entry["dtype"]
+        if i + 1 == nonzero:
+            raise SdaCorruptError(f"{path}: {_padding(entry)} holds non-zero bytes; the file is damaged: copy it again")
+        if verify and actual != entry["crc32"]:
+            raise SdaCorruptError(f"{path}: tensor {name!r} is corrupt (CRC-32 {actual:#010x}, expected "
+                                  f"{entry['crc32']:#010x}); the file is damaged: copy it again or restore it "
+                                  "from a backup")
         # A bool byte other than 0 or 1 is undefined behaviour in torch, so it is refused even unverified.
-        if dtype == "BOOL" and nbytes and bool((buffer > 1).any()):
+        if dtype == "BOOL" and entry["nbytes"] and bool((buffer > 1).any()):
             raise _invalid(path, f"tensor {name!r} (BOOL) holds bytes other than 0 and 1")
         tensors[name] = buffer.view(DTYPES[dtype]).reshape(entry["shape"])
-        position = start + nbytes
     return tensors
 
 
-def _read_into(f, view: memoryview, path, name) -> None:
-    done = 0
-    while done < len(view):
-        n = f.readinto(view[done:])
-        if not n:  # the file shrank after it was measured
-            raise _truncated(path, f.tell(), f"inside tensor {name!r}")
-        done += n
+def _padding(entry) -> str:
+    return f"the padding before tensor {entry['name']!r}"
 
 
-def _check_zero(f, path, start: int, stop: int, what: str) -> None:
-    f.seek(start)
-    while start < stop:
-        chunk = f.read(min(stop - start, 1 << 20))
-        if not chunk:
-            raise _truncated(path, start, f"inside {what}")
-        if chunk.count(0) != len(chunk):
-            raise SdaCorruptError(f"{path}: {what} holds non-zero bytes; the file is damaged: copy it again")
-        start += len(chunk)
+# ----------------------------------------------------------------------------------------------
+# Backends: the byte work. The C++ extension sda._sdafile implements the same four functions
+# with the same signatures (csrc/sdafile.cpp), with the GIL released.
+
+# Read and checksum this many bytes at a time, each chunk right after reading it, while it is in cache.
+_CHUNK = 4 << 20
+
+
+class _ShortRead(EOFError):
+    """The file ended at byte offset, inside item (or range) index: the twin of _sdafile.ShortReadError."""
+
+    def __init__(self, path, index: int, offset: int):
+        super().__init__(f"{path}: the file ends at byte {offset}, inside item {index}")
+        self.index, self.offset = index, offset
+
+
+@contextlib.contextmanager
+def _naming(path):
+    """Name the path in an OSError about the descriptor (which names none, or the fd), as the C++ backend does."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None or not (exc.filename is None or isinstance(exc.filename, int)):
+            raise
+        raise OSError(exc.errno, exc.strerror, path) from None  # OSError() picks the subclass by errno
+
+
+class _PurePython:
+    """The byte work in pure Python, with the signatures of sda._sdafile's functions."""
+
+    crc32 = staticmethod(zlib.crc32)
+
+    @staticmethod
+    def read_into(fd: int, path, items, crc: bool = True) -> list:
+        """Fill each (file_offset, writable buffer) item; return each buffer's CRC-32 (0s if not crc)."""
+        crcs = []
+        with _naming(path):
+            f = io.FileIO(fd, "r", closefd=False)  # readinto fills the buffer in place, on any OS
+            for index, (offset, buffer) in enumerate(items):
+                view, value = memoryview(buffer).cast("B"), 0
+                for start in range(0, len(view), _CHUNK):
+                    chunk = view[start:start + _CHUNK]
+                    f.seek(offset + start)
+                    done = 0
+                    while done < len(chunk):
+                        n = f.readinto(chunk[done:])
+                        if not n:
+                            raise _ShortRead(path, index, offset + start + done)
+                        done += n
+                    if crc:
+                        value = zlib.crc32(chunk, value)
+                crcs.append(value)
+        return crcs
+
+    @staticmethod
+    def first_nonzero(fd: int, path, ranges) -> int:
+        """The index of the first (start, stop) byte range holding a non-zero byte, or -1."""
+        with _naming(path):
+            f = io.FileIO(fd, "r", closefd=False)
+            for index, (start, stop) in enumerate(ranges):
+                f.seek(start)
+                while start < stop:
+                    chunk = f.read(min(stop - start, _CHUNK))
+                    if not chunk:
+                        raise _ShortRead(path, index, start)
+                    if chunk.count(0) != len(chunk):
+                        return index
+                    start += len(chunk)
+        return -1
+
+    @staticmethod
+    def write_all(fd: int, path, items) -> None:
+        """Write each (file_offset, buffer) item, then fsync the file."""
+        with _naming(path):
+            for offset, data in items:
+                view = memoryview(data).cast("B")
+                os.lseek(fd, offset, os.SEEK_SET)
+                while view:
+                    n = os.write(fd, view)
+                    if not n:  # no progress and no error: never loop forever
+                        raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+                    view = view[n:]
+            os.fsync(fd)
+
+
+_NATIVE_FUNCTIONS = ("crc32", "read_into", "first_nonzero", "write_all")
+if native._ext is not None and all(hasattr(native._ext, f) for f in _NATIVE_FUNCTIONS):
+    _BACKENDS, _CPP_MISSING = {"cpp": native._ext, "python": _PurePython}, ""
+else:
+    _BACKENDS = {"python": _PurePython}
+    _CPP_MISSING = ("SDA_PURE_PYTHON=1 is set" if os.environ.get("SDA_PURE_PYTHON") == "1"
+                    else "the extension sda._sdafile is out of date; rebuild it with pip install -e ."
+                    if native._ext is not None
+                    else "the extension sda._sdafile was not built; reinstall sda with a C++ compiler present")
+BACKEND = "cpp" if "cpp" in _BACKENDS else "python"
+_io = _BACKENDS[BACKEND]
+
+
+def set_backend(name: str) -> str:
+    """Do the byte work with backend name ("cpp" or "python") from now on; return the previous name."""
+    global BACKEND, _io
+    if name not in ("cpp", "python"):
+        raise SdaError(f"the backend must be 'cpp' or 'python', not {name!r}")
+    if name not in _BACKENDS:
+        raise SdaError(f"the C++ backend is not available: {_CPP_MISSING}")
+    previous, BACKEND, _io = BACKEND, name, _BACKENDS[name]
+    return previous

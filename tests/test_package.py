@@ -33,6 +33,10 @@ def test_the_extension_was_built_where_a_compiler_exists():
     from sda import native
 
     assert native.BACKEND == "cpp", "a C++ compiler exists but sda._sdafile did not build: see the pip log"
+    from sda import sdafile
+
+    # Raises SdaError if the built extension is out of date (lacks the container's functions).
+    sdafile.set_backend(sdafile.set_backend("cpp"))
 
 
 @pytest.mark.parametrize("pure", ["0", "1"])
@@ -65,6 +69,7 @@ def test_entry_points():
     env = subprocess.run([str(script), "env"], capture_output=True, text=True, timeout=120)
     assert env.returncode == 0, env.stderr
     assert "kernel backend on cpu: torch" in env.stdout
+    assert f".sda file backend: {'cpp' if cxx_compiler() else 'python'}" in env.stdout
 
 
 def test_bad_flag_exits_nonzero_without_traceback():
@@ -122,3 +127,21 @@ def test_install_without_a_compiler_falls_back_to_python(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["python", str(zlib.crc32(b"sda"))]
     assert "C++ extension sda._sdafile is not available" in out.stderr
+
+    # The .sda container works there on its pure-Python backend (torch from this environment's
+    # site-packages on the path, without running its .pth files, so again without this checkout).
+    code = (
+        "import torch\nfrom sda import sdafile\n"
+        "sdafile.write('m.sda', {'w': torch.arange(3.0)}, {'a': 1})\n"
+        "tensors, metadata = sdafile.read('m.sda')\n"
+        "print(sdafile.BACKEND, tensors['w'].tolist(), metadata)\n"
+        "try:\n    sdafile.set_backend('cpp')\nexcept sdafile.SdaError as exc:\n    print(exc)\n"
+    )
+    path = os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]])
+    out = run_python(code, "-S", cwd=tmp_path, PYTHONPATH=path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "python [0.0, 1.0, 2.0] {'a': 1}",
+        "the C++ backend is not available: the extension sda._sdafile was not built; "
+        "reinstall sda with a C++ compiler present",
+    ]

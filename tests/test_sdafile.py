@@ -1,10 +1,15 @@
-"""The v2 .sda container (SDA_FORMAT.md): round trips, canonical bytes, every rejection, atomic writes."""
+"""The v2 .sda container (SDA_FORMAT.md): round trips, canonical bytes, every rejection, atomic writes.
+
+Every test runs once per backend (the C++ extension and pure Python: the autouse fixture
+`backend`); the tests at the end compare the two backends directly.
+"""
 
 import errno
 import json
 import os
 import pickle
 import struct
+import types
 import zlib
 
 import numpy as np
@@ -19,6 +24,35 @@ DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
     "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
 }
+
+
+def _cpp_unavailable():
+    """Why the C++ backend cannot run here, or None."""
+    try:
+        previous = sdafile.set_backend("cpp")
+    except SdaError as exc:
+        return str(exc)
+    sdafile.set_backend(previous)
+    return None
+
+
+CPP_UNAVAILABLE = _cpp_unavailable()
+BACKENDS = ("python", "cpp")
+
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def backend(request):
+    """Runs each test with each backend. A test parametrized with BOTH runs once and switches itself."""
+    if request.param != "python" and CPP_UNAVAILABLE:
+        pytest.skip(CPP_UNAVAILABLE)
+    previous = sdafile.BACKEND
+    if request.param in BACKENDS:
+        sdafile.set_backend(request.param)
+    yield request.param
+    sdafile.set_backend(previous)
+
+
+BOTH = pytest.mark.parametrize("backend", ["both"], indirect=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,8 +156,24 @@ def layout(path):
 # Round trips
 
 
-def test_backend_is_python():
+def test_set_backend(backend):
+    assert backend == sdafile.BACKEND
+    assert sdafile.set_backend("python") == backend
     assert sdafile.BACKEND == "python"
+    with pytest.raises(SdaError, match="the backend must be 'cpp' or 'python', not 'rust'"):
+        sdafile.set_backend("rust")
+    assert sdafile.BACKEND == "python"
+    assert sdafile.set_backend(backend) == "python"
+    assert backend == sdafile.BACKEND
+
+
+def test_crc32_matches_zlib(rng):
+    data = memoryview(torch.randint(0, 256, (70_000,), generator=rng, dtype=torch.uint8).numpy())
+    for n in [*range(0, 130), 255, 256, 1000, 4097, 65_536]:  # the table tail, the 16- and 64-byte folds
+        for start in (0, 1, 7, 16):
+            part = data[start:start + n]
+            assert sdafile._crc(part) == zlib.crc32(part), (n, start)
+            assert sdafile._crc(part, 0xDEADBEEF) == zlib.crc32(part, 0xDEADBEEF), (n, start)
 
 
 @pytest.mark.parametrize("code", list(DTYPES))
@@ -352,7 +402,7 @@ def test_any_minor_version_reads_and_may_add_fields(tmp_path):
         sdafile.read(put(tmp_path, build(header([{**VALID[0], "extra": 1}, VALID[1]]), VALID_DATA)))
 
 
-@pytest.mark.parametrize(("change", "error", "message"), [
+BAD_PREFIXES = [
     ({"flags": 1}, SdaFormatError, "unknown flags 0x1.*upgrade sda"),
     ({"flags": 1 << 31}, SdaFormatError, "unknown flags 0x80000000"),
     ({"reserved": b"\x01" + bytes(19)}, SdaFormatError, "reserved prefix bytes"),
@@ -366,7 +416,10 @@ def test_any_minor_version_reads_and_may_add_fields(tmp_path):
     ({"data_length": 68}, SdaCorruptError, "is truncated"),
     ({"data_length": 2**64 - 1}, SdaCorruptError, "is truncated"),
     ({"crc": 0}, SdaCorruptError, "the header is corrupt.*copy it again"),
-])
+]
+
+
+@pytest.mark.parametrize(("change", "error", "message"), BAD_PREFIXES)
 def test_bad_prefix_fields(tmp_path, change, error, message):
     with pytest.raises(error, match=message):
         sdafile.read(put(tmp_path, build(header(VALID), VALID_DATA, **change)))
@@ -462,6 +515,8 @@ BAD_HEADERS = {
     "huge shape, huge nbytes": (case(changed(0, shape=[2**62, 2**62], nbytes=2**126)), "outside the 64-bit range"),
     "huge shape, nbytes fits": (case(changed(0, shape=[2**40], nbytes=2**42)), "extend past the data length"),
     "shape overflows nbytes": (case(changed(0, shape=[2**62, 4], nbytes=0)), "nbytes 0 is not"),
+    "empty shape too large for torch": (case(header([entry("x", "F32", [2**62, 2**62, 0], 0, b"")]), b""),
+                                        r"shape \[4611686018427387904, 4611686018427387904, 0\] is too large"),
     # tensor fields
     "duplicate name": (case(changed(1, name="x")), "the name 'x' appears twice"),
     "empty name": (case(changed(0, name="")), "name '' is not 1 to 255 UTF-8 bytes"),
@@ -588,7 +643,7 @@ def _safetensors_bytes():
     return struct.pack("<Q", len(h)) + h + bytes(4)
 
 
-@pytest.mark.parametrize(("content", "message"), [
+FOREIGN = [
     (pickle.dumps({"a": 1}, protocol=2), "is a Python pickle.*can run code"),
     (pickle.dumps([1.0], protocol=5), "is a Python pickle"),
     (_safetensors_bytes(), "is a safetensors file"),
@@ -601,7 +656,10 @@ def _safetensors_bytes():
     (b"\xef\xbb\xbf\n<!doctype html>", "is an HTML page"),
     (b"hello, world\n", "is not an sda file .it starts with 68 65 6c 6c 6f 2c 20 77."),
     (b"\x89PNG\r\n\x1a\n" + bytes(24), "is not an sda file .it starts with 89 50 4e 47"),
-])
+]
+
+
+@pytest.mark.parametrize(("content", "message"), FOREIGN)
 def test_foreign_files_are_named(tmp_path, content, message):
     path = put(tmp_path, content, "thing.sda")
     with pytest.raises(SdaFormatError, match=message):
@@ -636,7 +694,7 @@ def test_paths_that_are_not_files(tmp_path):
 # Writing: argument checks and atomicity
 
 
-@pytest.mark.parametrize(("tensors", "metadata", "message"), [
+BAD_WRITES = [
     ({1: torch.ones(1)}, {}, "tensor names must be strings"),
     ({"": torch.ones(1)}, {}, "must be 1 to 255 UTF-8 bytes without NUL"),
     ({"a\0b": torch.ones(1)}, {}, "without NUL"),
@@ -647,6 +705,7 @@ def test_paths_that_are_not_files(tmp_path):
     ({"w": torch.empty(2, dtype=torch.uint16)}, {}, "dtype torch.uint16"),
     ({"w": torch.ones(2).to(torch.float8_e4m3fn)}, {}, "dtype torch.float8_e4m3fn"),
     ({"w": torch.ones([1] * 9)}, {}, "has 9 dimensions; .sda files store at most 8"),
+    ({"w": torch.empty([2**62, 0, 2**62])}, {}, r"product of its non-zero dimensions is 2\*\*63 or more"),
     ({"w": torch.eye(2).to_sparse()}, {}, "layout torch.sparse_coo"),
     ({"w": torch.empty(2, device="meta")}, {}, "is on the meta device"),
     ({}, [], "metadata must be a mapping"),
@@ -659,7 +718,10 @@ def test_paths_that_are_not_files(tmp_path):
     ({}, {"a": "\udcff"}, "is not valid Unicode"),
     ({}, {"deep": nested(63)}, "nests deeper than"),
     ({}, {"x": "a" * (16 * 2**20)}, "over the 16777216-byte limit"),
-])
+]
+
+
+@pytest.mark.parametrize(("tensors", "metadata", "message"), BAD_WRITES)
 def test_write_rejects_bad_arguments(tmp_path, tensors, metadata, message):
     with pytest.raises(SdaError, match=message):
         sdafile.write(tmp_path / "m.sda", tensors, metadata)
@@ -688,12 +750,26 @@ def _assert_untouched(old_file):
     assert os.listdir(path.parent) == [path.name], "a temporary file was left behind"
 
 
+def break_write_all(monkeypatch, exception, items_written=None):
+    """Make the backend's write_all write its first items_written items (all: None), then raise exception."""
+    real = sdafile._io
+
+    def write_all(fd, path, items):
+        real.write_all(fd, path, items if items_written is None else items[:items_written])
+        raise exception
+
+    broken = types.SimpleNamespace(crc32=real.crc32, read_into=real.read_into, first_nonzero=real.first_nonzero,
+                                   write_all=write_all)
+    monkeypatch.setattr(sdafile, "_io", broken)
+
+
 @pytest.mark.parametrize("failing", ["fsync", "replace"])
 def test_failed_write_keeps_the_old_file(old_file, monkeypatch, failing):
-    def boom(*args, **kwargs):
-        raise OSError(errno.EIO, f"simulated {failing} failure")
-
-    monkeypatch.setattr(os, failing, boom)
+    exception = OSError(errno.EIO, f"simulated {failing} failure")
+    if failing == "fsync":  # everything written, then the backend's fsync fails
+        break_write_all(monkeypatch, exception)
+    else:
+        monkeypatch.setattr(os, "replace", lambda *args: (_ for _ in ()).throw(exception))
     with pytest.raises(OSError, match=f"simulated {failing} failure"):
         sdafile.write(old_file[0], {"w": torch.ones(4)}, {"version": "new"})
     monkeypatch.undo()
@@ -702,32 +778,68 @@ def test_failed_write_keeps_the_old_file(old_file, monkeypatch, failing):
 
 @pytest.mark.parametrize("exception", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()])
 def test_write_interrupted_midway_keeps_the_old_file(old_file, monkeypatch, exception):
-    real_fdopen = os.fdopen
-
-    class FailsAfterTheHeader:
-        def __init__(self, f):
-            self.f, self.calls = f, 0
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.calls += 1
-            if self.calls > 2:
-                raise exception
-            return self.f.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FailsAfterTheHeader(real_fdopen(fd, mode)))
+    break_write_all(monkeypatch, exception, items_written=2)  # the header and the first tensor
     with pytest.raises(type(exception)):
         sdafile.write(old_file[0], {"a": torch.ones(4), "b": torch.ones(4)}, {"version": "new"})
     monkeypatch.undo()
     _assert_untouched(old_file)
+
+
+def test_backend_os_errors_name_the_path(tmp_path):
+    """The backend's own OSErrors carry the errno and the path (the C++ one builds them itself)."""
+    if os.path.exists("/dev/full"):  # every write to it fails with ENOSPC
+        fd = os.open("/dev/full", os.O_WRONLY)
+        try:
+            with pytest.raises(OSError) as info:
+                sdafile._io.write_all(fd, "/dev/full", [(0, b"sda")])
+        finally:
+            os.close(fd)
+        assert info.value.errno == errno.ENOSPC and info.value.filename == "/dev/full"
+    fd = os.open(tmp_path, os.O_RDONLY)  # a directory cannot be read
+    try:
+        with pytest.raises(IsADirectoryError) as info:
+            sdafile._io.read_into(fd, str(tmp_path), [(0, bytearray(4))])
+    finally:
+        os.close(fd)
+    assert info.value.errno == errno.EISDIR and info.value.filename == str(tmp_path)
+
+
+def test_backend_short_reads(tmp_path):
+    path = put(tmp_path, bytes(100))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        buffers = [bytearray(b"\xff" * 50), bytearray(40)]
+        assert sdafile._io.read_into(fd, str(path), [(0, buffers[0]), (60, buffers[1])]) == [zlib.crc32(bytes(50)),
+                                                                                          zlib.crc32(bytes(40))]
+        assert buffers[0] == bytes(50)
+        with pytest.raises(EOFError) as info:
+            sdafile._io.read_into(fd, str(path), [(0, bytearray(50)), (80, bytearray(40))])
+        assert (info.value.index, info.value.offset) == (1, 100)
+        assert sdafile._io.first_nonzero(fd, str(path), [(0, 10), (10, 100)]) == -1
+        with pytest.raises(EOFError) as info:
+            sdafile._io.first_nonzero(fd, str(path), [(0, 10), (90, 120)])
+        assert (info.value.index, info.value.offset) == (1, 100)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(("cut", "where"), [(-5, "inside tensor 'enc.weight'"),
+                                            ("padding", "inside the padding after the header")])
+def test_file_that_shrinks_while_it_is_read(tmp_path, rng, monkeypatch, cut, where):
+    """The size is checked first; a file cut short after that is still reported as truncated."""
+    path, _ = sample(tmp_path, rng)
+    _, d, _ = layout(path)
+    size = d - 1 if cut == "padding" else path.stat().st_size + cut
+    real_read_header = sdafile._read_header
+
+    def read_header_then_cut(f, p):
+        result = real_read_header(f, p)
+        os.truncate(path, size)
+        return result
+
+    monkeypatch.setattr(sdafile, "_read_header", read_header_then_cut)
+    with pytest.raises(SdaCorruptError, match=f"is truncated: it ends after {size} bytes, {where}; the copy"):
+        sdafile.read(path)
 
 
 def test_bad_tensor_keeps_the_old_file(old_file):
@@ -752,3 +864,124 @@ def test_write_replaces_and_respects_the_umask(old_file):
 def test_write_into_a_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError):
         sdafile.write(tmp_path / "no" / "m.sda", {}, {})
+
+
+# ----------------------------------------------------------------------------------------------
+# The two backends against each other (each test runs once, switching backends itself)
+
+
+def with_each_backend(fn):
+    """{backend: fn()}, calling fn once with each backend."""
+    results = {}
+    for name in BACKENDS:
+        previous = sdafile.set_backend(name)
+        try:
+            results[name] = fn()
+        finally:
+            sdafile.set_backend(previous)
+    return results
+
+
+def outcome(fn, *args, **kwargs):
+    """What fn did: ("ok", its result), or the exception's type and message."""
+    try:
+        return "ok", fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any difference between the backends matters
+        return type(exc), str(exc)
+
+
+def read_everything(path):
+    """The outcomes of read (verified and not) and read_metadata on path, comparable with ==."""
+
+    def tensors_and_metadata(verify):
+        tensors, metadata = sdafile.read(path, verify=verify)
+        return {name: (t.dtype, tuple(t.shape), t.reshape(-1).view(torch.uint8).numpy().tobytes())
+                for name, t in tensors.items()}, metadata
+
+    return (outcome(tensors_and_metadata, True), outcome(tensors_and_metadata, False),
+            outcome(sdafile.read_metadata, path))
+
+
+@BOTH
+def test_backends_write_identical_bytes_and_read_each_other(tmp_path, rng):
+    tensors = {f"t.{code}": random_tensor(dtype, (3, 5), rng) for code, dtype in DTYPES.items()}
+    tensors["big"] = random_tensor(torch.float32, ((5 << 20) // 4 + 3,), rng)  # several read chunks and a tail
+    tensors["scalar"] = torch.tensor(2.5)
+    tensors["zz"] = torch.empty(0)  # last and empty: the file still ends at D + L, after the padding
+    metadata = {"name": "both", "loss": [0.5, float("nan")], "nested": {"b": [1, None], "a": "é"}}
+
+    def write():
+        path = tmp_path / f"{sdafile.BACKEND}.sda"
+        sdafile.write(path, tensors, metadata)
+        return path
+
+    paths = with_each_backend(write)
+    assert paths["python"].read_bytes() == paths["cpp"].read_bytes()
+    _, d, table = layout(paths["cpp"])
+    assert paths["cpp"].stat().st_size == d + table[-1]["offset"] and table[-1]["name"] == "zz"
+    for path in paths.values():
+        reads = with_each_backend(lambda path=path: sdafile.read(path))
+        for back, meta in reads.values():
+            assert meta == {**metadata, "loss": [0.5, None]}
+            assert list(back) == sorted(tensors)
+            assert all(same(back[name], t) for name, t in tensors.items())
+
+
+@BOTH
+def test_a_tensor_bit_flip_gives_the_same_error_from_both_backends(tmp_path, rng):
+    path = tmp_path / "m.sda"
+    sdafile.write(path, {"a": random_tensor(torch.float32, (3,), rng),
+                         "big": random_tensor(torch.float32, ((5 << 20) // 4,), rng)}, {})
+    raw = path.read_bytes()
+    _, d, table = layout(path)
+    for e in table:
+        for index in (d + e["offset"], d + e["offset"] + e["nbytes"] - 1):  # for "big": the first and last chunk
+            damaged = bytearray(raw)
+            damaged[index] ^= 0x08
+            path.write_bytes(bytes(damaged))
+            results = with_each_backend(lambda: outcome(sdafile.read, path))
+            assert results["python"] == results["cpp"]
+            assert results["cpp"][0] is SdaCorruptError
+            assert results["cpp"][1].startswith(f"{path}: tensor {e['name']!r} is corrupt (CRC-32 0x")
+
+
+def malformed_files(tmp_path):
+    """(label, bytes) for every malformed file above, and every truncation and bit flip of two valid ones."""
+    for name, (raw, _) in BAD_HEADERS.items():
+        yield f"header: {name}", raw
+    for change, _, _ in BAD_PREFIXES:
+        yield f"prefix: {change}", build(header(VALID), VALID_DATA, **change)
+    for content, _ in FOREIGN:
+        yield f"foreign: {content[:16]!r}", content
+    written = tmp_path / "written.sda"  # with a BOOL tensor, and padding after the header
+    sdafile.write(written, {"a": torch.tensor([1.0, -2.0, 3.0]), "b": torch.tensor([True, False])}, {"k": [1]})
+    for valid in (build(header(VALID), VALID_DATA), written.read_bytes()):
+        yield "trailing data", valid + b"\0"
+        for size in range(len(valid)):
+            yield f"cut to {size} bytes", valid[:size]
+        for i in range(len(valid)):
+            damaged = bytearray(valid)
+            damaged[i] ^= 1 << (i % 8)
+            yield f"bit flip in byte {i}", bytes(damaged)
+
+
+@BOTH
+def test_malformed_files_give_identical_errors_from_both_backends(tmp_path):
+    path = tmp_path / "bad.sda"
+    count = 0
+    for label, raw in malformed_files(tmp_path):
+        path.write_bytes(raw)
+        results = with_each_backend(lambda: read_everything(path))
+        assert results["python"] == results["cpp"], label
+        assert results["cpp"][0][0] != "ok", label
+        count += 1
+    assert count > 1000
+
+
+@BOTH
+def test_bad_write_arguments_give_identical_errors_from_both_backends(tmp_path):
+    for tensors, metadata, _ in BAD_WRITES:
+        results = with_each_backend(lambda t=tensors, m=metadata: outcome(sdafile.write, tmp_path / "m.sda", t, m))
+        assert results["python"] == results["cpp"]
+        assert issubclass(results["cpp"][0], SdaError), results["cpp"]
+    assert os.listdir(tmp_path) == []
