@@ -101,8 +101,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from sda import sdafile
     from sda.report import info_text
 
-    metadata = sdafile.read_metadata(args.model)
-    print(info_text(args.model, metadata))
+    header = sdafile.read_header(args.model)  # prefix and header only: the weights are not read
+    print(info_text(args.model, header["metadata"], header["kind"]))
     return 0
 
 

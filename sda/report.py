@@ -59,12 +59,12 @@ def summary_text(s: Summary) -> str:
     return "\n".join(lines)
 
 
-def info_text(path, metadata: dict) -> str:
-    """What `sda info` prints from a model file's metadata (the weights are not read)."""
+def info_text(path, metadata: dict, kind: str = "model") -> str:
+    """What `sda info` prints from a model or checkpoint file's metadata (the weights are not read)."""
     cfg, data = metadata["config"], metadata["dataset"]
     epochs = metadata["history"]["epochs"]
     lines = [
-        f"{path}: sda model {metadata['model_name']!r}, created {metadata['created']} "
+        f"{path}: sda {kind} {metadata['model_name']!r}, created {metadata['created']} "
         f"(sda {metadata['versions']['sda']}, torch {metadata['versions']['torch']})",
         f"  model: {cfg['rvq_levels']} RVQ levels x {cfg['codebook_size']} codes x dim {cfg['codebook_dim']}, "
         f"commitment weight {cfg['commitment_weight']}, seed {cfg['seed']}",

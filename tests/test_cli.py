@@ -87,6 +87,8 @@ def test_ctrl_c_saves_a_loadable_model_and_checkpoint_then_resume_finishes(folde
     checkpoint = tmp_path / "cut.checkpoint.sda"
     info = sda("info", tmp_path / "cut.sda")
     assert info.returncode == 0 and "sda model 'cut'" in info.stdout
+    info = sda("info", checkpoint)
+    assert info.returncode == 0 and "sda checkpoint 'cut'" in info.stdout
     resumed = sda("train", folder, "--resume", checkpoint, "--out", tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {checkpoint} at epoch" in resumed.stdout and "(resumed from a checkpoint)" in resumed.stdout
