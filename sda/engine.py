@@ -195,7 +195,7 @@ def _train(config: VQVAEConfig, options: RunOptions, stop: threading.Event) -> I
         if stopped:
             break
         validation, val_health = _validate(model, data.val_mels.to(device), autocast, cfg)
-        train_means = {k: v / max(1, sums["steps"]) for k, v in sums.items() if k != "steps"}
+        train_means = _means(sums)
         history["epochs"].append({"epoch": epoch, "train": train_means, "validation": validation,
                                   "health": [h.to_dict() for h in window.snapshot()],
                                   "validation_health": [h.to_dict() for h in val_health]})
@@ -223,11 +223,16 @@ def _zero_sums() -> dict:
     return {"loss": 0.0, "reconstruction": 0.0, "commitment": 0.0, "steps": 0}
 
 
-def _accumulate(sums: dict, out) -> None:
-    sums["loss"] += out.loss.item()
-    sums["reconstruction"] += out.reconstruction_loss.item()
-    sums["commitment"] += out.commitment.sum().item()
-    sums["steps"] += 1
+def _accumulate(sums: dict, out, weight: int = 1) -> None:
+    """Add one forward pass's loss terms to sums, weighted (by batch size in validation)."""
+    sums["loss"] += out.loss.item() * weight
+    sums["reconstruction"] += out.reconstruction_loss.item() * weight
+    sums["commitment"] += out.commitment.sum().item() * weight
+    sums["steps"] += weight
+
+
+def _means(sums: dict) -> dict:
+    return {k: v / max(1, sums["steps"]) for k, v in sums.items() if k != "steps"}
 
 
 def _health_events(epoch: int, step: int, window: HealthWindow, monitor: LowUtilizationMonitor, history: dict):
@@ -249,17 +254,14 @@ def _kmeans_sample(train_mels: torch.Tensor, cfg: VQVAEConfig) -> torch.Tensor:
 def _validate(model: ConvVQVAE, val_mels: torch.Tensor, autocast, cfg: VQVAEConfig):
     """Losses (means over chunks) and health on the validation set; leaves the model in training mode."""
     model.eval()
-    totals, counts = {"loss": 0.0, "reconstruction": 0.0, "commitment": 0.0}, 0
+    sums, counts = _zero_sums(), 0
     for batch in val_mels.split(cfg.batch_size):
         with autocast:
             out = model(batch)
-        totals["loss"] += out.loss.item() * len(batch)
-        totals["reconstruction"] += out.reconstruction_loss.item() * len(batch)
-        totals["commitment"] += out.commitment.sum().item() * len(batch)
+        _accumulate(sums, out, weight=len(batch))
         counts = counts + out.counts
     model.train()
-    health = [level_health(c, level) for level, c in enumerate(counts)]
-    return {k: v / len(val_mels) for k, v in totals.items()}, health
+    return _means(sums), [level_health(c, level) for level, c in enumerate(counts)]
 
 
 @torch.no_grad()

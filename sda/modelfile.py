@@ -74,7 +74,8 @@ class TrainingState:
 def load_checkpoint(path: Path) -> TrainingState:
     tensors, metadata = _read(path, "checkpoint")
     config = _config(path, metadata)
-    _load_weights(path, ConvVQVAE(config), {k: v for k, v in tensors.items() if _is_model_tensor(k)})
+    model = {k: v for k, v in tensors.items() if _is_model_tensor(k)}
+    _load_weights(path, ConvVQVAE(config), model)  # refuse a checkpoint whose weights do not fit its config
     state: dict[int, dict] = {}
     for name, tensor in tensors.items():
         if name.startswith(OPTIMIZER_PREFIX):
@@ -85,7 +86,7 @@ def load_checkpoint(path: Path) -> TrainingState:
                                      "it cannot be resumed. Start a new run.")
     return TrainingState(
         config=config,
-        model={k: v for k, v in tensors.items() if _is_model_tensor(k)},
+        model=model,
         optimizer={"state": state, "param_groups": metadata["optimizer_param_groups"]},
         rng=tensors[RNG_TENSOR],
         metadata=metadata,

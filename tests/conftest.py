@@ -23,3 +23,12 @@ def rng(request):
     import torch
 
     return torch.Generator().manual_seed(SEED ^ zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def seeded(rng):
+    """rng, with torch's global generator (k-means, dead-code replacement) seeded from it too."""
+    import torch
+
+    torch.manual_seed(int(torch.randint(2**31, (1,), generator=rng)))
+    return rng

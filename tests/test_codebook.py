@@ -16,10 +16,6 @@ def separated_centers(rng, c, d, scale=3.0):
     return scale * torch.randn(c, d, generator=rng)
 
 
-def seed_global(rng):
-    torch.manual_seed(int(torch.randint(2**31, (1,), generator=rng)))
-
-
 def assert_invariant(cb: EMACodebook):
     torch.testing.assert_close(cb.embed, cb.embed_sum / laplace(cb.cluster_size)[:, None], rtol=1e-5, atol=1e-6)
 
@@ -31,10 +27,9 @@ def test_laplace_keeps_the_total_and_removes_zeros():
     torch.testing.assert_close(smoothed.sum(), sizes.sum())
 
 
-def test_kmeans_finds_well_separated_clusters(rng):
-    seed_global(rng)
-    centers = separated_centers(rng, 8, 16)
-    x, labels = mixture(rng, centers, 2000)
+def test_kmeans_finds_well_separated_clusters(seeded):
+    centers = separated_centers(seeded, 8, 16)
+    x, labels = mixture(seeded, centers, 2000)
     centroids, counts = kmeans(x, 8, iters=10)
     # Each true center has exactly one centroid next to it, and the counts are the cluster sizes.
     nearest = torch.cdist(centers, centroids).argmin(dim=1)
@@ -43,17 +38,15 @@ def test_kmeans_finds_well_separated_clusters(rng):
     assert counts[nearest].tolist() == torch.bincount(labels, minlength=8).tolist()
 
 
-def test_kmeans_with_fewer_points_than_codes_still_gives_k_codes(rng):
-    seed_global(rng)
-    x = torch.randn(5, 4, generator=rng)
+def test_kmeans_with_fewer_points_than_codes_still_gives_k_codes(seeded):
+    x = torch.randn(5, 4, generator=seeded)
     centroids, counts = kmeans(x, 16, iters=3)
     assert centroids.shape == (16, 4) and counts.sum() == 5
 
 
-def test_initialization_sets_centroids_with_consistent_statistics(rng):
-    seed_global(rng)
-    centers = separated_centers(rng, 8, 16)
-    x, _ = mixture(rng, centers, 1000)
+def test_initialization_sets_centroids_with_consistent_statistics(seeded):
+    centers = separated_centers(seeded, 8, 16)
+    x, _ = mixture(seeded, centers, 1000)
     cb = EMACodebook(8, 16, decay=0.9, dead_code_threshold=0.0)
     cb.initialize(x)
     assert bool(cb.initialized)
@@ -63,28 +56,26 @@ def test_initialization_sets_centroids_with_consistent_statistics(rng):
 
 
 @pytest.mark.parametrize("decay", [0.5, 0.95, 0.99])
-def test_ema_steps_after_kmeans_do_not_shrink_codes(rng, decay):
-    seed_global(rng)
-    centers = separated_centers(rng, 8, 16)
+def test_ema_steps_after_kmeans_do_not_shrink_codes(seeded, decay):
+    centers = separated_centers(seeded, 8, 16)
     cb = EMACodebook(8, 16, decay=decay, dead_code_threshold=0.0)
-    cb.initialize(mixture(rng, centers, 1000)[0])
+    cb.initialize(mixture(seeded, centers, 1000)[0])
     norms = cb.embed.norm(dim=1).clone()
     for _ in range(50):
-        cb(mixture(rng, centers, 64)[0])  # small batches: usage per step is far below the init's
+        cb(mixture(seeded, centers, 64)[0])  # small batches: usage per step is far below the init's
         assert_invariant(cb)
     ratio = cb.embed.norm(dim=1) / norms
     assert ratio.min() > 0.99 and ratio.max() < 1.01, ratio
     torch.testing.assert_close(torch.cdist(centers, cb.embed).min(dim=1).values, torch.zeros(8), atol=0.02, rtol=0)
 
 
-def test_unused_codes_stay_exactly_where_they_are(rng):
-    seed_global(rng)
-    centers = separated_centers(rng, 8, 16)
+def test_unused_codes_stay_exactly_where_they_are(seeded):
+    centers = separated_centers(seeded, 8, 16)
     cb = EMACodebook(8, 16, decay=0.9, dead_code_threshold=0.0)
-    cb.initialize(mixture(rng, centers, 1000)[0])
+    cb.initialize(mixture(seeded, centers, 1000)[0])
     before = cb.embed.clone()
     # Feed only the neighbourhood of code 0 for many steps: its usage decays for none of the others.
-    near_zero = cb.embed[0] + 0.001 * torch.randn(64, 16, generator=rng)
+    near_zero = cb.embed[0] + 0.001 * torch.randn(64, 16, generator=seeded)
     for _ in range(100):
         cb(near_zero)
     assert torch.equal(cb.embed[1:], before[1:])
@@ -92,10 +83,9 @@ def test_unused_codes_stay_exactly_where_they_are(rng):
     assert_invariant(cb)
 
 
-def test_one_ema_step_matches_the_formula(rng):
-    seed_global(rng)
+def test_one_ema_step_matches_the_formula(seeded):
     cb = EMACodebook(4, 3, decay=0.8, dead_code_threshold=0.0)
-    cb.initialize(torch.randn(100, 3, generator=rng))
+    cb.initialize(torch.randn(100, 3, generator=seeded))
     size, total = cb.cluster_size.clone(), cb.embed_sum.clone()
     x = cb.embed[torch.tensor([0, 0, 1, 2])] + 0.1  # codes 0, 1, 2 used; 3 not
     cb(x)
@@ -107,14 +97,13 @@ def test_one_ema_step_matches_the_formula(rng):
     torch.testing.assert_close(cb.embed[:3], expected[:3])
 
 
-def test_a_replaced_code_keeps_its_new_value_after_the_replacing_step(rng):
-    seed_global(rng)
-    centers = separated_centers(rng, 4, 8)
+def test_a_replaced_code_keeps_its_new_value_after_the_replacing_step(seeded):
+    centers = separated_centers(seeded, 4, 8)
     cb = EMACodebook(5, 8, decay=0.9, dead_code_threshold=0.5)
-    cb.initialize(mixture(rng, centers, 400)[0])
+    cb.initialize(mixture(seeded, centers, 400)[0])
     # Code 4 far from all data, never chosen, and its statistics say so: dead.
     cb._set_codes(torch.arange(5) == 4, torch.full((1, 8), 100.0), torch.zeros(1))
-    x, _ = mixture(rng, centers, 256)
+    x, _ = mixture(seeded, centers, 256)
     out = cb(x)
     assert out.replaced == 1 and out.counts[4] == 0
     # The code now is one of this step's vectors (not 100s, not an EMA blend of the two).
@@ -123,16 +112,15 @@ def test_a_replaced_code_keeps_its_new_value_after_the_replacing_step(rng):
     assert_invariant(cb)
     # And the next step keeps it unless real assignments move it.
     replaced = cb.embed[4].clone()
-    far = centers[:1] + 0.01 * torch.randn(64, 8, generator=rng)
+    far = centers[:1] + 0.01 * torch.randn(64, 8, generator=seeded)
     if cb(far).counts[4] == 0:
         assert torch.equal(cb.embed[4], replaced)
 
 
-def test_a_replaced_code_attracts_data_and_lives(rng):
-    seed_global(rng)
+def test_a_replaced_code_attracts_data_and_lives(seeded):
     cb = EMACodebook(4, 2, decay=0.9, dead_code_threshold=0.5)
     centers = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0], [5.0, 5.0]])
-    x = centers.repeat_interleave(16, dim=0) + 0.01 * torch.randn(64, 2, generator=rng)
+    x = centers.repeat_interleave(16, dim=0) + 0.01 * torch.randn(64, 2, generator=seeded)
     cb.initialize(centers[:1].repeat(16, 1))  # k-means saw one point: three duplicate codes, unused
     assert cb.cluster_size.tolist() == [16.0, 0.0, 0.0, 0.0]
     def error():
@@ -151,16 +139,15 @@ def test_a_replaced_code_attracts_data_and_lives(rng):
     assert error() < before / 2
 
 
-def test_eval_mode_never_changes_the_codebook(rng):
-    seed_global(rng)
+def test_eval_mode_never_changes_the_codebook(seeded):
     cb = EMACodebook(16, 8, dead_code_threshold=10.0)  # everything would count as dead in training
     for initialized in (False, True):
         if initialized:
-            cb.initialize(torch.randn(100, 8, generator=rng))
+            cb.initialize(torch.randn(100, 8, generator=seeded))
         cb.eval()
         before = {k: v.clone() for k, v in cb.state_dict().items()}
         for _ in range(3):
-            out = cb(torch.randn(50, 8, generator=rng))
+            out = cb(torch.randn(50, 8, generator=seeded))
             assert out.replaced == 0 and out.counts.sum() == 50
         after = cb.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)

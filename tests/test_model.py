@@ -15,11 +15,6 @@ def small_config(**changes):
     return dataclasses.replace(cfg, **changes).resolve(n_files=10, n_train_chunks=64)
 
 
-@pytest.fixture
-def seeded(rng):
-    torch.manual_seed(int(torch.randint(2**31, (1,), generator=rng)))
-    return rng
-
 
 @pytest.mark.parametrize("downsample", [1, 2, 4, 8])
 @pytest.mark.parametrize("levels", [2, 4])

@@ -1,16 +1,9 @@
 """sda.quantizer.ResidualVQ: residual levels, straight-through gradients, and it finds real clusters."""
 
-import pytest
 import torch
 
 from sda.health import HealthWindow
 from sda.quantizer import ResidualVQ
-
-
-@pytest.fixture
-def seeded(rng):
-    torch.manual_seed(int(torch.randint(2**31, (1,), generator=rng)))
-    return rng
 
 
 def as_latents(x, t=8):
