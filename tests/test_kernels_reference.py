@@ -71,9 +71,15 @@ def test_chunking_does_not_change_the_result(monkeypatch, rng):
     whole = assign_reference(x, c)
     monkeypatch.setattr(reference, "CPU_CHUNK_BYTES", 4 * 300 * 7)   # 7-row chunks, ragged tail
     chunked = assign_reference(x, c)
-    assert torch.equal(whole.indices, chunked.indices)
-    assert torch.equal(whole.counts, chunked.counts)
-    assert torch.allclose(whole.sums, chunked.sums, atol=1e-5)
+    # Another chunk size can send the matmul down another blocking, so float32 rounding may order a
+    # genuine near-tie differently (seed 1924688139 hits one); every other row must agree, and both
+    # answers must be correct to within rounding.
+    for got in (whole, chunked):
+        check_assignment(x, c, got)
+    differ = whole.indices != chunked.indices
+    assert int(differ.sum()) <= 2
+    same = ~differ
+    assert torch.equal(whole.indices[same], chunked.indices[same])
 
 
 def test_non_contiguous_inputs(rng):
