@@ -1,4 +1,4 @@
-"""The sda command line: train, info, reconstruct, env. Training logic lives in sda.engine; this file
+"""The sda command line: train, info, reconstruct, ui, env. Training logic lives in sda.engine; this file
 turns flags into a config and events into text.
 
 Exit status: 0 done, 1 training failed (one message), 2 bad input (flags, folder, model file),
@@ -135,7 +135,33 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int_at_least(low: int):
+def cmd_ui(args: argparse.Namespace) -> int:
+    from sda.ui import serve
+
+    try:
+        app = serve(args.models, host=args.host, port=args.port, share=args.share, quiet=True)
+    except OSError as exc:  # Gradio's own message advises launch() arguments, which mean nothing here
+        reason = "the port is in use" if "empty port" in str(exc) else str(exc)
+        raise OSError(f"cannot serve on {args.host}:{args.port}: {reason}; choose another port with --port "
+                      "(or another address with --host)") from None
+    print(f"sda ui: open {app.local_url} (models in {args.models}); Ctrl-C to quit", flush=True)
+    if app.share_url:
+        print(f"sda ui: public share link {app.share_url} (anyone with it can train on this machine)", flush=True)
+    try:
+        threading.Event().wait()  # the server runs in its own threads; this one waits for Ctrl-C
+    except KeyboardInterrupt:
+        job = app.slot.job
+        if job is not None and job.view().active:
+            print("sda ui: stopping the training run; saving the model and a checkpoint (Ctrl-C again to abort)",
+                  file=sys.stderr, flush=True)
+            job.stop()
+            job.wait()
+    finally:
+        app.close()
+    return 0
+
+
+def _int_at_least(low: int, high: int | None = None):
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -143,6 +169,8 @@ def _int_at_least(low: int):
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"{value} is too small: it must be at least {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{value} is too large: it must be at most {high}")
         return value
     return parse
 
@@ -200,6 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", type=Path, metavar="IN")
     r.add_argument("output", type=Path, metavar="OUT.wav")
     r.set_defaults(run=cmd_reconstruct)
+
+    u = commands.add_parser("ui", help="serve the training page (Gradio) in the browser",
+                            description="Serve the Gradio training page: train with live codebook health, "
+                                        "and look at saved models.")
+    u.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    u.add_argument("--port", type=_int_at_least(1, 65535), default=7860, help="default 7860")
+    u.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
+    u.add_argument("--models", type=Path, default=Path("models"), help="folder for models (default ./models)")
+    u.set_defaults(run=cmd_ui)
     return parser
 
 

@@ -65,6 +65,14 @@ def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None
         yield Error(str(exc), bad_input=True)
 
 
+def check_model_name(name: str) -> str:
+    """A model name becomes NAME.sda beside the other models: one plain file name, nothing that could be a path."""
+    if len(name) > 100 or not name.strip() or name[0] in ".-" or any(c in name for c in '/\\:\0'):
+        raise ConfigError(f"model name {name!r} cannot be used: give a plain name of at most 100 characters, "
+                          "without / \\ or :, not starting with . or - (for example kit-v1)")
+    return name
+
+
 def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         if torch.cuda.is_available():
@@ -99,12 +107,12 @@ def _train(config: VQVAEConfig, options: RunOptions, stop: threading.Event) -> I
     if options.resume is not None:
         state = modelfile.load_checkpoint(options.resume)
         config = state.config  # the checkpoint's settings, so that the run continues as it began
+    default_name = datetime.now().strftime("sda-%Y%m%d-%H%M%S")
+    name = state.metadata["model_name"] if state else check_model_name(options.model_name or default_name)
     data = load_dataset(Path(options.data_dir).expanduser(), config)
     cfg = data.config
     if state is not None:
         _check_same_data(state.metadata["dataset"], data.preflight)
-    default_name = datetime.now().strftime("sda-%Y%m%d-%H%M%S")
-    name = state.metadata["model_name"] if state else (options.model_name or default_name)
     out_dir = options.resume.parent if state else Path(options.out_dir).expanduser()
     model_path, checkpoint_path = out_dir / f"{name}.sda", out_dir / f"{name}.checkpoint.sda"
     if state is None and (model_path.exists() or checkpoint_path.exists()):

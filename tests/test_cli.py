@@ -61,6 +61,8 @@ def test_train_info_reconstruct(folder, tmp_path):
     (["info", "{tmp}/missing.sda"], "missing.sda"),
     (["info", "{folder}/00_kick.wav"], "not an sda file"),
     (["reconstruct", "{tmp}/missing.sda", "{folder}/00_kick.wav", "{tmp}/o.wav"], "missing.sda"),
+    (["train", "{folder}", "--model-name", "../up"], "model name '../up' cannot be used"),
+    (["ui", "--port", "70000"], "70000 is too large: it must be at most 65535"),
 ])
 def test_bad_input_exits_non_zero_with_one_message(folder, tmp_path, args, message):
     run = sda(*[a.format(folder=folder, tmp=tmp_path) for a in args])
@@ -97,6 +99,57 @@ def test_ctrl_c_saves_a_loadable_model_and_checkpoint_then_resume_finishes(folde
 
 def test_help_lists_the_commands():
     run = sda("--help")
-    for command in ("train", "info", "reconstruct", "env"):
+    for command in ("train", "info", "reconstruct", "ui", "env"):
         assert command in run.stdout
     assert pathlib.Path(sys.executable).exists()
+
+
+def _serve(port, models):
+    """`sda ui` in a subprocess, returned once it says where it listens."""
+    proc = subprocess.Popen([sys.executable, "-m", "sda", "ui", "--port", str(port), "--models", str(models)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    first = proc.stdout.readline()
+    assert first.startswith(f"sda ui: open http://127.0.0.1:{port}"), (first, proc.stderr.read() if proc.poll() else "")
+    return proc
+
+
+def test_ui_serves_on_localhost_and_ctrl_c_stops_training_with_the_model_saved(folder, tmp_path):
+    import urllib.request
+
+    from gradio_client import Client
+
+    from sda import modelfile
+    from tests.test_ui import free_port
+
+    port = free_port()
+    proc = _serve(port, tmp_path / "models")
+    try:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().decode()
+        assert "sda: train discrete audio models" in page
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client.predict(str(folder), 2, 0.25, 500, "served", 5, 16, 1e-3, 0, api_name="/start")
+        deadline = time.monotonic() + 120
+        while "**Epoch" not in str(client.predict(api_name="/poll")[1]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "stopping the training run; saving the model and a checkpoint" in stderr and "Traceback" not in stderr
+    model, metadata = modelfile.load_model(tmp_path / "models" / "served.sda")
+    assert model.config.rvq_levels == 2 and metadata["model_name"] == "served"
+    modelfile.load_checkpoint(tmp_path / "models" / "served.checkpoint.sda")
+
+
+def test_ui_on_a_port_in_use_says_so(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = sda("ui", "--port", port, "--models", tmp_path, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"sda: error: cannot serve on 127.0.0.1:{port}: the port is in use; choose another port with --port" \
+        in run.stderr

@@ -197,3 +197,10 @@ def test_bf16_autocast_trains_with_float32_distances(folder, tmp_path, monkeypat
     assert run_events[0].precision == "bf16" and isinstance(run_events[-1], events.Done)
     assert torch.bfloat16 in seen["latents"]  # training steps ran under autocast
     assert seen["autocast_inside"] == {False} and seen["quantized"] == {torch.float32}
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "back\\slash", ".hidden", "-flag", " ", "x" * 101, "c:drive"])
+def test_a_model_name_that_is_not_a_plain_file_name_is_refused(folder, tmp_path, name):
+    seen = run(SMALL, RunOptions(folder, tmp_path / "models", name))
+    assert len(seen) == 1 and isinstance(seen[0], events.Error) and seen[0].bad_input
+    assert "cannot be used" in seen[0].message and not (tmp_path / "models").exists()

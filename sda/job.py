@@ -1,0 +1,164 @@
+"""Training as a background job, for frontends that poll (the Gradio tab) instead of iterating events.
+
+    slot = JobSlot()                                  # one per process: one training run at a time
+    job = slot.start(config, RunOptions(data_dir=...))  # JobBusyError while another run is going
+    view = job.view()                                 # any thread, any time: a consistent snapshot
+    job.stop()                                        # engine stop flag: model and checkpoint are saved
+
+The job runs sda.engine.train in a thread and folds each event into its state, under a lock; a view
+is a frozen copy of that state plus a version number that changes with every event, so a poller can
+skip redrawing when nothing happened. There is no training logic here: only bookkeeping of events.
+"""
+
+import itertools
+import threading
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sda.config import VQVAEConfig
+from sda.engine import RunOptions, train
+from sda.events import Alert, Done, Epoch, Error, Health, Preview, Started, Step, Summary
+
+RUNNING, STOPPING, DONE, STOPPED, FAILED = "running", "stopping", "done", "stopped", "failed"
+_job_ids = itertools.count(1)
+
+
+class JobBusyError(RuntimeError):
+    """A training job is already running in this process."""
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """Mean losses up to `step`: train over the steps since the previous point, validation per epoch."""
+
+    step: int
+    split: str  # "train" or "validation"
+    reconstruction: float
+    commitment: float
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job's state at one moment. `version` changes whenever anything else does."""
+
+    job_id: int
+    version: int
+    status: str  # RUNNING (loading data or training), STOPPING, DONE, STOPPED or FAILED
+    began: datetime
+    model_name: str | None  # what was asked for; `started.model_path` has the final name
+    started: Started | None = None  # None while the data is still loading
+    step: Step | None = None  # the latest step
+    health: Health | None = None  # the latest health window
+    curve: tuple[CurvePoint, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    preview: Preview | None = None  # the latest previews
+    summary: Summary | None = None  # when DONE or STOPPED
+    error: str | None = None  # when FAILED
+    bad_input: bool = False  # FAILED because of the data or settings, not training itself
+
+    @property
+    def active(self) -> bool:
+        return self.status in (RUNNING, STOPPING)
+
+
+class TrainingJob:
+    def __init__(self, config: VQVAEConfig, options: RunOptions):
+        self.id = next(_job_ids)
+        self._config, self._options = config, options
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._state = {"status": RUNNING, "began": datetime.now(), "model_name": options.model_name,
+                       "curve": [], "alerts": []}
+        self._version = 0
+        self._train_sums = {"reconstruction": 0.0, "commitment": 0.0, "steps": 0}  # since the last curve point
+        self._thread = threading.Thread(target=self._run, name=f"sda-training-{self.id}", daemon=True)
+        self._thread.start()
+
+    def view(self) -> JobView:
+        with self._lock:
+            s = self._state
+            return JobView(job_id=self.id, version=self._version,
+                           **{**s, "curve": tuple(s["curve"]), "alerts": tuple(s["alerts"])})
+
+    def stop(self) -> None:
+        """Ask the engine to stop after the current step; it then saves the model and a checkpoint."""
+        self._stop.set()
+        self._update(status=STOPPING, only_if=RUNNING)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run has ended (saved); False if still running after timeout seconds."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            for event in train(self._config, self._options, self._stop):
+                self._fold(event)
+        except Exception as exc:  # a bug, not bad input: say so on the page instead of showing "running" forever
+            traceback.print_exc()
+            self._update(status=FAILED, error=f"training crashed ({type(exc).__name__}: {exc}); "
+                                              "the server log has the traceback")
+
+    def _fold(self, event) -> None:
+        with self._lock:
+            s = self._state
+            if isinstance(event, Started):
+                s["started"] = event
+            elif isinstance(event, Step):
+                s["step"] = event
+                if not event.skipped:
+                    sums = self._train_sums
+                    sums["reconstruction"] += event.reconstruction
+                    sums["commitment"] += event.commitment
+                    sums["steps"] += 1
+            elif isinstance(event, Health):
+                s["health"] = event
+                sums = self._train_sums
+                if sums["steps"]:
+                    s["curve"].append(CurvePoint(event.step, "train", sums["reconstruction"] / sums["steps"],
+                                                 sums["commitment"] / sums["steps"]))
+                    self._train_sums = {"reconstruction": 0.0, "commitment": 0.0, "steps": 0}
+            elif isinstance(event, Epoch):
+                last_step = s["step"].step if s.get("step") else 0
+                v = event.validation
+                s["curve"].append(CurvePoint(last_step, "validation", v["reconstruction"], v["commitment"]))
+            elif isinstance(event, Alert):
+                s["alerts"].append(event)
+            elif isinstance(event, Preview):
+                s["preview"] = event
+            elif isinstance(event, Done):
+                s["summary"] = event.summary
+                s["status"] = STOPPED if event.summary.stopped else DONE
+            elif isinstance(event, Error):
+                s["error"], s["bad_input"], s["status"] = event.message, event.bad_input, FAILED
+            self._version += 1
+
+    def _update(self, only_if: str | None = None, **changes) -> None:
+        with self._lock:
+            if only_if is None or self._state["status"] == only_if:
+                self._state.update(changes)
+                self._version += 1
+
+
+@dataclass
+class JobSlot:
+    """The process's single training slot: the latest job, running or finished."""
+
+    job: TrainingJob | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, config: VQVAEConfig, options: RunOptions) -> TrainingJob:
+        with self._lock:
+            if self.job is not None and self.job.view().active:
+                running = self.job.view()
+                name = running.started.model_path.stem if running.started else running.model_name or "unnamed"
+                raise JobBusyError(f"a training job is already running (model {name!r}, started "
+                                   f"{running.began:%H:%M:%S}): wait for it to finish, or press Stop first")
+            self.job = TrainingJob(config, options)
+            return self.job
+
+    def stop(self) -> TrainingJob | None:
+        if self.job is not None:
+            self.job.stop()
+        return self.job

@@ -1,0 +1,343 @@
+"""The Gradio app behind `sda ui`: a Training tab driving the shared engine, and a Models tab.
+
+    app = serve(models_dir=Path("models"), host="127.0.0.1", port=7860)   # returns once listening
+    app.slot.stop(); app.close()
+
+Training runs as the process's one background job (sda.job.JobSlot), so every page, and a page
+reloaded mid-run, shows the same run. Each page polls it with a gr.Timer; a poll sends only what
+changed since that page's last one. Stop sets the engine's stop flag: the engine finishes the step
+and saves the model and a checkpoint. Handlers never raise at the user: bad input becomes a message
+on the page (and a toast), and the server keeps serving.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from sda import sdafile
+from sda.config import ConfigError, VQVAEConfig
+from sda.data import DataError, preflight
+from sda.engine import PREVIEW_CLIPS, RunOptions
+from sda.health import LevelHealth
+from sda.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView
+from sda.report import info_text
+from sda.ui_render import (
+    alerts_markdown,
+    busy_banner,
+    curve_frames,
+    history_frames,
+    job_levels_html,
+    levels_html,
+    report_text,
+    status_markdown,
+)
+
+POLL_SECONDS = 1.0
+CSS = """
+.sda-levels { width: 100%; border-collapse: collapse; }
+.sda-levels caption { text-align: left; opacity: 0.75; padding-bottom: 4px; }
+.sda-levels th, .sda-levels td { padding: 4px 10px; text-align: right; }
+.sda-levels th:last-child, .sda-levels td:last-child { text-align: left; }
+.sda-levels tr.weak td { background: rgba(245, 158, 11, 0.28); font-weight: 600; }
+.sda-muted { opacity: 0.7; }
+"""
+
+
+@dataclass(frozen=True)
+class LiveViews:
+    """The components a poll may update, by name; `seen` is the page's own record of what it has drawn."""
+
+    seen: gr.State
+    banner: gr.Markdown
+    status: gr.Markdown
+    health: gr.HTML
+    alerts: gr.Markdown
+    recon_plot: gr.LinePlot
+    commit_plot: gr.LinePlot
+    players: tuple  # gr.Audio: (original, reconstruction) for each preview clip, flattened
+    report: gr.Textbox
+    start: gr.Button
+    stop: gr.Button
+    models: gr.Dropdown
+
+    def outputs(self) -> list:
+        return [self.seen, self.banner, self.status, self.health, self.alerts, self.recon_plot, self.commit_plot,
+                *self.players, self.report, self.start, self.stop, self.models]
+
+
+def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: JobSlot | None = None) -> gr.Blocks:
+    """The Blocks app. base_config holds every setting the page does not show (tests pass a small model)."""
+    models_dir, base_config = Path(models_dir), base_config or VQVAEConfig()
+    slot = slot or JobSlot()
+    defaults = RunOptions(data_dir=Path("."))
+
+    # delete_cache: uploads and copies of previews older than a day go, checked daily.
+    with gr.Blocks(title="sda: train discrete audio models", delete_cache=(86400, 86400)) as app:
+        seen = gr.State(None)  # what this page has shown of which job; see _changes
+        gr.Markdown("# sda\nTrain an RVQ-VAE on a folder of sounds, with the health of every codebook level in view.")
+        banner = gr.Markdown("", elem_id="sda-banner")
+        with gr.Tab("Training"), gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                folder = gr.Textbox(label="Audio folder", placeholder="/path/to/your/sounds", elem_id="sda-folder",
+                                    info="5 to 500 sounds, searched recursively. Press Enter to check the folder.")
+                found = gr.Textbox(label="What sda found", lines=6, max_lines=14, interactive=False,
+                                   elem_id="sda-preflight")
+                codebook = gr.Textbox(label="Codebook size (automatic, from the number of usable files)",
+                                      interactive=False, elem_id="sda-codebook")
+                levels = gr.Slider(2, 4, value=base_config.rvq_levels, step=1, label="RVQ levels",
+                                   info="Fewer levels = faster, more levels = finer detail", elem_id="sda-levels")
+                commitment = gr.Slider(0.05, 1.0, value=base_config.commitment_weight, step=0.05,
+                                       label="Commitment weight", elem_id="sda-commitment",
+                                       info="How strongly the encoder is pulled toward its codes: higher keeps "
+                                            "codes steady, lower lets reconstruction improve faster.")
+                epochs = gr.Number(value=base_config.epochs, label="Epochs", precision=0, elem_id="sda-epochs",
+                                   info="Blank = automatic: enough for 400 steps, at least 30 epochs.")
+                name = gr.Textbox(label="Model name", placeholder="blank = sda-YYYYmmdd-HHMMSS", elem_id="sda-name",
+                                  info=f"Saved as NAME.sda in {models_dir}")
+                with gr.Accordion("More settings", open=False):
+                    health_every = gr.Number(value=defaults.health_every, precision=0, label="Health update interval",
+                                             info="Steps between codebook health updates.")
+                    batch_size = gr.Number(value=base_config.batch_size, precision=0, label="Batch size")
+                    learning_rate = gr.Number(value=base_config.learning_rate, label="Learning rate")
+                    seed = gr.Number(value=base_config.seed, precision=0, label="Seed")
+                with gr.Row():
+                    start = gr.Button("Start", variant="primary", elem_id="sda-start")
+                    stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="sda-stop")
+                notice = gr.Markdown("", elem_id="sda-notice")
+            with gr.Column(scale=3, min_width=420):
+                status = gr.Markdown(status_markdown(None), elem_id="sda-status")
+                health = gr.HTML(levels_html([]), elem_id="sda-health")
+                alerts = gr.Markdown("", elem_id="sda-alerts")
+                with gr.Row():
+                    recon_plot = gr.LinePlot(x="x", y="loss", color="series", x_title="step", y_title="loss",
+                                             title="Reconstruction loss", height=260)
+                    commit_plot = gr.LinePlot(x="x", y="loss", color="series", x_title="step", y_title="loss",
+                                              title="Commitment loss", height=260)
+                players = []
+                for i in range(PREVIEW_CLIPS):
+                    with gr.Row():
+                        players += [gr.Audio(label=f"Clip {i + 1}: original", type="filepath", interactive=False,
+                                             visible=False),
+                                    gr.Audio(label=f"Clip {i + 1}: reconstruction", type="filepath",
+                                             interactive=False, visible=False)]
+                final = gr.Textbox(label="Report", lines=12, max_lines=40, interactive=False, elem_id="sda-report",
+                                   buttons=["copy"])
+
+        with gr.Tab("Models"):
+            with gr.Row():
+                choice = gr.Dropdown(label=f"Models in {models_dir}", choices=_model_choices(models_dir), value=None,
+                                     scale=3, elem_id="sda-model-choice")
+                refresh = gr.Button("Refresh list", scale=1, size="sm")
+                upload = gr.File(label="…or open a .sda file", file_types=[".sda"], type="filepath", scale=2)
+            model_notice = gr.Markdown("")
+            model_info = gr.Textbox(label="Model", lines=10, max_lines=30, interactive=False, elem_id="sda-model-info")
+            model_health = gr.HTML("", elem_id="sda-model-health")
+            with gr.Row():
+                model_recon = gr.LinePlot(x="x", y="loss", color="series", x_title="epoch", y_title="loss",
+                                          title="Reconstruction loss", height=260)
+                model_commit = gr.LinePlot(x="x", y="loss", color="series", x_title="epoch", y_title="loss",
+                                           title="Commitment loss", height=260)
+            model_config = gr.JSON(label="Config")
+
+        live = LiveViews(seen, banner, status, health, alerts, recon_plot, commit_plot, tuple(players), final, start,
+                         stop, choice)
+        controls = [folder, found, codebook, levels, commitment, epochs, name]
+        model_views = [model_notice, model_info, model_health, model_recon, model_commit, model_config]
+
+        def check_folder(path: str):
+            return _check_folder(path, base_config)
+
+        def on_start(seen_now, path, n_levels, weight, n_epochs, model_name, every, batch, lr, seed_value):
+            try:
+                config = dataclasses.replace(
+                    base_config, rvq_levels=_whole(n_levels, "RVQ levels"),
+                    commitment_weight=_number(weight, "commitment weight"),
+                    epochs=None if n_epochs in (None, "") else _whole(n_epochs, "epochs"),
+                    batch_size=_whole(batch, "batch size"), learning_rate=_number(lr, "learning rate"),
+                    seed=_whole(seed_value, "seed")).validate()
+                if not (path or "").strip():
+                    raise ConfigError("choose the folder of audio to train on first")
+                options = RunOptions(data_dir=Path(path.strip()).expanduser(), out_dir=models_dir,
+                                     model_name=(model_name or "").strip() or None,
+                                     health_every=_whole(every, "health update interval", low=1))
+                job = slot.start(config, options)
+            except (ValueError, JobBusyError) as exc:
+                gr.Warning(str(exc), title="Cannot start")
+                return {notice: f"**Cannot start:** {exc}"}
+            return {notice: "", **_changes(job.view(), None, live, models_dir)}
+
+        def on_stop(seen_now):
+            job = slot.stop()
+            view = job.view() if job else None
+            return {notice: "" if view and view.active else "Nothing is training.",
+                    **_changes(view, seen_now, live, models_dir)}
+
+        def on_poll(seen_now):
+            """The timer's tick: what changed since this page's last poll."""
+            return _changes(slot.job.view() if slot.job else None, seen_now, live, models_dir)
+
+        def on_load(seen_now):
+            """A fresh or reloaded page: draw everything, restore the running job's controls, toast nothing old."""
+            view = slot.job.view() if slot.job else None
+            drawn = {"job": view.job_id, "toasted": len(view.alerts), "ended": not view.active} if view else None
+            shown = _changes(view, drawn, live, models_dir)
+            if view is not None and view.active and view.started is not None:
+                c, pf = view.started.config, view.started.preflight
+                shown.update({folder: str(pf.folder), found: pf.format(), codebook: _codebook_line(pf, c),
+                              levels: c.rvq_levels, commitment: c.commitment_weight, epochs: c.epochs,
+                              name: view.started.model_path.stem})
+            return shown
+
+        def on_choose(path):
+            return _show_model(path, model_views)
+
+        folder.submit(check_folder, folder, [found, codebook], api_name="check_folder")
+        folder.blur(check_folder, folder, [found, codebook], api_name=False)
+        # preprocess=False: out-of-range values reach VQVAEConfig.validate, whose messages name the setting.
+        start.click(on_start, [seen, folder, levels, commitment, epochs, name, health_every, batch_size,
+                               learning_rate, seed], [notice, *live.outputs()], preprocess=False, api_name="start")
+        stop.click(on_stop, seen, [notice, *live.outputs()], api_name="stop")
+        timer = gr.Timer(POLL_SECONDS)
+        timer.tick(on_poll, seen, live.outputs(), show_progress="hidden", concurrency_limit=None, api_name="poll")
+        app.load(on_load, seen, [*live.outputs(), *controls], api_name=False)
+        choice.change(on_choose, choice, model_views, api_name="show_model")
+        upload.upload(on_choose, upload, model_views, api_name="open_model")
+        refresh.click(lambda: gr.update(choices=_model_choices(models_dir)), None, choice, api_name=False)
+
+    app.slot, app.models_dir = slot, models_dir
+    return app
+
+
+def serve(models_dir: Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+          base_config: VQVAEConfig | None = None, quiet: bool = False) -> gr.Blocks:
+    """Build the app and start serving it in the background; the caller keeps the main thread."""
+    app = build_app(models_dir, base_config)
+    Path(models_dir).mkdir(parents=True, exist_ok=True)
+    # allowed_paths: previews and models live in models_dir, which may be outside the working directory.
+    app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=quiet,
+               allowed_paths=[str(Path(models_dir).resolve())], css=CSS, show_error=True)
+    return app
+
+
+def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir: Path) -> dict:
+    """Component updates that bring a page from what it has drawn (`seen`) to `view`; toasts for new alerts.
+
+    `seen` records, for one page, the job it last drew and how far: the version, the health step, the
+    curve length, the alert count, the preview epoch and whether it drew the end. None: draw everything.
+    """
+    if view is None:
+        if seen == {"job": None}:
+            return {ui.seen: seen}
+        return {ui.seen: {"job": None}, ui.banner: "", ui.status: status_markdown(None),
+                ui.start: gr.update(interactive=True), ui.stop: gr.update(interactive=False)}
+    old = seen if seen and seen.get("job") == view.job_id else {}  # another job: draw and toast all of it
+    if old.get("version") == view.version:
+        return {ui.seen: seen}  # nothing new (an empty dict would read as one output value)
+    for alert in view.alerts[old.get("toasted", 0):]:
+        gr.Warning(alert.message, title="Codebook health" if alert.level is not None else "Training")
+    new = {"job": view.job_id, "version": view.version, "toasted": len(view.alerts),
+           "health": view.health.step if view.health else None, "curve": len(view.curve),
+           "alerts": len(view.alerts), "preview": view.preview.epoch if view.preview else None,
+           "ended": not view.active}
+    out = {ui.seen: new, ui.banner: busy_banner(view), ui.status: status_markdown(view),
+           ui.start: gr.update(interactive=not view.active), ui.stop: gr.update(interactive=view.status == RUNNING)}
+
+    def changed(key: str) -> bool:
+        return key not in old or old[key] != new[key]
+
+    if changed("health"):
+        out[ui.health] = job_levels_html(view)
+    if changed("alerts"):
+        out[ui.alerts] = alerts_markdown(view)
+    if changed("curve"):
+        out[ui.recon_plot], out[ui.commit_plot] = curve_frames(view)
+    if changed("preview"):
+        out.update(_preview_players(view, ui.players))
+    if not old.get("ended") and new["ended"]:  # the end, seen by this page for the first time
+        out[ui.report] = report_text(view)
+        if view.status in (DONE, STOPPED):
+            how = "finished" if view.status == DONE else "stopped"
+            gr.Info(f"Model saved: {view.summary.model_path}", title=f"Training {how}")
+            out[ui.models] = gr.update(choices=_model_choices(models_dir), value=str(view.summary.model_path))
+        elif view.status == FAILED and old:
+            gr.Warning(view.error, title="Could not start training" if view.bad_input else "Training failed")
+    elif "version" not in old:
+        out[ui.report] = report_text(view)
+    return out
+
+
+def _preview_players(view: JobView, players: tuple) -> dict:
+    """Each clip's original and latest reconstruction; players without a clip are hidden."""
+    clips = view.preview.clips if view.preview else []
+    out = {}
+    for i, player in enumerate(players):
+        clip, which = divmod(i, 2)
+        if clip < len(clips):
+            label = f"Clip {clip + 1}: " + ("original" if which == 0 else
+                                            f"reconstruction after epoch {view.preview.epoch}")
+            out[player] = gr.update(value=str(clips[clip][which]), visible=True, label=label)
+        else:
+            out[player] = gr.update(value=None, visible=False)
+    return out
+
+
+def _check_folder(path: str, base_config: VQVAEConfig) -> tuple[str, str]:
+    """(preflight report, codebook size line) for a folder, or the reason it cannot be used."""
+    if not (path or "").strip():
+        return "", ""
+    try:
+        pf = preflight(Path(path.strip()).expanduser(), base_config.audio, seed=base_config.seed,
+                       validation_fraction=base_config.validation_fraction)
+    except DataError as exc:
+        return f"⚠ {exc}", "—"
+    return pf.format(), _codebook_line(pf, base_config)
+
+
+def _codebook_line(pf, config: VQVAEConfig) -> str:
+    size = config.resolve(n_files=len(pf.files), n_train_chunks=pf.n_chunks - pf.val_chunks).codebook_size
+    return f"{size} codes per level (for {len(pf.files)} usable files)"
+
+
+def _model_choices(models_dir: Path) -> list[tuple[str, str]]:
+    """(label, path) of every .sda file in models_dir, newest first; checkpoints say so."""
+    files = sorted(Path(models_dir).glob("*.sda"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [(p.name + ("  (checkpoint)" if p.name.endswith(".checkpoint.sda") else ""), str(p)) for p in files]
+
+
+def _show_model(path: str | None, views: list) -> dict:
+    notice, info, health, recon, commit, config = views
+    if not path:
+        return {notice: "", info: "", health: "", config: None}
+    try:
+        header = sdafile.read_header(path)  # prefix and metadata only: the weights are not read
+        metadata = header["metadata"]
+        text = info_text(Path(path), metadata, header["kind"])
+        snapshot = [LevelHealth(**h) for h in metadata["health"]]
+        frames = history_frames(metadata["history"])
+    except (sdafile.SdaError, OSError, KeyError, TypeError) as exc:
+        message = str(exc) if not isinstance(exc, (KeyError, TypeError)) else f"its metadata lacks {exc}"
+        return {notice: f"**Cannot open {Path(path).name}:** {message}", info: "", health: "", config: None}
+    return {notice: "", info: text, health: levels_html(snapshot, "Codebook health at the end of training"),
+            recon: frames[0], commit: frames[1], config: metadata["config"]}
+
+
+def _number(value, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    return number
+
+
+def _whole(value, what: str, low: int | None = None) -> int:
+    number = _number(value, what)
+    if number != int(number):
+        raise ConfigError(f"{what} must be a whole number, got {value!r}")
+    if low is not None and number < low:
+        raise ConfigError(f"{what} must be at least {low}, got {int(number)}")
+    return int(number)

@@ -1,0 +1,113 @@
+"""What the Gradio app shows, as plain values: pure functions of a JobView or of a model file's metadata.
+
+Kept apart from the layout in sda.ui so they can be tested without a server. The words come from
+sda.report wherever the CLI says the same thing, so both frontends report alike.
+"""
+
+from html import escape
+
+import pandas as pd
+
+from sda import report
+from sda.health import LOW_UTILIZATION, LevelHealth
+from sda.job import DONE, FAILED, STOPPED, STOPPING, JobView
+
+CURVE_COLUMNS = ("x", "loss", "series")
+
+
+def levels_html(levels: list[LevelHealth], caption: str = "") -> str:
+    """One table row per RVQ level; a level under LOW_UTILIZATION gets class "weak" and says so in words."""
+    if not levels:
+        return '<p class="sda-muted">Codebook health appears after the first steps.</p>'
+    rows = []
+    for h in levels:
+        weak = report.is_weak(h)
+        flag = f"under {LOW_UTILIZATION:.0%}" if weak else "ok" if h.assignments else "no data"
+        rows.append(
+            f'<tr class="sda-level{" weak" if weak else ""}" data-level="{h.level + 1}">'
+            f"<td>{h.level + 1}</td><td>{100 * h.utilization:.1f}%</td><td>{h.perplexity:.1f}</td>"
+            f"<td>{h.dead} / {h.codebook_size}</td><td>{h.replaced}</td><td>{'⚠ ' if weak else ''}{flag}</td></tr>")
+    return (f'<table class="sda-levels"><caption>{escape(caption)}</caption><thead><tr><th>Level</th>'
+            "<th>Utilization</th><th>Perplexity</th><th>Dead codes</th><th>Replaced</th><th>Health</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def job_levels_html(view: JobView) -> str:
+    h = view.health
+    if h is None:
+        return levels_html([])
+    return levels_html(h.levels, f"Codebook health over the last {h.window_steps} steps (at step {h.step})")
+
+
+def alerts_markdown(view: JobView) -> str:
+    """Every warning of the run so far, newest first: a toast fades, this list stays."""
+    if not view.alerts:
+        return ""
+    items = "\n".join(f"- {escape(a.message)}" for a in reversed(view.alerts))
+    return f"**Warnings ({len(view.alerts)})**\n{items}"
+
+
+def curve_frames(view: JobView) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(reconstruction, commitment) loss against step, one series each for train and validation."""
+    rows = [(p.step, p.reconstruction, p.commitment, p.split) for p in view.curve]
+    return _frames(rows)
+
+
+def history_frames(history: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The same two frames against epoch, from a model file's loss history."""
+    rows = [(e["epoch"], e[split]["reconstruction"], e[split]["commitment"], split)
+            for e in history["epochs"] for split in ("train", "validation")]
+    return _frames(rows)
+
+
+def _frames(rows) -> tuple[pd.DataFrame, pd.DataFrame]:
+    types = {"x": "int64", "loss": "float64", "series": "str"}  # also when empty, so the axes stay numeric
+    recon = pd.DataFrame([(x, r, s) for x, r, _, s in rows], columns=CURVE_COLUMNS).astype(types)
+    commit = pd.DataFrame([(x, c, s) for x, _, c, s in rows], columns=CURVE_COLUMNS).astype(types)
+    return recon, commit
+
+
+def status_markdown(view: JobView | None) -> str:
+    """One line: where the run is (epoch, step, ETA), or how it ended."""
+    if view is None:
+        return "No training yet: choose a folder and press **Start**."
+    started, step = view.started, view.step
+    if view.status == FAILED:
+        what = "Could not start training" if view.bad_input else "Training failed"
+        return f"**{what}:** {escape(view.error or '')}"
+    if view.status in (DONE, STOPPED):
+        s = view.summary
+        how = "Finished" if view.status == DONE else "Stopped early"
+        return (f"**{how}** after {s.epochs_done} of {s.epochs} epochs ({s.steps} steps, "
+                f"{report.duration(s.elapsed_s)}). Model saved: `{s.model_path}`")
+    if started is None:
+        return "**Loading** and checking the audio…"
+    where = f"`{started.model_path}` on {started.device} ({started.precision}), kernels {started.backend}"
+    if step is None:
+        line = f"**Epoch 1 of {started.config.epochs}**, starting · {where}"
+    else:
+        line = (f"**Epoch {step.epoch} of {started.config.epochs}** · step {step.step} of {step.total_steps} · "
+                f"ETA {report.duration(step.eta_s)} · loss {step.loss:.4f} · {where}")
+    if view.status == STOPPING:
+        line = "**Stopping** after this step; saving the model and a checkpoint… · " + line
+    return line
+
+
+def busy_banner(view: JobView | None) -> str:
+    """The page-wide notice that the one training slot is taken."""
+    if view is None or not view.active:
+        return ""
+    name = view.started.model_path.stem if view.started else (view.model_name or "a new model")
+    return (f"A training job is running (**{escape(name)}**, started {view.began:%H:%M:%S}). sda trains one model "
+            "at a time: **Start** is available again when it finishes or is stopped.")
+
+
+def report_text(view: JobView | None) -> str:
+    """The CLI's end report (sda.report.summary_text), or the error that ended the run."""
+    if view is None:
+        return ""
+    if view.summary is not None:
+        return report.summary_text(view.summary)
+    if view.status == FAILED:
+        return f"sda: error: {view.error}"
+    return ""

@@ -1,0 +1,137 @@
+"""sda.job: a training run in a background thread, folded into views any thread can read."""
+
+import dataclasses
+import threading
+import time
+
+import pytest
+
+from sda import job as jobs
+from sda import modelfile
+from sda.engine import RunOptions
+from sda.events import Done, Step
+from sda.job import DONE, FAILED, RUNNING, STOPPED, STOPPING, JobBusyError, JobSlot, TrainingJob
+from tests.test_engine import SMALL, folder  # noqa: F401  (fixture)
+
+WAIT = 120  # seconds: generous, CI machines are shared
+
+
+def wait_until(predicate, job, timeout=WAIT):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        view = job.view()
+        if predicate(view):
+            return view
+        time.sleep(0.02)
+    raise AssertionError(f"timed out; last view: status {view.status}, step {view.step}")
+
+
+def test_a_finished_job_holds_the_whole_run(folder, tmp_path):  # noqa: F811
+    job = TrainingJob(SMALL, RunOptions(folder, tmp_path, "m", health_every=2))
+    assert job.wait(WAIT)
+    view = job.view()
+    assert view.status == DONE and not view.active and view.error is None
+    assert view.started.model_path == tmp_path / "m.sda" and view.summary.model_path == tmp_path / "m.sda"
+    assert view.step.step == view.summary.steps == view.step.total_steps
+    assert len(view.health.levels) == SMALL.rvq_levels
+    # Train points at each health update, a validation point per epoch, each at the step it was measured.
+    train = [p for p in view.curve if p.split == "train"]
+    validation = [p for p in view.curve if p.split == "validation"]
+    assert len(validation) == SMALL.epochs and validation[-1].step == view.summary.steps
+    assert len(train) >= view.summary.steps // 2 and [p.step for p in train] == sorted({p.step for p in train})
+    assert all(p.reconstruction > 0 and p.commitment >= 0 for p in view.curve)
+    assert view.preview is not None and all(o.exists() and r.exists() for o, r in view.preview.clips)
+    modelfile.load_model(view.summary.model_path)
+
+
+def test_train_points_are_the_means_of_the_steps_since_the_last_point(tmp_path, monkeypatch):
+    def fake_train(config, options, stop):
+        from sda.events import Health
+        for step, (recon, commit) in enumerate([(1.0, 0.1), (3.0, 0.3), (5.0, 0.5)], start=1):
+            yield Step(1, step, step, 3, 3, recon + commit, recon, commit, False, 0.0, 0.0)
+            if step in (2, 3):
+                yield Health(1, step, [], step)
+
+    monkeypatch.setattr(jobs, "train", fake_train)
+    job = TrainingJob(SMALL, RunOptions(tmp_path))
+    job.wait(WAIT)
+    assert [(p.step, p.reconstruction, p.commitment) for p in job.view().curve] == [(2, 2.0, 0.2), (3, 5.0, 0.5)]
+
+
+def test_the_version_changes_with_every_event_and_only_then(tmp_path, monkeypatch):
+    release = threading.Event()
+
+    def fake_train(config, options, stop):
+        yield Step(1, 1, 1, 1, 1, 1.0, 1.0, 0.0, False, 0.0, 0.0)
+        release.wait(WAIT)
+
+    monkeypatch.setattr(jobs, "train", fake_train)
+    job = TrainingJob(SMALL, RunOptions(tmp_path))
+    first = wait_until(lambda v: v.step is not None, job)
+    assert job.view().version == first.version  # nothing happened in between
+    job.stop()
+    assert job.view().status == STOPPING and job.view().version == first.version + 1
+    release.set()
+    job.wait(WAIT)
+
+
+def test_one_job_at_a_time_and_stop_saves_a_loadable_model(folder, tmp_path):  # noqa: F811
+    slot = JobSlot()
+    job = slot.start(dataclasses.replace(SMALL, epochs=500), RunOptions(folder, tmp_path, "long"))
+    wait_until(lambda v: v.step is not None, job)
+    with pytest.raises(JobBusyError, match="already running.*'long'.*press Stop"):
+        slot.start(SMALL, RunOptions(folder, tmp_path, "second"))
+    assert slot.stop() is job and job.view().status in (STOPPING, STOPPED)
+    assert job.wait(WAIT)
+    view = job.view()
+    assert view.status == STOPPED and view.summary.stopped and view.summary.epochs_done < 500
+    modelfile.load_model(tmp_path / "long.sda")
+    modelfile.load_checkpoint(tmp_path / "long.checkpoint.sda")
+    assert not (tmp_path / "second.sda").exists()
+    again = slot.start(SMALL, RunOptions(folder, tmp_path, "second"))  # the slot is free once the run ended
+    assert again.wait(WAIT) and again.view().status == DONE
+
+
+def test_bad_input_ends_the_job_with_the_engines_message(tmp_path):
+    job = TrainingJob(SMALL, RunOptions(tmp_path / "nowhere", tmp_path))
+    assert job.wait(WAIT)
+    view = job.view()
+    assert view.status == FAILED and view.bad_input and "does not exist" in view.error and view.summary is None
+
+
+def test_a_crash_in_training_is_reported_instead_of_running_forever(tmp_path, monkeypatch, capsys):
+    def broken_train(config, options, stop):
+        yield Step(1, 1, 1, 1, 1, 1.0, 1.0, 0.0, False, 0.0, 0.0)
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+    monkeypatch.setattr(jobs, "train", broken_train)
+    job = TrainingJob(SMALL, RunOptions(tmp_path))
+    assert job.wait(WAIT)
+    view = job.view()
+    assert view.status == FAILED and not view.bad_input and not view.active
+    assert "training crashed (RuntimeError: CUDA error: an illegal memory access)" in view.error
+    assert "Traceback" in capsys.readouterr().err  # the server log keeps the details
+
+
+def test_stop_after_the_end_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "train", lambda config, options, stop: iter([Done(_summary(tmp_path))]))
+    job = TrainingJob(SMALL, RunOptions(tmp_path))
+    job.wait(WAIT)
+    before = job.view()
+    job.stop()
+    assert job.view() == before and before.status == DONE
+
+
+def _summary(tmp_path):
+    from sda.events import Summary
+    return Summary("m", tmp_path / "m.sda", 1, tmp_path / "m.checkpoint.sda", "cpu", "fp32", "torch", 1, 1, 1, 0.1,
+                   False, False, 1.0, 1.0, 1.0, [])
+
+
+def test_views_are_snapshots(folder, tmp_path):  # noqa: F811
+    job = TrainingJob(SMALL, RunOptions(folder, tmp_path, "m"))
+    early = wait_until(lambda v: len(v.curve) > 0, job)
+    curve = early.curve
+    job.wait(WAIT)
+    assert early.curve is curve and len(job.view().curve) > len(curve)  # a later event does not touch an old view
+    assert early.status == RUNNING

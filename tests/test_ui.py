@@ -1,0 +1,168 @@
+"""The Gradio app, served for real and driven through gradio_client, the way a script or another page would."""
+
+import dataclasses
+import socket
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+
+from sda import modelfile
+from sda.synth import write_collection
+from sda.ui import serve
+from tests.test_engine import SMALL, folder  # noqa: F401  (fixture)
+
+WAIT = 120  # seconds: generous, CI machines are shared
+PLAYERS = [f"clip{i}-{which}" for i in (1, 2, 3) for which in ("original", "reconstruction")]
+# The outputs of /poll in order (buttons are not part of the API), and of /start, /stop and /show_model.
+POLL = ["banner", "status", "health", "alerts", "recon", "commit", *PLAYERS, "report", "models"]
+START = ["notice", *POLL]
+MODEL = ["notice", "info", "health", "recon", "commit", "config"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    app = serve(models, port=free_port(), base_config=dataclasses.replace(SMALL, epochs=None), quiet=True)
+    yield app
+    if app.slot.job is not None:
+        app.slot.stop()
+        app.slot.job.wait(WAIT)
+    app.close()
+
+
+class Page:
+    """What one page would show, kept up to date from its own gradio_client session's results."""
+
+    def __init__(self, app):
+        self.client = Client(app.local_url, verbose=False)
+        self.shown = {}
+
+    def call(self, api_name, *args, names=POLL):
+        result = self.client.predict(*args, api_name=api_name)
+        for name, value in zip(names, result, strict=True):
+            if isinstance(value, dict) and value.get("__type__") == "update":
+                if "value" not in value:
+                    continue  # unchanged
+                value = value["value"]
+            self.shown[name] = value
+        return self.shown
+
+    def start(self, data, levels=2, commitment=0.25, epochs=None, name="", health_every=2, batch=8, lr=1e-3, seed=0):
+        return self.call("/start", str(data), levels, commitment, epochs, name, health_every, batch, lr, seed,
+                         names=START)
+
+    def poll_until(self, predicate, what):
+        end = time.monotonic() + WAIT
+        while time.monotonic() < end:
+            shown = self.call("/poll")
+            if predicate(shown):
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"the page never showed {what}; it shows {self.shown}")
+
+
+def wait_idle(app):
+    if app.slot.job is not None:
+        assert app.slot.job.wait(WAIT)
+
+
+def test_checking_a_folder_shows_what_was_found_and_the_codebook_size(app, folder):  # noqa: F811
+    report, codebook = Page(app).client.predict(str(folder), api_name="/check_folder")
+    assert "6 usable audio files" in report and "00_kick.wav" in report
+    assert codebook == "64 codes per level (for 6 usable files)"
+
+
+def test_a_folder_that_cannot_be_used_is_explained(app, tmp_path):
+    page = Page(app)
+    report, codebook = page.client.predict(str(tmp_path / "nowhere"), api_name="/check_folder")
+    assert report.startswith("⚠ ") and "does not exist" in report and codebook == "—"
+    few = write_collection(tmp_path / "few", n_files=3)[0].parent
+    report, _ = page.client.predict(str(few), api_name="/check_folder")
+    assert "3 usable" in report and "at least 5" in report and "Add more audio files" in report
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"levels": 7}, "rvq_levels=7 is out of range: expected 2, 3 or 4"),
+    ({"levels": 2.5}, "RVQ levels must be a whole number"),
+    ({"epochs": 0}, "epochs=0 is out of range"),
+    ({"commitment": "lots"}, "commitment weight must be a number, got 'lots'"),
+    ({"lr": 3.0}, "learning_rate=3.0 is out of range"),
+    ({"health_every": 0}, "health update interval must be at least 1"),
+    ({"data": "  "}, "choose the folder of audio to train on first"),
+])
+def test_bad_settings_are_refused_on_the_page_and_the_server_keeps_serving(app, folder, settings, message):  # noqa: F811
+    wait_idle(app)
+    page = Page(app)
+    shown = page.start(**{"data": folder, **settings})
+    assert shown["notice"].startswith("**Cannot start:**") and message in shown["notice"]
+    assert app.slot.job is None or not app.slot.job.view().active  # nothing was started
+    assert "usable audio files" in page.client.predict(str(folder), api_name="/check_folder")[0]
+
+
+def test_a_missing_folder_fails_the_run_with_the_engines_message(app, tmp_path):
+    wait_idle(app)
+    page = Page(app)
+    page.start(tmp_path / "gone")
+    shown = page.poll_until(lambda s: "Could not start" in s["status"], "the failure")
+    assert "does not exist" in shown["status"] and shown["report"].startswith("sda: error:")
+    assert shown["banner"] == ""
+
+
+def test_start_poll_stop_and_the_model_is_saved(app, folder):  # noqa: F811
+    wait_idle(app)
+    page = Page(app)
+    shown = page.start(folder, levels=2, commitment=0.5, epochs=500, name="client-run")
+    assert shown["notice"] == "" and "one model at a time" in shown["banner"]
+    shown = page.poll_until(lambda s: 'data-level="2"' in s["health"], "two level rows")
+    assert 'data-level="3"' not in shown["health"] and "**Epoch " in shown["status"] and "ETA" in shown["status"]
+    assert set(shown["recon"]["columns"]) == {"x", "loss", "series"}
+
+    # Another page (a reload, another tab) attaches to the same run, and cannot start a second one.
+    other = Page(app)
+    seen = other.poll_until(lambda s: 'data-level="2"' in s.get("health", ""), "the running job")
+    assert "client-run" in seen["banner"]
+    refused = other.start(folder, name="second")
+    assert "already running" in refused["notice"] and "'client-run'" in refused["notice"]
+
+    page.call("/stop", names=START)
+    shown = page.poll_until(lambda s: s["status"].startswith("**Stopped early**"), "the stopped run")
+    path = app.models_dir / "client-run.sda"
+    assert str(path) in shown["status"] and f"model: {path}" in shown["report"]
+    assert "Training stopped early" in shown["report"] and shown["banner"] == ""
+    model, metadata = modelfile.load_model(path)
+    assert model.config.rvq_levels == 2 and model.config.commitment_weight == 0.5 and model.config.epochs == 500
+    assert not (app.models_dir / "second.sda").exists()
+
+    info = page.call("/show_model", str(path), names=MODEL)
+    assert info["notice"] == "" and "sda model 'client-run'" in info["info"]
+    assert info["config"]["rvq_levels"] == 2 and info["health"].count('<tr class="sda-level') == 2
+
+
+def test_a_finished_run_shows_previews_the_report_and_the_new_model(app, folder):  # noqa: F811
+    wait_idle(app)
+    page = Page(app)
+    page.start(folder, levels=3, epochs=2, name="short-run")
+    shown = page.poll_until(lambda s: s["status"].startswith("**Finished**"), "the finished run")
+    assert shown["report"].startswith("Training finished: 2 of 2 epochs")
+    assert shown["clip1-original"] and shown["clip1-reconstruction"]  # the validation set has at least one clip
+    assert str(app.models_dir / "short-run.sda") == shown["models"]  # the Models list selects the new model
+    modelfile.load_model(app.models_dir / "short-run.sda")
+
+
+def test_a_corrupt_or_foreign_file_is_named_as_such(app, tmp_path):
+    page = Page(app)
+    junk = tmp_path / "junk.sda"
+    junk.write_bytes(b"PK\x03\x04 this is a zip, not an sda file" * 4)
+    shown = page.call("/open_model", handle_file(str(junk)), names=MODEL)
+    assert shown["notice"].startswith("**Cannot open junk.sda:**") and shown["info"] == ""
+    cut = tmp_path / "cut.sda"
+    cut.write_bytes((app.models_dir / "client-run.sda").read_bytes()[:200])  # a real model, cut short
+    shown = page.call("/open_model", handle_file(str(cut)), names=MODEL)
+    assert shown["notice"].startswith("**Cannot open cut.sda:**") and "truncated" in shown["notice"]

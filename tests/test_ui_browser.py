@@ -1,0 +1,108 @@
+"""The page in a real browser: Playwright for Python driving Debian's chromium, headless.
+
+It sets the controls, starts training, sees one row per RVQ level (a starved level highlighted and
+announced in a toast), reloads the page and finds the run again, presses Stop, and sees the saved
+model in the report and in the Models tab. Without playwright or chromium it skips, saying which;
+with SDA_REQUIRE_BROWSER=1 (set by .ci/run) it fails instead, so CI cannot pass without running it.
+"""
+
+import dataclasses
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sda import modelfile
+from sda.ui import serve
+from tests.test_engine import SMALL, folder  # noqa: F401  (fixture)
+from tests.test_ui import free_port
+
+CHROMIUM = os.environ.get("SDA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+TIMEOUT_MS = 90_000  # generous: CI machines are shared
+
+
+def _skip_or_fail(reason: str):
+    if os.environ.get("SDA_REQUIRE_BROWSER"):
+        pytest.fail(f"{reason}; SDA_REQUIRE_BROWSER is set, so the browser test may not be skipped")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        _skip_or_fail("browser test: playwright is not installed (pip install playwright)")
+    if not Path(CHROMIUM).exists():
+        _skip_or_fail(f"browser test: no chromium at {CHROMIUM} (apt-get install chromium, or set SDA_CHROMIUM)")
+    with sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        except Error as exc:
+            _skip_or_fail(f"browser test: chromium at {CHROMIUM} does not start: {exc.message.splitlines()[0]}")
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def app(tmp_path):
+    # 1024 codes per level for a handful of chunks: the levels are certain to be under 30%, so the
+    # highlight and the toast are exercised on every run.
+    app = serve(tmp_path / "models", port=free_port(), base_config=dataclasses.replace(SMALL, codebook_size=1024),
+                quiet=True)
+    yield app
+    if app.slot.job is not None:
+        app.slot.stop()
+        app.slot.job.wait(120)
+    app.close()
+
+
+def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):  # noqa: F811
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    page = browser.new_page()
+    page.goto(app.local_url)
+
+    page.locator("#sda-folder textarea").fill(str(folder))
+    page.locator("#sda-folder textarea").press("Enter")
+    expect(page.locator("#sda-preflight textarea")).to_have_value(re.compile("6 usable audio files"))
+    expect(page.locator("#sda-codebook textarea")).to_have_value("1024 codes per level (for 6 usable files)")
+    for control, value in (("#sda-levels", "2"), ("#sda-commitment", "0.5")):
+        page.locator(f"{control} input[type=number]").fill(value)
+        page.locator(f"{control} input[type=number]").press("Enter")
+    page.locator("#sda-epochs input").fill("500")
+    page.locator("#sda-name textarea").fill("browser-run")
+    page.locator("#sda-start").click()
+
+    rows = page.locator("#sda-health tr.sda-level")
+    expect(rows).to_have_count(2)  # one row per RVQ level, as set on the slider
+    expect(page.locator("#sda-health tr.weak")).to_have_count(2)
+    expect(rows.first).to_contain_text("under 30%")
+    expect(page.locator('[data-testid="toast-body"]').first).to_contain_text("RVQ level 1 uses")
+    expect(page.locator("#sda-alerts")).to_contain_text("Warnings (2)")  # stays after the toasts fade
+    expect(page.locator("#sda-status")).to_contain_text(re.compile(r"Epoch \d+ of 500 · step \d+ of \d+ · ETA"))
+    expect(page.locator("#sda-banner")).to_contain_text("one model at a time")
+    expect(page.locator("#sda-start")).to_be_disabled()
+
+    page.reload()  # the run goes on in the server; the fresh page attaches to it
+    expect(rows).to_have_count(2)
+    expect(page.locator("#sda-folder textarea")).to_have_value(str(folder))
+    expect(page.locator("#sda-levels input[type=number]")).to_have_value("2")
+    expect(page.locator("#sda-name textarea")).to_have_value("browser-run")
+
+    page.locator("#sda-stop").click()
+    model_path = app.models_dir / "browser-run.sda"
+    report = page.locator("#sda-report textarea")
+    expect(report).to_have_value(re.compile("^Training stopped early"))
+    expect(report).to_have_value(re.compile(f"model: {re.escape(str(model_path))}"))
+    expect(page.locator("#sda-status")).to_contain_text("Stopped early")
+    expect(page.locator("#sda-start")).to_be_enabled()
+    model, _ = modelfile.load_model(model_path)
+    assert model.config.rvq_levels == 2 and model.config.commitment_weight == 0.5
+
+    page.get_by_role("tab", name="Models").click()
+    expect(page.locator("#sda-model-info textarea")).to_have_value(re.compile("sda model 'browser-run'"))
+    expect(page.locator("#sda-model-health tr.sda-level")).to_have_count(2)
