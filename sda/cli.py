@@ -98,11 +98,9 @@ def _stop_on_first_ctrl_c(stop: threading.Event) -> threading.Event:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from sda import sdafile
-    from sda.report import info_text
+    from sda.report import describe
 
-    header = sdafile.read_header(args.model)  # prefix and header only: the weights are not read
-    print(info_text(args.model, header["metadata"], header["kind"]))
+    print(describe(args.model)[2])  # prefix and header only: the weights are not read
     return 0
 
 

@@ -3,6 +3,7 @@
 Both frontends print these, so the CLI's report and the Gradio tab's are the same words.
 """
 
+from sda import sdafile
 from sda.events import Summary
 from sda.health import LOW_UTILIZATION, LevelHealth
 
@@ -57,6 +58,21 @@ def summary_text(s: Summary) -> str:
     if s.stopped:
         lines.append(f"  continue with: sda train DATA_DIR --resume {s.checkpoint_path}")
     return "\n".join(lines)
+
+
+def describe(path) -> tuple[str, dict, str]:
+    """(kind, metadata, info_text) of a model or checkpoint file, from its header; the weights are not read.
+
+    A valid .sda container whose metadata is not what sda writes raises SdaFormatError, like any damage.
+    """
+    header = sdafile.read_header(path)
+    kind, metadata = header["kind"], header["metadata"]
+    try:
+        return kind, metadata, info_text(path, metadata, kind)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"no {exc}" if isinstance(exc, KeyError) else f"a bad entry ({exc})"
+        raise sdafile.SdaFormatError(f"{path} is an .sda file but not an sda model or checkpoint: its metadata has "
+                                     f"{what}. It was written by another program, or by a newer sda.") from None
 
 
 def info_text(path, metadata: dict, kind: str = "model") -> str:

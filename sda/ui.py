@@ -23,7 +23,7 @@ from sda.data import DataError, preflight
 from sda.engine import PREVIEW_CLIPS, RunOptions
 from sda.health import LevelHealth
 from sda.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView
-from sda.report import info_text
+from sda.report import describe
 from sda.ui_render import (
     alerts_markdown,
     busy_banner,
@@ -111,11 +111,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                 status = gr.Markdown(status_markdown(None), elem_id="sda-status")
                 health = gr.HTML(levels_html([]), elem_id="sda-health")
                 alerts = gr.Markdown("", elem_id="sda-alerts")
-                with gr.Row():
-                    recon_plot = gr.LinePlot(x="x", y="loss", color="series", x_title="step", y_title="loss",
-                                             title="Reconstruction loss", height=260)
-                    commit_plot = gr.LinePlot(x="x", y="loss", color="series", x_title="step", y_title="loss",
-                                              title="Commitment loss", height=260)
+                recon_plot, commit_plot = _loss_plots("step")
                 players = []
                 for i in range(PREVIEW_CLIPS):
                     with gr.Row():
@@ -135,11 +131,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
             model_notice = gr.Markdown("")
             model_info = gr.Textbox(label="Model", lines=10, max_lines=30, interactive=False, elem_id="sda-model-info")
             model_health = gr.HTML("", elem_id="sda-model-health")
-            with gr.Row():
-                model_recon = gr.LinePlot(x="x", y="loss", color="series", x_title="epoch", y_title="loss",
-                                          title="Reconstruction loss", height=260)
-                model_commit = gr.LinePlot(x="x", y="loss", color="series", x_title="epoch", y_title="loss",
-                                           title="Commitment loss", height=260)
+            model_recon, model_commit = _loss_plots("epoch")
             model_config = gr.JSON(label="Config")
 
         live = LiveViews(seen, banner, status, health, alerts, recon_plot, commit_plot, tuple(players), final, start,
@@ -209,6 +201,13 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
 
     app.slot, app.models_dir = slot, models_dir
     return app
+
+
+def _loss_plots(x_title: str) -> tuple[gr.LinePlot, gr.LinePlot]:
+    """Side by side: reconstruction and commitment loss, each with a train and a validation series."""
+    with gr.Row():
+        return tuple(gr.LinePlot(x="x", y="loss", color="series", x_title=x_title, y_title="loss", title=title,
+                                 height=260) for title in ("Reconstruction loss", "Commitment loss"))
 
 
 def serve(models_dir: Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
@@ -312,13 +311,12 @@ def _show_model(path: str | None, views: list) -> dict:
     if not path:
         return {notice: "", info: "", health: "", config: None}
     try:
-        header = sdafile.read_header(path)  # prefix and metadata only: the weights are not read
-        metadata = header["metadata"]
-        text = info_text(Path(path), metadata, header["kind"])
+        _, metadata, text = describe(Path(path))  # prefix and metadata only: the weights are not read
         snapshot = [LevelHealth(**h) for h in metadata["health"]]
         frames = history_frames(metadata["history"])
     except (sdafile.SdaError, OSError, KeyError, TypeError) as exc:
-        message = str(exc) if not isinstance(exc, (KeyError, TypeError)) else f"its metadata lacks {exc}"
+        message = str(exc) if not isinstance(exc, (KeyError, TypeError)) else f"its loss history lacks {exc}"
+        message = message.replace(str(path), Path(path).name)  # an upload's temporary path means nothing to anyone
         return {notice: f"**Cannot open {Path(path).name}:** {message}", info: "", health: "", config: None}
     return {notice: "", info: text, health: levels_html(snapshot, "Codebook health at the end of training"),
             recon: frames[0], commit: frames[1], config: metadata["config"]}

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from sda.synth import write_collection
 
+GOLDEN = pathlib.Path(__file__).parent / "data" / "golden.sda"  # a valid container that is not a model
 FAST = ["--epochs", "2", "--codebook-dim", "16", "--batch-size", "8", "--seed", "3"]
 
 
@@ -60,6 +61,7 @@ def test_train_info_reconstruct(folder, tmp_path):
     (["train", "{folder}", "--device", "cuda:7"], "--device cuda:7"),
     (["info", "{tmp}/missing.sda"], "missing.sda"),
     (["info", "{folder}/00_kick.wav"], "not an sda file"),
+    (["info", str(GOLDEN)], "is an .sda file but not an sda model or checkpoint: its metadata has no 'config'"),
     (["reconstruct", "{tmp}/missing.sda", "{folder}/00_kick.wav", "{tmp}/o.wav"], "missing.sda"),
     (["train", "{folder}", "--model-name", "../up"], "model name '../up' cannot be used"),
     (["ui", "--port", "70000"], "70000 is too large: it must be at most 65535"),

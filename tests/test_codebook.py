@@ -131,7 +131,11 @@ def test_a_replaced_code_attracts_data_and_lives(seeded):
     assert out.replaced == 3
     for code in cb.embed[1:]:
         assert (x == code).all(dim=1).any()  # re-seeded from this step's vectors
-    assert cb(x).counts.min() > 0  # each is the nearest code to the row it came from
+    # Each replaced code is the nearest code to the row it came from: exactly, in float64 (two rows of
+    # one cluster may be close enough for float32 distances to tie, and ties go to the lower index).
+    # Code 0 may lose all its rows: the update moved it toward the mean of every row.
+    nearest = torch.cdist(x.double(), cb.embed.double()).argmin(dim=1)
+    assert (nearest.bincount(minlength=4)[1:] > 0).all()
     for _ in range(30):
         cb(x)
     # The error falls: to zero when the new codes landed in separate clusters, to 8.3 at worst

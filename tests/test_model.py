@@ -74,7 +74,8 @@ def test_encode_leaves_training_mode_and_codebooks_alone(seeded):
 
 
 def test_it_learns_a_small_set_of_spectrograms(seeded):
-    """A handful of steps on 8 fixed spectrograms must cut the loss well down."""
+    """150 steps on 8 fixed spectrograms must halve the reconstruction loss. Over 40 seeds the ratio was
+    0.20 to 0.35 (0.29 to 0.74 after 60 steps, too close to call)."""
     model = ConvVQVAE(small_config())
     frames = torch.linspace(0, 1, 32)
     mels = torch.stack([torch.outer(torch.randn(40, generator=seeded), torch.exp(-5 * i * frames)) for i in range(8)])
@@ -82,7 +83,7 @@ def test_it_learns_a_small_set_of_spectrograms(seeded):
     model.initialize(mels)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     first = None
-    for _ in range(60):
+    for _ in range(150):
         out = model(mels)
         optimizer.zero_grad()
         out.loss.backward()

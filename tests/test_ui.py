@@ -1,6 +1,7 @@
 """The Gradio app, served for real and driven through gradio_client, the way a script or another page would."""
 
 import dataclasses
+import pathlib
 import socket
 import time
 
@@ -161,8 +162,12 @@ def test_a_corrupt_or_foreign_file_is_named_as_such(app, tmp_path):
     junk = tmp_path / "junk.sda"
     junk.write_bytes(b"PK\x03\x04 this is a zip, not an sda file" * 4)
     shown = page.call("/open_model", handle_file(str(junk)), names=MODEL)
-    assert shown["notice"].startswith("**Cannot open junk.sda:**") and shown["info"] == ""
+    assert shown["notice"].startswith("**Cannot open junk.sda:** junk.sda is a zip archive") and shown["info"] == ""
+    golden = pathlib.Path(__file__).parent / "data" / "golden.sda"  # a valid container, not an sda model
     cut = tmp_path / "cut.sda"
-    cut.write_bytes((app.models_dir / "client-run.sda").read_bytes()[:200])  # a real model, cut short
+    cut.write_bytes(golden.read_bytes()[:40])
     shown = page.call("/open_model", handle_file(str(cut)), names=MODEL)
-    assert shown["notice"].startswith("**Cannot open cut.sda:**") and "truncated" in shown["notice"]
+    assert shown["notice"].startswith("**Cannot open cut.sda:** cut.sda is truncated: it ends after 40 bytes")
+    shown = page.call("/open_model", handle_file(str(golden)), names=MODEL)
+    assert shown["notice"].startswith("**Cannot open golden.sda:** golden.sda is an .sda file but not an sda model")
+    assert shown["info"] == ""
