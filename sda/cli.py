@@ -2,7 +2,7 @@
 turns flags into a config and events into text.
 
 Exit status: 0 done, 1 training failed (one message), 2 bad input (flags, folder, model file),
-130 stopped by Ctrl-C (model and checkpoint saved).
+130 stopped by Ctrl-C or SIGTERM (model and checkpoint saved).
 """
 
 import argparse
@@ -78,11 +78,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return EXIT_INTERRUPTED if interrupted.is_set() else 0
 
 
 def _stop_on_first_ctrl_c(stop: threading.Event) -> threading.Event:
-    """First Ctrl-C: finish the step, save, report. Second: abort at once."""
+    """First Ctrl-C (or SIGTERM, as from a service manager): finish the step, save, report. Second: abort."""
     interrupted = threading.Event()
 
     def handler(signum, frame):
@@ -94,7 +95,12 @@ def _stop_on_first_ctrl_c(stop: threading.Event) -> threading.Event:
               file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
     return interrupted
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -142,6 +148,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         reason = "the port is in use" if "empty port" in str(exc) else str(exc)
         raise OSError(f"cannot serve on {args.host}:{args.port}: {reason}; choose another port with --port "
                       "(or another address with --host)") from None
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop saves a running job, as Ctrl-C does
     print(f"sda ui: open {app.local_url} (models in {args.models}); Ctrl-C to quit", flush=True)
     if app.share_url:
         print(f"sda ui: public share link {app.share_url} (anyone with it can train on this machine)", flush=True)

@@ -36,6 +36,8 @@ from sda.ui_render import (
 )
 
 POLL_SECONDS = 1.0
+SERIES_COLORS = {"train": "#2563eb", "validation": "#ea580c"}
+AUTO_EPOCHS = 0  # what the Epochs field holds for "automatic" (VQVAEConfig.epochs=None)
 CSS = """
 .sda-levels { width: 100%; border-collapse: collapse; }
 .sda-levels caption { text-align: left; opacity: 0.75; padding-bottom: 4px; }
@@ -93,8 +95,9 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                                        label="Commitment weight", elem_id="sda-commitment",
                                        info="How strongly the encoder is pulled toward its codes: higher keeps "
                                             "codes steady, lower lets reconstruction improve faster.")
-                epochs = gr.Number(value=base_config.epochs, label="Epochs", precision=0, elem_id="sda-epochs",
-                                   info="Blank = automatic: enough for 400 steps, at least 30 epochs.")
+                # 0, not blank, means automatic: the browser sends an empty number field as 0.
+                epochs = gr.Number(value=base_config.epochs or AUTO_EPOCHS, label="Epochs", precision=0,
+                                   elem_id="sda-epochs", info="0 = automatic: enough for 400 steps, at least 30.")
                 name = gr.Textbox(label="Model name", placeholder="blank = sda-YYYYmmdd-HHMMSS", elem_id="sda-name",
                                   info=f"Saved as NAME.sda in {models_dir}")
                 with gr.Accordion("More settings", open=False):
@@ -147,7 +150,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                 config = dataclasses.replace(
                     base_config, rvq_levels=_whole(n_levels, "RVQ levels"),
                     commitment_weight=_number(weight, "commitment weight"),
-                    epochs=None if n_epochs in (None, "") else _whole(n_epochs, "epochs"),
+                    epochs=None if n_epochs in (None, "", AUTO_EPOCHS) else _whole(n_epochs, "epochs"),
                     batch_size=_whole(batch, "batch size"), learning_rate=_number(lr, "learning rate"),
                     seed=_whole(seed_value, "seed")).validate()
                 if not (path or "").strip():
@@ -207,7 +210,8 @@ def _loss_plots(x_title: str) -> tuple[gr.LinePlot, gr.LinePlot]:
     """Side by side: reconstruction and commitment loss, each with a train and a validation series."""
     with gr.Row():
         return tuple(gr.LinePlot(x="x", y="loss", color="series", x_title=x_title, y_title="loss", title=title,
-                                 height=260) for title in ("Reconstruction loss", "Commitment loss"))
+                                 color_map=SERIES_COLORS, height=260, elem_classes=f"sda-{kind}-plot")
+                     for kind, title in (("recon", "Reconstruction loss"), ("commit", "Commitment loss")))
 
 
 def serve(models_dir: Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
@@ -251,8 +255,8 @@ def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir:
         out[ui.health] = job_levels_html(view)
     if changed("alerts"):
         out[ui.alerts] = alerts_markdown(view)
-    if changed("curve"):
-        out[ui.recon_plot], out[ui.commit_plot] = curve_frames(view)
+    if changed("curve"):  # no points yet: no chart (one first drawn empty never colours its lines, Gradio 6.31)
+        out[ui.recon_plot], out[ui.commit_plot] = curve_frames(view) if view.curve else (None, None)
     if changed("preview"):
         out.update(_preview_players(view, ui.players))
     if not old.get("ended") and new["ended"]:  # the end, seen by this page for the first time
@@ -307,17 +311,19 @@ def _model_choices(models_dir: Path) -> list[tuple[str, str]]:
 
 
 def _show_model(path: str | None, views: list) -> dict:
+    """The Models tab for one file: its description, health table, loss curves and config; or why it cannot."""
     notice, info, health, recon, commit, config = views
+    cleared = {notice: "", info: "", health: "", recon: None, commit: None, config: None}
     if not path:
-        return {notice: "", info: "", health: "", config: None}
+        return cleared
     try:
         _, metadata, text = describe(Path(path))  # prefix and metadata only: the weights are not read
         snapshot = [LevelHealth(**h) for h in metadata["health"]]
-        frames = history_frames(metadata["history"])
+        frames = history_frames(metadata["history"]) if metadata["history"]["epochs"] else (None, None)
     except (sdafile.SdaError, OSError, KeyError, TypeError) as exc:
         message = str(exc) if not isinstance(exc, (KeyError, TypeError)) else f"its loss history lacks {exc}"
         message = message.replace(str(path), Path(path).name)  # an upload's temporary path means nothing to anyone
-        return {notice: f"**Cannot open {Path(path).name}:** {message}", info: "", health: "", config: None}
+        return {**cleared, notice: f"**Cannot open {Path(path).name}:** {message}"}
     return {notice: "", info: text, health: levels_html(snapshot, "Codebook health at the end of training"),
             recon: frames[0], commit: frames[1], config: metadata["config"]}
 

@@ -51,3 +51,16 @@ def test_codebook_quality_smoke(tmp_path):
         assert "not installed" in report
     else:
         assert "| sda | vqp | sda vs vqp |" in report and "targets:" in report
+
+
+def test_ui_overhead_smoke():
+    from tests.test_ui import free_port
+    from tests.test_ui_browser import CHROMIUM, _skip_or_fail
+
+    if not pathlib.Path(CHROMIUM).exists():
+        _skip_or_fail(f"ui_overhead smoke: no chromium at {CHROMIUM} (apt-get install chromium)")
+    script = ROOT / "bench" / "ui_overhead.py"
+    run = subprocess.run([sys.executable, str(script), "--smoke", "--port", str(free_port())],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "| 1 |" in run.stdout and "median ratio" in run.stdout

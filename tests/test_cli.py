@@ -116,7 +116,8 @@ def _serve(port, models):
     return proc
 
 
-def test_ui_serves_on_localhost_and_ctrl_c_stops_training_with_the_model_saved(folder, tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_ui_serves_on_localhost_and_ctrl_c_stops_training_with_the_model_saved(folder, tmp_path, stop_signal):
     import urllib.request
 
     from gradio_client import Client
@@ -135,7 +136,7 @@ def test_ui_serves_on_localhost_and_ctrl_c_stops_training_with_the_model_saved(f
         while "**Epoch" not in str(client.predict(api_name="/poll")[1]) and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "stopping the training run; saving the model and a checkpoint" in stderr and "Traceback" not in stderr
@@ -155,3 +156,18 @@ def test_ui_on_a_port_in_use_says_so(tmp_path):
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert f"sda: error: cannot serve on 127.0.0.1:{port}: the port is in use; choose another port with --port" \
         in run.stderr
+
+
+def test_sigterm_stops_training_like_ctrl_c(folder, tmp_path):
+    cmd = [sys.executable, "-m", "sda", "train", str(folder), "--epochs", "400", "--codebook-dim", "16",
+           "--batch-size", "8", "--out", str(tmp_path), "--model-name", "termed", "--health-every", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:  # wait until training is under way
+        if "health over" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "stopping after this step" in stderr and "Training stopped early" in stdout
+    modelfile_info = sda("info", tmp_path / "termed.sda")
+    assert modelfile_info.returncode == 0 and "sda model 'termed'" in modelfile_info.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sda import modelfile
-from sda.ui import serve
+from sda.ui import SERIES_COLORS, serve
 from tests.test_engine import SMALL, folder  # noqa: F401  (fixture)
 from tests.test_ui import free_port
 
@@ -50,8 +50,8 @@ def browser():
 def app(tmp_path):
     # 1024 codes per level for a handful of chunks: the levels are certain to be under 30%, so the
     # highlight and the toast are exercised on every run.
-    app = serve(tmp_path / "models", port=free_port(), base_config=dataclasses.replace(SMALL, codebook_size=1024),
-                quiet=True)
+    config = dataclasses.replace(SMALL, codebook_size=1024, epochs=None)
+    app = serve(tmp_path / "models", port=free_port(), base_config=config, quiet=True)
     yield app
     if app.slot.job is not None:
         app.slot.stop()
@@ -73,7 +73,7 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):  # no
     for control, value in (("#sda-levels", "2"), ("#sda-commitment", "0.5")):
         page.locator(f"{control} input[type=number]").fill(value)
         page.locator(f"{control} input[type=number]").press("Enter")
-    page.locator("#sda-epochs input").fill("500")
+    expect(page.locator("#sda-epochs input")).to_have_value("0")  # left as it is: automatic
     page.locator("#sda-name textarea").fill("browser-run")
     page.locator("#sda-start").click()
 
@@ -83,8 +83,11 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):  # no
     expect(rows.first).to_contain_text("under 30%")
     expect(page.locator('[data-testid="toast-body"]').first).to_contain_text("RVQ level 1 uses")
     expect(page.locator("#sda-alerts")).to_contain_text("Warnings (2)")  # stays after the toasts fade
-    expect(page.locator("#sda-status")).to_contain_text(re.compile(r"Epoch \d+ of 500 · step \d+ of \d+ · ETA"))
+    expect(page.locator("#sda-status")).to_contain_text(re.compile(r"Epoch \d+ of \d\d+ · step \d+ of \d+ · ETA"))
     expect(page.locator("#sda-banner")).to_contain_text("one model at a time")
+    for plot in ("recon", "commit"):  # each series drawn as a line in its colour (a chart can lose them)
+        for color in SERIES_COLORS.values():
+            expect(page.locator(f'.sda-{plot}-plot g.mark-line path[stroke="{color}"]')).to_have_count(1)
     expect(page.locator("#sda-start")).to_be_disabled()
 
     page.reload()  # the run goes on in the server; the fresh page attaches to it
@@ -101,7 +104,7 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):  # no
     expect(page.locator("#sda-status")).to_contain_text("Stopped early")
     expect(page.locator("#sda-start")).to_be_enabled()
     model, _ = modelfile.load_model(model_path)
-    assert model.config.rvq_levels == 2 and model.config.commitment_weight == 0.5
+    assert model.config.rvq_levels == 2 and model.config.commitment_weight == 0.5 and model.config.epochs >= 30
 
     page.get_by_role("tab", name="Models").click()
     expect(page.locator("#sda-model-info textarea")).to_have_value(re.compile("sda model 'browser-run'"))
