@@ -120,11 +120,10 @@ def test_a_missing_folder_fails_the_run_with_the_engines_message(app, tmp_path):
 def test_start_poll_stop_and_the_model_is_saved(app, folder):  # noqa: F811
     wait_idle(app)
     page = Page(app)
-    shown = page.start(folder, levels=2, commitment=0.5, epochs=0, name="client-run")  # 0: automatic, as the page
+    shown = page.start(folder, levels=2, commitment=0.5, epochs=500, name="client-run")
     assert shown["notice"] == "" and "one model at a time" in shown["banner"]
     shown = page.poll_until(lambda s: 'data-level="2"' in s["health"], "two level rows")
-    assert 'data-level="3"' not in shown["health"] and "ETA" in shown["status"]
-    assert int(re.search(r"\*\*Epoch \d+ of (\d+)\*\*", shown["status"])[1]) >= 30  # automatic epochs
+    assert 'data-level="3"' not in shown["health"] and re.search(r"\*\*Epoch \d+ of 500\*\* · step", shown["status"])
     assert set(shown["recon"]["columns"]) == {"x", "loss", "series"}
 
     # Another page (a reload, another tab) attaches to the same run, and cannot start a second one.
@@ -140,12 +139,23 @@ def test_start_poll_stop_and_the_model_is_saved(app, folder):  # noqa: F811
     assert str(path) in shown["status"] and f"model: {path}" in shown["report"]
     assert "Training stopped early" in shown["report"] and shown["banner"] == ""
     model, metadata = modelfile.load_model(path)
-    assert model.config.rvq_levels == 2 and model.config.commitment_weight == 0.5 and model.config.epochs >= 30
+    assert model.config.rvq_levels == 2 and model.config.commitment_weight == 0.5 and model.config.epochs == 500
     assert not (app.models_dir / "second.sda").exists()
 
     info = page.call("/show_model", str(path), names=MODEL)
     assert info["notice"] == "" and "sda model 'client-run'" in info["info"]
     assert info["config"]["rvq_levels"] == 2 and info["health"].count('<tr class="sda-level') == 2
+
+
+def test_epochs_0_means_automatic(app, folder):  # noqa: F811
+    wait_idle(app)
+    page = Page(app)
+    page.start(folder, epochs=0, name="auto-epochs")
+    page.call("/stop", names=START)  # at once: the model is saved with its resolved settings all the same
+    page.poll_until(lambda s: s["status"].startswith("**Stopped early**"), "the stopped run")
+    model, _ = modelfile.load_model(app.models_dir / "auto-epochs.sda")
+    auto = dataclasses.replace(SMALL, epochs=None).resolve(n_files=6, n_train_chunks=47)
+    assert model.config.epochs == auto.epochs == 67
 
 
 def test_a_finished_run_shows_previews_the_report_and_the_new_model(app, folder):  # noqa: F811

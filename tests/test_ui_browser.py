@@ -49,8 +49,9 @@ def browser():
 @pytest.fixture
 def app(tmp_path):
     # 1024 codes per level for a handful of chunks: the levels are certain to be under 30%, so the
-    # highlight and the toast are exercised on every run.
-    config = dataclasses.replace(SMALL, codebook_size=1024, epochs=None)
+    # highlight and the toast are exercised on every run. Batch 1: automatic epochs then mean 30
+    # epochs of 47 steps, a run long enough to be stopped on any machine.
+    config = dataclasses.replace(SMALL, codebook_size=1024, epochs=None, batch_size=1)
     app = serve(tmp_path / "models", port=free_port(), base_config=config, quiet=True)
     yield app
     if app.slot.job is not None:
