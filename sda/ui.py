@@ -25,6 +25,7 @@ from sda.health import LevelHealth
 from sda.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView
 from sda.report import describe
 from sda.ui_render import (
+    SERIES,
     alerts_markdown,
     busy_banner,
     curve_frames,
@@ -36,7 +37,7 @@ from sda.ui_render import (
 )
 
 POLL_SECONDS = 1.0
-SERIES_COLORS = {"train": "#2563eb", "validation": "#ea580c"}
+SERIES_COLORS = dict(zip(SERIES, ("#2563eb", "#ea580c"), strict=True))
 AUTO_EPOCHS = 0  # what the Epochs field holds for "automatic" (VQVAEConfig.epochs=None)
 CSS = """
 .sda-levels { width: 100%; border-collapse: collapse; }

@@ -4,6 +4,7 @@ Kept apart from the layout in sda.ui so they can be tested without a server. The
 sda.report wherever the CLI says the same thing, so both frontends report alike.
 """
 
+import math
 from html import escape
 
 import pandas as pd
@@ -13,6 +14,7 @@ from sda.health import LOW_UTILIZATION, LevelHealth
 from sda.job import DONE, FAILED, STOPPED, STOPPING, JobView
 
 CURVE_COLUMNS = ("x", "loss", "series")
+SERIES = ("train", "validation")
 
 
 def levels_html(levels: list[LevelHealth], caption: str = "") -> str:
@@ -60,7 +62,13 @@ def history_frames(history: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     return _frames(rows)
 
 
-def _frames(rows) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _frames(rows: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+    # A Gradio 6.31 chart fixes its colour domain from the value it is first drawn with, so a series
+    # that starts later (validation, after the first epoch) would never be drawn: give each missing
+    # series an empty point (null loss, which the chart skips) from the start.
+    present = {split for *_, split in rows}
+    if rows:
+        rows = rows + [(rows[0][0], math.nan, math.nan, split) for split in SERIES if split not in present]
     types = {"x": "int64", "loss": "float64", "series": "str"}  # also when empty, so the axes stay numeric
     recon = pd.DataFrame([(x, r, s) for x, r, _, s in rows], columns=CURVE_COLUMNS).astype(types)
     commit = pd.DataFrame([(x, c, s) for x, _, c, s in rows], columns=CURVE_COLUMNS).astype(types)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from sda import modelfile
+from sda.synth import write_collection
 from sda.ui import SERIES_COLORS, serve
-from tests.test_engine import SMALL, folder  # noqa: F401  (fixture)
+from tests.test_engine import SMALL
 from tests.test_ui import free_port
 
 CHROMIUM = os.environ.get("SDA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -48,10 +49,11 @@ def browser():
 
 @pytest.fixture
 def app(tmp_path):
-    # 1024 codes per level for a handful of chunks: the levels are certain to be under 30%, so the
-    # highlight and the toast are exercised on every run. Batch 1: automatic epochs then mean 30
-    # epochs of 47 steps, a run long enough to be stopped on any machine.
-    config = dataclasses.replace(SMALL, codebook_size=1024, epochs=None, batch_size=1)
+    # 1024 codes per level for a few hundred vectors per window: every level is certain to be under
+    # 30%, so the highlight and the toast are exercised on every run. Batch 1 on 24 files: epochs of
+    # about 170 steps (seconds each), so the charts are first drawn before any validation point
+    # (the case that once left the validation line undrawn), and the run is long enough to stop.
+    config = dataclasses.replace(SMALL, codebook_size=1024, epochs=None, batch_size=1, hidden_channels=64)
     app = serve(tmp_path / "models", port=free_port(), base_config=config, quiet=True)
     yield app
     if app.slot.job is not None:
@@ -60,7 +62,12 @@ def app(tmp_path):
     app.close()
 
 
-def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):  # noqa: F811
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_collection(tmp_path_factory.mktemp("kit24"), n_files=24, seed=5)[0].parent
+
+
+def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -69,8 +76,8 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):  # no
 
     page.locator("#sda-folder textarea").fill(str(folder))
     page.locator("#sda-folder textarea").press("Enter")
-    expect(page.locator("#sda-preflight textarea")).to_have_value(re.compile("6 usable audio files"))
-    expect(page.locator("#sda-codebook textarea")).to_have_value("1024 codes per level (for 6 usable files)")
+    expect(page.locator("#sda-preflight textarea")).to_have_value(re.compile("24 usable audio files"))
+    expect(page.locator("#sda-codebook textarea")).to_have_value("1024 codes per level (for 24 usable files)")
     for control, value in (("#sda-levels", "2"), ("#sda-commitment", "0.5")):
         page.locator(f"{control} input[type=number]").fill(value)
         page.locator(f"{control} input[type=number]").press("Enter")

@@ -1,6 +1,7 @@
 """sda.ui_render: what the page shows, as plain values, checked without a server."""
 
 import dataclasses
+import math
 import re
 from datetime import datetime
 
@@ -90,6 +91,17 @@ def test_failures_say_whether_the_input_or_training_was_at_fault():
     assert status_markdown(dataclasses.replace(view, bad_input=False)).startswith("**Training failed:**")
     assert report_text(view) == "sda: error: /x does not exist: check the path <here>"
     assert status_markdown(None).startswith("No training yet")
+
+
+def test_a_series_not_measured_yet_still_has_a_point_that_is_empty(finished):
+    first_train = next(p for p in finished.curve if p.split == "train")
+    early = dataclasses.replace(finished, curve=(first_train,))  # before the first epoch ended
+    recon, commit = curve_frames(early)
+    assert recon["series"].tolist() == ["train", "validation"] and recon["x"].tolist() == [first_train.step] * 2
+    assert recon["loss"].iloc[0] == first_train.reconstruction and math.isnan(recon["loss"].iloc[1])
+    assert math.isnan(commit["loss"].iloc[1])
+    empty = curve_frames(dataclasses.replace(finished, curve=()))
+    assert all(len(frame) == 0 for frame in empty)
 
 
 def test_a_model_files_history_plots_against_epoch(finished):
