@@ -49,11 +49,11 @@ def browser():
 
 @pytest.fixture
 def app(tmp_path):
-    # 1024 codes per level for a few hundred vectors per window: every level is certain to be under
-    # 30%, so the highlight and the toast are exercised on every run. Batch 1 on 24 files: epochs of
-    # about 170 steps (seconds each), so the charts are first drawn before any validation point
-    # (the case that once left the validation line undrawn), and the run is long enough to stop.
-    config = dataclasses.replace(SMALL, codebook_size=1024, epochs=None, batch_size=1, hidden_channels=64)
+    # Batch 1 on 24 files: epochs of about 170 steps, a few seconds each, so the charts are first drawn
+    # before any validation point (the case that once left the validation line undrawn), and the run
+    # is long enough to stop. A health window then holds at most 170 x 4 = 680 vectors: with 4096 codes
+    # per level no level can reach 30%, so the highlight and the toast are exercised on every run.
+    config = dataclasses.replace(SMALL, codebook_size=4096, epochs=None, batch_size=1, hidden_channels=64)
     app = serve(tmp_path / "models", port=free_port(), base_config=config, quiet=True)
     yield app
     if app.slot.job is not None:
@@ -77,7 +77,7 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):
     page.locator("#sda-folder textarea").fill(str(folder))
     page.locator("#sda-folder textarea").press("Enter")
     expect(page.locator("#sda-preflight textarea")).to_have_value(re.compile("24 usable audio files"))
-    expect(page.locator("#sda-codebook textarea")).to_have_value("1024 codes per level (for 24 usable files)")
+    expect(page.locator("#sda-codebook textarea")).to_have_value("4096 codes per level (for 24 usable files)")
     for control, value in (("#sda-levels", "2"), ("#sda-commitment", "0.5")):
         page.locator(f"{control} input[type=number]").fill(value)
         page.locator(f"{control} input[type=number]").press("Enter")
