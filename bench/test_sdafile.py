@@ -29,6 +29,8 @@ try:
     from safetensors.torch import save_file as safetensors_save
 except ImportError:
     safetensors_load = safetensors_save = None
+needs_safetensors = pytest.mark.skipif(safetensors_save is None,
+                                       reason="safetensors is not installed (pip install -e '.[bench]')")
 
 SIZES_MB = (10, 200)
 
@@ -82,9 +84,8 @@ def test_save_torch(benchmark, payload, tmp_path):
     same(torch.load(path, weights_only=True), tensors)
 
 
+@needs_safetensors
 def test_save_safetensors(benchmark, payload, tmp_path):
-    if safetensors_save is None:
-        pytest.skip("safetensors is not installed (pip install -e '.[bench]')")
     mb, tensors = payload
     benchmark.group = f"save {mb} MB"
     path = tmp_path / "m.safetensors"
@@ -92,10 +93,9 @@ def test_save_safetensors(benchmark, payload, tmp_path):
     same(safetensors_load(str(path)), tensors)
 
 
+@needs_safetensors
 def test_save_safetensors_durable(benchmark, payload, tmp_path):
     """safetensors with the durability sda's save has: fsync of the file (the rename is not counted)."""
-    if safetensors_save is None:
-        pytest.skip("safetensors is not installed (pip install -e '.[bench]')")
     mb, tensors = payload
     benchmark.group = f"save {mb} MB"
     path = tmp_path / "m.safetensors"
@@ -130,9 +130,8 @@ def test_load_torch(benchmark, payload, tmp_path):
                        warmup_rounds=1)
 
 
+@needs_safetensors
 def test_load_safetensors(benchmark, payload, tmp_path):
-    if safetensors_load is None:
-        pytest.skip("safetensors is not installed (pip install -e '.[bench]')")
     mb, tensors = payload
     benchmark.group = f"load {mb} MB"
     path = tmp_path / "m.safetensors"

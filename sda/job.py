@@ -150,8 +150,8 @@ class JobSlot:
 
     def start(self, config: VQVAEConfig, options: RunOptions) -> TrainingJob:
         with self._lock:
-            if self.job is not None and self.job.view().active:
-                running = self.job.view()
+            running = self.job.view() if self.job is not None else None
+            if running is not None and running.active:
                 name = running.started.model_path.stem if running.started else running.model_name or "unnamed"
                 raise JobBusyError(f"a training job is already running (model {name!r}, started "
                                    f"{running.began:%H:%M:%S}): wait for it to finish, or press Stop first")

@@ -32,3 +32,11 @@ def seeded(rng):
 
     torch.manual_seed(int(torch.randint(2**31, (1,), generator=rng)))
     return rng
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A small generated collection (6 files, mixed formats, rates and channels) for training runs."""
+    from sda.synth import write_collection
+
+    return write_collection(tmp_path_factory.mktemp("kit"), n_files=6, seed=1)[0].parent

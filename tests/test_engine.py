@@ -16,11 +16,6 @@ SMALL = VQVAEConfig(hidden_channels=16, codebook_dim=8, batch_size=8, epochs=3, 
                     audio=AudioConfig(n_mels=32, chunk_frames=16))
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return write_collection(tmp_path_factory.mktemp("kit"), n_files=6, seed=1)[0].parent
-
-
 def run(config, options, stop=None, stop_after=None):
     """All events of a run; with stop_after, the stop flag is set once that many steps were seen."""
     stop = stop or threading.Event()

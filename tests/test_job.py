@@ -11,7 +11,7 @@ from sda import modelfile
 from sda.engine import RunOptions
 from sda.events import Done, Step
 from sda.job import DONE, FAILED, RUNNING, STOPPED, STOPPING, JobBusyError, JobSlot, TrainingJob
-from tests.test_engine import SMALL, folder  # noqa: F401  (fixture)
+from tests.test_engine import SMALL
 
 WAIT = 120  # seconds: generous, CI machines are shared
 
@@ -26,7 +26,7 @@ def wait_until(predicate, job, timeout=WAIT):
     raise AssertionError(f"timed out; last view: status {view.status}, step {view.step}")
 
 
-def test_a_finished_job_holds_the_whole_run(folder, tmp_path):  # noqa: F811
+def test_a_finished_job_holds_the_whole_run(folder, tmp_path):
     job = TrainingJob(SMALL, RunOptions(folder, tmp_path, "m", health_every=2))
     assert job.wait(WAIT)
     view = job.view()
@@ -75,7 +75,7 @@ def test_the_version_changes_with_every_event_and_only_then(tmp_path, monkeypatc
     job.wait(WAIT)
 
 
-def test_one_job_at_a_time_and_stop_saves_a_loadable_model(folder, tmp_path):  # noqa: F811
+def test_one_job_at_a_time_and_stop_saves_a_loadable_model(folder, tmp_path):
     slot = JobSlot()
     job = slot.start(dataclasses.replace(SMALL, epochs=500), RunOptions(folder, tmp_path, "long"))
     wait_until(lambda v: v.step is not None, job)
@@ -128,7 +128,7 @@ def _summary(tmp_path):
                    False, False, 1.0, 1.0, 1.0, [])
 
 
-def test_views_are_snapshots(folder, tmp_path):  # noqa: F811
+def test_views_are_snapshots(folder, tmp_path):
     job = TrainingJob(SMALL, RunOptions(folder, tmp_path, "m"))
     early = wait_until(lambda v: len(v.curve) > 0, job)
     curve = early.curve

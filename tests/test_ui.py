@@ -12,7 +12,7 @@ from gradio_client import Client, handle_file
 from sda import modelfile
 from sda.synth import write_collection
 from sda.ui import serve
-from tests.test_engine import SMALL, folder  # noqa: F401  (fixture)
+from tests.test_engine import SMALL
 
 WAIT = 120  # seconds: generous, CI machines are shared
 PLAYERS = [f"clip{i}-{which}" for i in (1, 2, 3) for which in ("original", "reconstruction")]
@@ -75,7 +75,7 @@ def wait_idle(app):
         assert app.slot.job.wait(WAIT)
 
 
-def test_checking_a_folder_shows_what_was_found_and_the_codebook_size(app, folder):  # noqa: F811
+def test_checking_a_folder_shows_what_was_found_and_the_codebook_size(app, folder):
     report, codebook = Page(app).client.predict(str(folder), api_name="/check_folder")
     assert "6 usable audio files" in report and "00_kick.wav" in report
     assert codebook == "64 codes per level (for 6 usable files)"
@@ -99,7 +99,7 @@ def test_a_folder_that_cannot_be_used_is_explained(app, tmp_path):
     ({"health_every": 0}, "health update interval must be at least 1"),
     ({"data": "  "}, "choose the folder of audio to train on first"),
 ])
-def test_bad_settings_are_refused_on_the_page_and_the_server_keeps_serving(app, folder, settings, message):  # noqa: F811
+def test_bad_settings_are_refused_on_the_page_and_the_server_keeps_serving(app, folder, settings, message):
     wait_idle(app)
     page = Page(app)
     shown = page.start(**{"data": folder, **settings})
@@ -117,7 +117,7 @@ def test_a_missing_folder_fails_the_run_with_the_engines_message(app, tmp_path):
     assert shown["banner"] == ""
 
 
-def test_start_poll_stop_and_the_model_is_saved(app, folder):  # noqa: F811
+def test_start_poll_stop_and_the_model_is_saved(app, folder):
     wait_idle(app)
     page = Page(app)
     shown = page.start(folder, levels=2, commitment=0.5, epochs=500, name="client-run")
@@ -147,7 +147,7 @@ def test_start_poll_stop_and_the_model_is_saved(app, folder):  # noqa: F811
     assert info["config"]["rvq_levels"] == 2 and info["health"].count('<tr class="sda-level') == 2
 
 
-def test_epochs_0_means_automatic(app, folder):  # noqa: F811
+def test_epochs_0_means_automatic(app, folder):
     wait_idle(app)
     page = Page(app)
     page.start(folder, epochs=0, name="auto-epochs")
@@ -158,7 +158,7 @@ def test_epochs_0_means_automatic(app, folder):  # noqa: F811
     assert model.config.epochs == auto.epochs == 67
 
 
-def test_a_finished_run_shows_previews_the_report_and_the_new_model(app, folder):  # noqa: F811
+def test_a_finished_run_shows_previews_the_report_and_the_new_model(app, folder):
     wait_idle(app)
     page = Page(app)
     page.start(folder, levels=3, epochs=2, name="short-run")

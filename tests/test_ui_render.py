@@ -21,7 +21,7 @@ from sda.ui_render import (
     report_text,
     status_markdown,
 )
-from tests.test_engine import SMALL, folder  # noqa: F401  (fixture)
+from tests.test_engine import SMALL
 
 
 def health(level, used, k=64, assignments=100):
@@ -29,7 +29,7 @@ def health(level, used, k=64, assignments=100):
 
 
 @pytest.fixture(scope="module")
-def finished(folder, tmp_path_factory):  # noqa: F811
+def finished(folder, tmp_path_factory):
     job = TrainingJob(SMALL, RunOptions(folder, tmp_path_factory.mktemp("models"), "m", health_every=2))
     assert job.wait(120)
     return job.view()
