@@ -51,6 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sda.config import VQVAEConfig
     from sda.engine import RunOptions, train
     from sda.events import Error
+    from sda.launch import check_nproc, launch
     from sda.progress import Progress
 
     if args.demo:
@@ -64,17 +65,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = VQVAEConfig(rvq_levels=args.rvq_levels, commitment_weight=args.commitment_weight,
                          codebook_size=args.codebook_size, codebook_dim=args.codebook_dim, epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed).validate()
+    if check_nproc(args.nproc):  # flags and the demo data are settled here, once, before any worker starts
+        return launch(args.nproc, args.argv, args.device)
     options = RunOptions(data_dir=args.data_dir, out_dir=args.out, model_name=args.model_name, device=args.device,
                          precision=args.precision, health_every=args.health_every,
-                         checkpoint_every=args.checkpoint_every, preview_every=args.preview_every, resume=args.resume)
+                         checkpoint_every=args.checkpoint_every, preview_every=args.preview_every, resume=args.resume,
+                         timeout_s=args.dist_timeout)
     stop = threading.Event()
     interrupted = _stop_on_first_ctrl_c(stop)
     progress = Progress(interactive=sys.stdout.isatty())
     try:
         for event in train(config, options, stop):
-            progress.show(event)
             if isinstance(event, Error):
+                if not event.quiet:
+                    progress.show(event)
                 return EXIT_BAD_INPUT if event.bad_input else EXIT_FAILED
+            progress.show(event)
     finally:
         progress.close()
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -84,6 +90,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _stop_on_first_ctrl_c(stop: threading.Event) -> threading.Event:
     """First Ctrl-C (or SIGTERM, as from a service manager): finish the step, save, report. Second: abort."""
+    from sda import distributed
+
     interrupted = threading.Event()
 
     def handler(signum, frame):
@@ -91,8 +99,9 @@ def _stop_on_first_ctrl_c(stop: threading.Event) -> threading.Event:
             raise KeyboardInterrupt
         interrupted.set()
         stop.set()
-        print("\nsda: stopping after this step; saving the model and a checkpoint (Ctrl-C again to abort)",
-              file=sys.stderr, flush=True)
+        if distributed.first_process():  # the others of a distributed run stop with it, silently
+            print("\nsda: stopping after this step; saving the model and a checkpoint (Ctrl-C again to abort)",
+                  file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -222,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--health-every", type=_int_at_least(1), default=10, help="steps between health updates")
     t.add_argument("--checkpoint-every", type=_int_at_least(1), help="epochs between checkpoints (default: ~10/run)")
     t.add_argument("--preview-every", type=_int_at_least(1), help="epochs between audio previews (default: ~10/run)")
+    t.add_argument("--nproc", type=_int_at_least(1), default=1,
+                   help="train on N processes on this machine (torch.distributed: one GPU each, or CPU with gloo); "
+                        "the batch size is per process. For several machines use torchrun (see README)")
+    t.add_argument("--dist-timeout", type=_float_in(0, 86400), default=180, metavar="SECONDS",
+                   help="several processes: how long one waits for the others before the run fails (default 180)")
     t.set_defaults(run=cmd_train)
 
     i = commands.add_parser("info", help="show a model's config, data, codebook health and loss curve")
@@ -251,6 +265,7 @@ def main(argv=None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return EXIT_BAD_INPUT
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for sda train --nproc, which passes them on
     try:
         return args.run(args)
     except (ValueError, OSError) as exc:  # our errors (ValueError subclasses) and file errors: one line each

@@ -20,6 +20,12 @@ keeps its value until real assignments move it.
 
 Every assignment (training, k-means, evaluation) goes through sda.kernels.assign, which returns
 indices, counts and sums in one pass: the EMA update and the health figures need no other.
+
+Under torch.distributed every process holds the same state and keeps it so (sda.distributed): each
+training step sums the counts and sums over all processes before the EMA update, so every process
+applies the update of the global batch; k-means and dead-code replacement draw at random, so process
+0 computes them and the others take its result. Decisions that follow from the state (which codes
+are dead) come out the same everywhere without talking.
 """
 
 from typing import NamedTuple
@@ -27,6 +33,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from sda import distributed
 from sda.kernels import assign
 
 LAPLACE_EPS = 1e-5
@@ -35,7 +42,7 @@ LAPLACE_EPS = 1e-5
 class CodebookOutput(NamedTuple):
     quantized: torch.Tensor  # [N, D] float32, the chosen codes (no gradient)
     indices: torch.Tensor  # [N] int64
-    counts: torch.Tensor  # [K] int64, assignments in this call
+    counts: torch.Tensor  # [K] int64, assignments in this call (in training: summed over all processes)
     replaced: int  # codes re-seeded in this call (0 outside training)
 
 
@@ -110,7 +117,8 @@ class EMACodebook(nn.Module):
         quantized = self.embed[a.indices]
         replaced = 0
         if self.training:
-            self.ema_update(a.counts, a.sums)
+            statistics = "summing codebook statistics"
+            self.ema_update(distributed.all_reduce_(a.counts, statistics), distributed.all_reduce_(a.sums, statistics))
             replaced = self.replace_dead(x)
         return CodebookOutput(quantized, a.indices, a.counts, replaced)
 
@@ -120,10 +128,15 @@ class EMACodebook(nn.Module):
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
-        """k-means on real vectors x [N, D]; statistics start consistent with the centroids."""
-        centroids, counts = kmeans(x.detach().float(), self.codebook_size, self.kmeans_iters)
+        """k-means on real vectors x [N, D]; statistics start consistent with the centroids.
+        Several processes: process 0's x and k-means decide, the others receive the result."""
+        centroids, counts = torch.empty_like(self.embed), torch.empty_like(self.cluster_size)
+        if distributed.rank() == 0:
+            found, found_counts = kmeans(x.detach().float(), self.codebook_size, self.kmeans_iters)
+            centroids, counts = found, found_counts.to(counts.dtype)
         everything = torch.ones(self.codebook_size, dtype=torch.bool, device=x.device)
-        self._set_codes(everything, centroids, counts.to(self.cluster_size.dtype))
+        what = "taking process 0's k-means codes"
+        self._set_codes(everything, distributed.broadcast_(centroids, what), distributed.broadcast_(counts, what))
         self.initialized.fill_(True)
 
     @torch.no_grad()
@@ -141,18 +154,21 @@ class EMACodebook(nn.Module):
 
     @torch.no_grad()
     def replace_dead(self, x: torch.Tensor) -> int:
-        """Re-seed codes whose EMA usage fell under the threshold with random rows of x [N, D]."""
+        """Re-seed codes whose EMA usage fell under the threshold with random rows of x [N, D].
+        Several processes: the dead codes are the same in each (the state is); process 0 draws the rows."""
         if self.dead_code_threshold <= 0 or x.shape[0] == 0:
             return 0
         dead = self.cluster_size < self.dead_code_threshold
-        n_dead, n = int(dead.sum()), x.shape[0]
+        n_dead = int(dead.sum())
         if n_dead == 0:
             return 0
-        rows = sample_rows(n, n_dead, x.device)
+        codes = torch.empty(n_dead, self.embed.shape[1], device=x.device)
+        if distributed.rank() == 0:
+            codes = x[sample_rows(x.shape[0], n_dead, x.device)].detach().float()
         # A re-seeded code starts at twice the threshold: log(2) / (1 - decay) steps to attract data
         # before it counts as dead again.
         start = torch.full((n_dead,), 2.0 * self.dead_code_threshold, device=x.device)
-        self._set_codes(dead, x[rows].detach().float(), start)
+        self._set_codes(dead, distributed.broadcast_(codes, "taking process 0's re-seeded codes"), start)
         return n_dead
 
     def _set_codes(self, which: torch.Tensor, codes: torch.Tensor, cluster_size: torch.Tensor) -> None:

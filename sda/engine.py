@@ -10,9 +10,17 @@ run with an Error. Codebook health comes from the kernel counts of every step. E
 validation; previews and checkpoints come at their intervals; the end, or the stop flag, saves the
 model and a resumable checkpoint. Resuming restores weights, codebooks, optimizer, RNG and the
 position inside the epoch, so a seeded CPU run resumed gives the same weights as one never stopped.
+
+Under torchrun (sda.distributed) every process runs this loop on its share of each epoch, DDP
+averaging the gradients. The losses, the stop flag and so the skip decision are agreed every step,
+so all processes take the same path; only process 0 writes files and yields events. If another
+process dies or stops answering, process 0 saves the model as of the last whole step and the run
+ends in an Error that says how to resume.
 """
 
+import hashlib
 import math
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +30,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DistributedSampler
 
-from sda import modelfile
+from sda import distributed, modelfile
 from sda.audio import MelInverter, write_audio
 from sda.config import ConfigError, VQVAEConfig
 from sda.data import DataError, load_dataset
@@ -36,6 +45,9 @@ from sda.sdafile import SdaError
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before giving up
 PREVIEW_CLIPS = 3
 KMEANS_VECTORS_PER_CODE = 32  # k-means sees up to this many encoder vectors per code
+
+
+BAD_INPUT = (DataError, ConfigError, SdaError, FileExistsError, FileNotFoundError)  # the user can fix these
 
 
 class TrainingError(RuntimeError):
@@ -53,16 +65,29 @@ class RunOptions:
     checkpoint_every: int | None = None  # epochs; None: about ten per run
     preview_every: int | None = None  # epochs; None: about ten per run
     resume: Path | None = None  # a checkpoint file
+    timeout_s: float = 180.0  # several processes: how long one waits for the others before the run fails
 
 
 def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None = None) -> Iterator:
-    """Train, yielding events; problems the user can fix end in one Error event instead of Done."""
+    """Train, yielding events; problems the user can fix end in one Error event instead of Done.
+
+    Under torchrun every process calls this (sda.distributed). Only process 0 yields events other than
+    Error and writes files; an Error that every process meets is yielded quiet by the others.
+    """
+    first, joined = distributed.first_process(), False
     try:
-        yield from _train(config, options, stop or threading.Event())
+        device = pick_device(options.device)
+        with distributed.joined(device, options.timeout_s) as device:
+            joined = True  # from here on errors are agreed, so process 0 speaks for all
+            for event in _train(config, options, device, stop or threading.Event()):
+                if first:
+                    yield event
     except TrainingError as exc:
-        yield Error(str(exc), bad_input=False)
-    except (DataError, ConfigError, SdaError, FileExistsError, FileNotFoundError) as exc:
-        yield Error(str(exc), bad_input=True)
+        yield Error(str(exc), bad_input=False, quiet=joined and not first)
+    except BAD_INPUT as exc:
+        yield Error(str(exc), bad_input=True, quiet=joined and not first)
+    except distributed.PeerFailure as exc:
+        yield Error(str(exc), bad_input=False)  # each process's own view of what broke: all say it
 
 
 def check_model_name(name: str) -> str:
@@ -99,120 +124,139 @@ def pick_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
-def _train(config: VQVAEConfig, options: RunOptions, stop: threading.Event) -> Iterator:
+def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop: threading.Event) -> Iterator:
     start_time = time.monotonic()
-    device = pick_device(options.device)
+    main, processes = distributed.rank() == 0, distributed.world_size()
     precision = pick_precision(options.precision, device)
-    state = None
-    if options.resume is not None:
-        state = modelfile.load_checkpoint(options.resume)
-        config = state.config  # the checkpoint's settings, so that the run continues as it began
-    default_name = datetime.now().strftime("sda-%Y%m%d-%H%M%S")
-    name = state.metadata["model_name"] if state else check_model_name(options.model_name or default_name)
-    data = load_dataset(Path(options.data_dir).expanduser(), config)
+    state, name, data, out_dir = _prepare(config, options, main)
     cfg = data.config
-    if state is not None:
-        _check_same_data(state.metadata["dataset"], data.preflight)
-    out_dir = options.resume.parent if state else Path(options.out_dir).expanduser()
     model_path, checkpoint_path = out_dir / f"{name}.sda", out_dir / f"{name}.checkpoint.sda"
-    if state is None and (model_path.exists() or checkpoint_path.exists()):
-        raise FileExistsError(f"a model named {name!r} already exists in {out_dir}: choose another model name, "
-                              f"or continue it with --resume {checkpoint_path}")
-    out_dir.mkdir(parents=True, exist_ok=True)
 
-    steps_per_epoch = math.ceil(len(data.train_mels) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+    # Each process takes every processes-th chunk of the epoch's shuffle: the per-process batch is
+    # cfg.batch_size, the global one processes times that. One process: a plain seeded shuffle.
+    sampler = DistributedSampler(data.train_mels, num_replicas=processes, rank=distributed.rank(),
+                                 seed=cfg.seed * 100_003)
+    steps_per_epoch = math.ceil(sampler.num_samples / cfg.batch_size)
     every = max(1, cfg.epochs // 10)
     checkpoint_every, preview_every = options.checkpoint_every or every, options.preview_every or every
 
     torch.manual_seed(cfg.seed)
     model = ConvVQVAE(cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
-    history = {"epochs": [], "warnings": []}
+    history = {"epochs": [], "warnings": [], "processes": processes}
     epoch, epoch_step, step, sums, elapsed_before = 1, 0, 0, _zero_sums(), 0.0
+    alerts = []
     if state is None:
         model.set_normalization(data.train_mels)
-        model.initialize(_kmeans_sample(data.train_mels, cfg).to(device))
+        model.initialize(_kmeans_sample(data.train_mels, cfg).to(device))  # k-means: process 0's, broadcast
     else:
         model.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
         torch.set_rng_state(state.rng)
         position = state.metadata["position"]
         epoch, epoch_step, step, sums = position["epoch"], position["epoch_step"], position["step"], position["sums"]
-        history, elapsed_before = state.metadata["history"], position["elapsed_s"]
+        history, elapsed_before = {**state.metadata["history"], "processes": processes}, position["elapsed_s"]
+        saved_processes = position.get("processes", 1)
+        if saved_processes != processes and epoch_step > 0:
+            # The epoch's shuffle is split by the number of processes: the position inside it means
+            # nothing to another number, so the epoch starts over.
+            alerts.append(f"the checkpoint was saved by a run of {saved_processes} process(es) and this run has "
+                          f"{processes}: epoch {epoch} starts again from its beginning")
+            epoch_step, sums = 0, _zero_sums()
+    forward = distributed.data_parallel(model, device)
     train_mels = data.train_mels.to(device)
     kernel_backend = backend(torch.empty(0, cfg.codebook_dim, device=device))
     first_step = step
+    total_steps = step + steps_per_epoch * (cfg.epochs - epoch + 1) - epoch_step
 
     yield Started(cfg, data.preflight, str(device), precision, kernel_backend, model_path, checkpoint_path,
-                  steps_per_epoch, (epoch, step) if state else None)
+                  steps_per_epoch, (epoch, step) if state else None, processes)
+    for message in alerts:
+        history["warnings"].append(f"epoch {epoch}: {message}")
+        yield Alert(message)
 
     window = HealthWindow(cfg.rvq_levels, cfg.codebook_size, steps=max(steps_per_epoch, options.health_every))
     monitor = LowUtilizationMonitor()
     inverter = MelInverter(cfg.audio)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    bad_steps, stopped = 0, False
+    bad_steps, stopped, codebooks = 0, False, None
 
     def save(reason: str) -> Checkpoint:
         metadata = modelfile.model_metadata(name, cfg, data.preflight, history, window.snapshot())
-        position = {"epoch": epoch, "epoch_step": epoch_step, "step": step, "sums": sums,
+        position = {"epoch": epoch, "epoch_step": epoch_step, "step": step, "sums": sums, "processes": processes,
                     "elapsed_s": elapsed_before + time.monotonic() - start_time}
         modelfile.save_checkpoint(checkpoint_path, model, optimizer, {**metadata, "position": position})
         modelfile.save_model(model_path, model, metadata)
         return Checkpoint(checkpoint_path, epoch, step, reason)
 
-    while epoch <= cfg.epochs and not stopped:
-        order = torch.randperm(len(train_mels), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        model.train()
-        while epoch_step < steps_per_epoch:
-            if stop.is_set():
-                stopped = True
+    try:
+        while epoch <= cfg.epochs and not stopped:
+            sampler.set_epoch(epoch)
+            order = torch.tensor(list(sampler))
+            model.train()
+            while epoch_step < steps_per_epoch:
+                if distributed.any_process(stop.is_set()):
+                    stopped = True
+                    break
+                batch = train_mels[order[epoch_step * cfg.batch_size:(epoch_step + 1) * cfg.batch_size].to(device)]
+                codebooks = {k: v.clone() for k, v in model.quantizer.state_dict().items()}
+                with autocast, distributed.collective("running the model"):  # DDP may rebuild its buckets
+                    out = forward(batch)
+                # The mean over processes, so a non-finite loss anywhere makes every process skip.
+                losses = distributed.all_reduce_(_loss_terms(out), "averaging the losses") / processes
+                optimizer.zero_grad(set_to_none=True)
+                terms = losses.tolist()
+                ok = all(math.isfinite(t) for t in terms)
+                if ok:
+                    with distributed.collective("averaging the gradients"):
+                        out.loss.backward()
+                    ok = bool(torch.isfinite(nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
+                epoch_step, step = epoch_step + 1, step + 1
+                if ok:
+                    optimizer.step()
+                    bad_steps = 0
+                    window.add(out.counts, out.replaced)
+                    _accumulate(sums, terms)
+                else:
+                    model.quantizer.load_state_dict(codebooks)  # undo this step's EMA update too
+                    bad_steps += 1
+                codebooks = None
+                session = time.monotonic() - start_time
+                yield Step(epoch, step, epoch_step, steps_per_epoch, total_steps, *terms, not ok,
+                           elapsed_before + session, session / (step - first_step) * (total_steps - step))
+                if not ok:
+                    message = f"step {step}: the loss or its gradients were not finite; the update was skipped"
+                    history["warnings"].append(f"epoch {epoch}, {message}")
+                    yield Alert(message)
+                    if bad_steps >= MAX_BAD_STEPS:
+                        raise TrainingError(f"training diverged: {MAX_BAD_STEPS} steps in a row had a non-finite "
+                                            f"loss or gradients (epoch {epoch}). Lower the learning rate (--lr) and "
+                                            "start again, or resume from the last checkpoint.")
+                if step % options.health_every == 0 or epoch_step == steps_per_epoch:
+                    yield from _health_events(epoch, step, window, monitor, history)
+            if stopped:
                 break
-            batch = train_mels[order[epoch_step * cfg.batch_size:(epoch_step + 1) * cfg.batch_size].to(device)]
-            codebooks = {k: v.clone() for k, v in model.quantizer.state_dict().items()}
-            with autocast:
-                out = model(batch)
-            optimizer.zero_grad(set_to_none=True)
-            ok = bool(torch.isfinite(out.loss))
-            if ok:
-                out.loss.backward()
-                ok = bool(torch.isfinite(nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
-            epoch_step, step = epoch_step + 1, step + 1
-            if ok:
-                optimizer.step()
-                bad_steps = 0
-                window.add(out.counts, out.replaced)
-                _accumulate(sums, out)
-            else:
-                model.quantizer.load_state_dict(codebooks)  # undo this step's EMA update too
-                bad_steps += 1
-            session = time.monotonic() - start_time
-            yield Step(epoch, step, epoch_step, steps_per_epoch, total_steps, out.loss.item(),
-                       out.reconstruction_loss.item(), out.commitment.sum().item(), not ok, elapsed_before + session,
-                       session / (step - first_step) * (total_steps - step))
-            if not ok:
-                message = f"step {step}: the loss or its gradients were not finite; the update was skipped"
-                history["warnings"].append(f"epoch {epoch}, {message}")
-                yield Alert(message)
-                if bad_steps >= MAX_BAD_STEPS:
-                    raise TrainingError(f"training diverged: {MAX_BAD_STEPS} steps in a row had a non-finite "
-                                        f"loss or gradients (epoch {epoch}). Lower the learning rate (--lr) and "
-                                        "start again, or resume from the last checkpoint.")
-            if step % options.health_every == 0 or epoch_step == steps_per_epoch:
-                yield from _health_events(epoch, step, window, monitor, history)
-        if stopped:
-            break
-        validation, val_health = _validate(model, data.val_mels.to(device), autocast, cfg)
-        train_means = _means(sums)
-        history["epochs"].append({"epoch": epoch, "train": train_means, "validation": validation,
-                                  "health": [h.to_dict() for h in window.snapshot()],
-                                  "validation_health": [h.to_dict() for h in val_health]})
-        yield Epoch(epoch, cfg.epochs, train_means, validation, val_health)
-        if epoch % preview_every == 0 or epoch == cfg.epochs:
-            yield _preview(model, data, inverter, epoch, out_dir / f"{name}-previews", device)
-        epoch, epoch_step, sums = epoch + 1, 0, _zero_sums()
-        if (epoch - 1) % checkpoint_every == 0 and epoch <= cfg.epochs:
-            yield save("interval")
+            validation, val_health = _validate(model, data.val_mels.to(device), autocast, cfg)
+            train_means = _means(sums)
+            history["epochs"].append({"epoch": epoch, "train": train_means, "validation": validation,
+                                      "health": [h.to_dict() for h in window.snapshot()],
+                                      "validation_health": [h.to_dict() for h in val_health]})
+            yield Epoch(epoch, cfg.epochs, train_means, validation, val_health)
+            if main and (epoch % preview_every == 0 or epoch == cfg.epochs):
+                yield _preview(model, data, inverter, epoch, out_dir / f"{name}-previews", device)
+            epoch, epoch_step, sums = epoch + 1, 0, _zero_sums()
+            if main and (epoch - 1) % checkpoint_every == 0 and epoch <= cfg.epochs:
+                yield save("interval")
+    except distributed.PeerFailure as failure:
+        if codebooks is not None:  # mid-step: back to the codebooks the weights go with
+            model.quantizer.load_state_dict(codebooks)
+        if not main:
+            raise distributed.PeerFailure(f"{failure}. Only process 0 saves the model") from None
+        save("failure")
+        raise distributed.PeerFailure(f"{failure}. The model as of step {step} is saved in {model_path}; continue "
+                                      f"with --resume {checkpoint_path}") from None
+    if not main:
+        return
     yield save("stop" if stopped else "end")
     last = history["epochs"][-1] if history["epochs"] else None
     yield Done(Summary(
@@ -223,20 +267,74 @@ def _train(config: VQVAEConfig, options: RunOptions, stop: threading.Event) -> I
         resumed=state is not None, train_loss=last["train"]["loss"] if last else None,
         val_loss=last["validation"]["loss"] if last else None,
         val_reconstruction=last["validation"]["reconstruction"] if last else None,
-        health=window.snapshot(), warnings=list(history["warnings"]),
+        health=window.snapshot(), warnings=list(history["warnings"]), processes=processes,
     ))
+
+
+def _prepare(config: VQVAEConfig, options: RunOptions, main: bool):
+    """(checkpoint state or None, model name, dataset, output folder). Every process loads the
+    checkpoint and the data itself; they start only together, and only on the same data."""
+    problem, fingerprint = None, None
+    try:
+        state = modelfile.load_checkpoint(options.resume) if options.resume is not None else None
+        config = state.config if state else config  # the checkpoint's settings, so the run continues as it began
+        default_name = datetime.now().strftime("sda-%Y%m%d-%H%M%S")
+        name = state.metadata["model_name"] if state else check_model_name(options.model_name or default_name)
+        data = load_dataset(Path(options.data_dir).expanduser(), config)
+        if state is not None:
+            _check_same_data(state.metadata["dataset"], data.preflight)
+        out_dir = options.resume.parent if state else Path(options.out_dir).expanduser()
+        if main:  # only process 0 writes files
+            model_path, checkpoint_path = out_dir / f"{name}.sda", out_dir / f"{name}.checkpoint.sda"
+            if state is None and (model_path.exists() or checkpoint_path.exists()):
+                raise FileExistsError(f"a model named {name!r} already exists in {out_dir}: choose another model "
+                                      f"name, or continue it with --resume {checkpoint_path}")
+            out_dir.mkdir(parents=True, exist_ok=True)
+        if distributed.world_size() > 1:
+            fingerprint = _fingerprint(data)
+    except BAD_INPUT as exc:
+        problem = exc
+    _agree(problem, fingerprint)
+    return state, name, data, out_dir
+
+
+def _agree(problem: Exception | None, fingerprint: str | None) -> None:
+    """Raise on every process if any could not set up, or if their data differ; nothing with one process."""
+    reports = distributed.gather((None if problem is None else str(problem), fingerprint, socket.gethostname()))
+    failures = [(rank, message, host) for rank, (message, _, host) in enumerate(reports) if message is not None]
+    if problem is not None and len(failures) == len(reports) and len({m for _, m, _ in failures}) == 1:
+        raise problem  # the same problem everywhere (one process, or the same flags): say it once, plainly
+    if failures:
+        rank, message, host = failures[0]
+        raise DataError(f"process {rank} of {len(reports)} (on {host}) could not start: {message}")
+    if len({f for _, f, _ in reports}) > 1:
+        hosts = ", ".join(f"process {rank} on {host}" for rank, (_, _, host) in enumerate(reports))
+        raise DataError(f"the processes of this run did not load the same data ({hosts}): every machine needs the "
+                        "same files at the same path, and the same sda version")
+
+
+def _fingerprint(data) -> str:
+    """A digest of the cached log-mels: equal on two processes only if they will train on the same chunks."""
+    digest = hashlib.sha256()
+    for mels in (data.train_mels, data.val_mels):
+        digest.update(mels.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _loss_terms(out) -> torch.Tensor:
+    """[3] float32, detached: loss, reconstruction, commitment (summed over levels)."""
+    return torch.stack([out.loss, out.reconstruction_loss, out.commitment.sum()]).detach().float()
 
 
 def _zero_sums() -> dict:
     return {"loss": 0.0, "reconstruction": 0.0, "commitment": 0.0, "steps": 0}
 
 
-def _accumulate(sums: dict, out, weight: int = 1) -> None:
-    """Add one forward pass's loss terms to sums, weighted (by batch size in validation)."""
-    sums["loss"] += out.loss.item() * weight
-    sums["reconstruction"] += out.reconstruction_loss.item() * weight
-    sums["commitment"] += out.commitment.sum().item() * weight
-    sums["steps"] += weight
+def _accumulate(sums: dict, terms: list[float]) -> None:
+    """Add one step's loss, reconstruction and commitment to the epoch's sums."""
+    for key, value in zip(("loss", "reconstruction", "commitment"), terms, strict=True):
+        sums[key] += value
+    sums["steps"] += 1
 
 
 def _means(sums: dict) -> dict:
@@ -260,16 +358,22 @@ def _kmeans_sample(train_mels: torch.Tensor, cfg: VQVAEConfig) -> torch.Tensor:
 
 @torch.no_grad()
 def _validate(model: ConvVQVAE, val_mels: torch.Tensor, autocast, cfg: VQVAEConfig):
-    """Losses (means over chunks) and health on the validation set; leaves the model in training mode."""
+    """Losses (means over chunks) and health on the validation set; leaves the model in training mode.
+    Several processes: each takes every processes-th chunk and the sums are added up."""
     model.eval()
-    sums, counts = _zero_sums(), 0
-    for batch in val_mels.split(cfg.batch_size):
+    totals = torch.zeros(4, dtype=torch.float64, device=val_mels.device)  # loss, recon, commitment sums; chunks
+    counts = torch.zeros(cfg.rvq_levels, cfg.codebook_size, dtype=torch.int64, device=val_mels.device)
+    for batch in val_mels[distributed.rank()::distributed.world_size()].split(cfg.batch_size):
         with autocast:
             out = model(batch)
-        _accumulate(sums, out, weight=len(batch))
-        counts = counts + out.counts
+        totals += torch.cat([_loss_terms(out) * len(batch), torch.ones(1, device=totals.device) * len(batch)])
+        counts += out.counts
+    distributed.all_reduce_(totals, "adding up validation")
+    distributed.all_reduce_(counts, "adding up validation")
     model.train()
-    return _means(sums), [level_health(c, level) for level, c in enumerate(counts)]
+    loss, reconstruction, commitment, chunks = totals.tolist()
+    means = {"loss": loss / chunks, "reconstruction": reconstruction / chunks, "commitment": commitment / chunks}
+    return means, [level_health(c, level) for level, c in enumerate(counts)]
 
 
 @torch.no_grad()

@@ -32,6 +32,7 @@ class Started:
     checkpoint_path: Path
     steps_per_epoch: int
     resumed_at: tuple[int, int] | None  # (epoch, step) when resuming, 1-based epoch
+    processes: int = 1  # torch.distributed: each takes batch_size chunks per step
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Summary:
     val_reconstruction: float | None
     health: list[LevelHealth]  # the last training health window
     warnings: list[str] = field(default_factory=list)
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -118,4 +120,5 @@ class Done:
 @dataclass(frozen=True)
 class Error:
     message: str
-    bad_input: bool  # the data, settings or files given; False: training itself failed (diverged)
+    bad_input: bool  # the data, settings or files given; False: training itself failed (diverged, a process lost)
+    quiet: bool = False  # a process other than the first of a distributed run, which reports the same error

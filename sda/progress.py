@@ -31,7 +31,8 @@ class Progress:
             c = event.config
             self._print(f"model: {c.rvq_levels} RVQ levels x {c.codebook_size} codes x dim {c.codebook_dim}, "
                         f"commitment weight {c.commitment_weight}; {c.epochs} epochs of {event.steps_per_epoch} steps "
-                        f"(batch {c.batch_size}); device {event.device} ({event.precision}), kernels {event.backend}")
+                        f"({report.batch(c.batch_size, event.processes)}); device {event.device} ({event.precision}), "
+                        f"kernels {event.backend}")
             if event.resumed_at:
                 self._print(f"resuming {event.checkpoint_path} at epoch {event.resumed_at[0]}, step "
                             f"{event.resumed_at[1]}, with the settings stored in it")

@@ -23,6 +23,11 @@ def health_table(levels: list[LevelHealth]) -> str:
     return "\n".join("  " + level_line(h) for h in levels)
 
 
+def batch(per_process: int, processes: int) -> str:
+    """'batch 16', or 'batch 16 per process x 2 processes' for a distributed run."""
+    return f"batch {per_process}" + (f" per process x {processes} processes" if processes > 1 else "")
+
+
 def duration(seconds: float) -> str:
     seconds = round(seconds)
     if seconds < 60:
@@ -47,7 +52,8 @@ def summary_text(s: Summary) -> str:
         + (" (resumed from a checkpoint)" if s.resumed else ""),
         f"  final train loss {_loss(s.train_loss)}, validation loss {_loss(s.val_loss)} "
         f"(reconstruction {_loss(s.val_reconstruction)})",
-        f"  device {s.device} ({s.precision}), kernel backend {s.backend}",
+        f"  device {s.device} ({s.precision}), kernel backend {s.backend}"
+        + (f", {s.processes} processes" if s.processes > 1 else ""),
         "  codebook health (last training window):",
         health_table(s.health),
     ]
@@ -86,7 +92,8 @@ def info_text(path, metadata: dict, kind: str = "model") -> str:
         f"commitment weight {cfg['commitment_weight']}, seed {cfg['seed']}",
         f"  audio: {cfg['audio']['sample_rate']} Hz, {cfg['audio']['n_mels']} mels, hop {cfg['audio']['hop_length']}, "
         f"chunks of {cfg['audio']['chunk_frames']} frames",
-        f"  training: {len(epochs)} of {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['learning_rate']}",
+        f"  training: {len(epochs)} of {cfg['epochs']} epochs, "
+        f"{batch(cfg['batch_size'], metadata['history'].get('processes', 1))}, lr {cfg['learning_rate']}",
         f"  data: {data['folder']}: {len(data['files'])} files, {data['total_seconds']:.1f} s, {data['chunks']} chunks "
         f"({len(data['validation_files'])} files for validation)",
         "  codebook health (last training window):",
