@@ -48,11 +48,10 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from sda import distributed
     from sda.config import VQVAEConfig
-    from sda.engine import RunOptions, train
-    from sda.events import Error
+    from sda.engine import RunOptions
     from sda.launch import check_nproc, launch
-    from sda.progress import Progress
 
     if args.demo:
         from sda.synth import write_collection
@@ -71,6 +70,22 @@ def cmd_train(args: argparse.Namespace) -> int:
                          precision=args.precision, health_every=args.health_every,
                          checkpoint_every=args.checkpoint_every, preview_every=args.preview_every, resume=args.resume,
                          timeout_s=args.dist_timeout)
+    status = _train_and_show(config, options)
+    if distributed.launched():
+        # torch's C++ teardown at interpreter exit can abort a worker whose work is done (SIGABRT,
+        # "terminate called without an active exception", seen here 3 times in about 100 runs); torchrun
+        # would then count the run as failed and stop the others. So a worker leaves without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _train_and_show(config, options) -> int:
+    from sda.engine import train
+    from sda.events import Error
+    from sda.progress import Progress
+
     stop = threading.Event()
     interrupted = _stop_on_first_ctrl_c(stop)
     progress = Progress(interactive=sys.stdout.isatty())

@@ -64,3 +64,10 @@ def test_ui_overhead_smoke():
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "| 1 |" in run.stdout and "median ratio" in run.stdout
+
+
+def test_distributed_cpu_smoke():
+    script = ROOT / "bench" / "distributed_cpu.py"
+    run = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "| 1 |" in run.stdout and "median engine ratio" in run.stdout
