@@ -13,9 +13,8 @@ import os
 import signal
 import sys
 
+from sda.cli import EXIT_FAILED, EXIT_INTERRUPTED
 from sda.config import ConfigError
-
-EXIT_INTERRUPTED = 130
 
 
 def check_nproc(nproc: int) -> bool:
@@ -32,14 +31,14 @@ def check_nproc(nproc: int) -> bool:
 def launch(nproc: int, argv: list[str], device: str) -> int:
     """Run `python -m sda ARGV` as nproc processes; the run's exit status: process 0's, else the first failure's.
     device: --device, checked here once rather than in every worker."""
-    from sda import distributed
-    from sda.engine import pick_device
-
-    distributed.device_for(pick_device(device), 0, nproc)
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    from sda import distributed
+    from sda.engine import pick_device
+
+    distributed.device_for(pick_device(device), 0, nproc)
     # torchrun gives each worker one CPU thread unless told; sharing the cores serves CPU training better.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     # torchrun's log lines (rendezvous, teardown) are for torchrun's users; the workers print what
@@ -62,5 +61,5 @@ def launch(nproc: int, argv: list[str], device: str) -> int:
                 name = signal.Signals(-failure.exitcode).name
                 print(f"sda: process {rank} of {nproc} (pid {failure.pid}) was killed by {name}", file=sys.stderr)
         first = failures[0] if 0 in failures else failures[min(failures)]
-        return first.exitcode if first.exitcode > 0 else 1
+        return first.exitcode if first.exitcode > 0 else EXIT_FAILED
     return 0

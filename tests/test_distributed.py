@@ -243,6 +243,30 @@ def test_ctrl_c_stops_every_process_of_sda_train_nproc_and_saves(folder, tmp_pat
     assert metadata["history"]["processes"] == 2
 
 
+def worker_of_rank(launcher: subprocess.Popen, rank: int) -> int:
+    """The pid of the worker that torchrun started as `rank` (it starts them as its direct children)."""
+    for pid in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if f"RANK={rank}".encode() in environ:
+            return int(pid)
+    raise AssertionError(f"no worker of rank {rank}")
+
+
+def test_when_a_worker_of_sda_train_nproc_is_killed_the_run_ends_and_says_so(folder, tmp_path):
+    cmd = [sys.executable, "-m", "sda", "train", str(folder), "--nproc", "2", "--epochs", "30", *CLI_FAST,
+           "--out", str(tmp_path), "--model-name", "cut"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        wait_for(proc, "health over")
+        os.kill(worker_of_rank(proc, 1), signal.SIGKILL)
+        _, stderr, seconds = finish(proc, timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and seconds < 45, (seconds, stderr)
+    assert "process 1 of 2" in stderr and "was killed by SIGKILL" in stderr and "Traceback" not in stderr
+    modelfile.load_model(tmp_path / "cut.sda")  # process 0 saved before it went
+
+
 def test_bad_input_under_sda_train_nproc_is_reported_once(tmp_path):
     run = sda("train", tmp_path / "missing", "--nproc", "2")
     assert run.returncode == 2 and run.stderr.count("does not exist") == 1, run.stderr
