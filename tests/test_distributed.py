@@ -226,10 +226,15 @@ def test_sda_train_nproc_trains_on_two_processes_and_reports_once(folder, tmp_pa
     assert "batch 4 per process x 2 processes" in info.stdout
 
 
-def test_ctrl_c_stops_every_process_of_sda_train_nproc_and_saves(folder, tmp_path):
+def start_nproc_run(folder: Path, tmp_path: Path) -> subprocess.Popen:
+    """`sda train --nproc 2`, long enough (30 epochs) to be interrupted; the model is tmp_path/cut.sda."""
     cmd = [sys.executable, "-m", "sda", "train", str(folder), "--nproc", "2", "--epochs", "30", *CLI_FAST,
            "--out", str(tmp_path), "--model-name", "cut"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def test_ctrl_c_stops_every_process_of_sda_train_nproc_and_saves(folder, tmp_path):
+    proc = start_nproc_run(folder, tmp_path)
     try:
         wait_for(proc, "health over")
         proc.send_signal(signal.SIGINT)
@@ -253,9 +258,7 @@ def worker_of_rank(launcher: subprocess.Popen, rank: int) -> int:
 
 
 def test_when_a_worker_of_sda_train_nproc_is_killed_the_run_ends_and_says_so(folder, tmp_path):
-    cmd = [sys.executable, "-m", "sda", "train", str(folder), "--nproc", "2", "--epochs", "30", *CLI_FAST,
-           "--out", str(tmp_path), "--model-name", "cut"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = start_nproc_run(folder, tmp_path)
     try:
         wait_for(proc, "health over")
         os.kill(worker_of_rank(proc, 1), signal.SIGKILL)
