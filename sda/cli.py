@@ -73,7 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     status = _train_and_show(config, options)
     if distributed.launched():
         # torch's C++ teardown at interpreter exit can abort a worker whose work is done (SIGABRT,
-        # "terminate called without an active exception", seen here 3 times in about 100 runs); torchrun
+        # "terminate called without an active exception", seen here 3 times in about 150 runs); torchrun
         # would then count the run as failed and stop the others. So a worker leaves without it.
         sys.stdout.flush()
         sys.stderr.flush()

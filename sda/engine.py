@@ -47,6 +47,7 @@ PREVIEW_CLIPS = 3
 KMEANS_VECTORS_PER_CODE = 32  # k-means sees up to this many encoder vectors per code
 
 
+LOSS_TERMS = ("loss", "reconstruction", "commitment")  # what the epoch means and the Step events report
 BAD_INPUT = (DataError, ConfigError, SdaError, FileExistsError, FileNotFoundError)  # the user can fix these
 
 
@@ -322,17 +323,17 @@ def _fingerprint(data) -> str:
 
 
 def _loss_terms(out) -> torch.Tensor:
-    """[3] float32, detached: loss, reconstruction, commitment (summed over levels)."""
+    """[3] float32, detached: the LOSS_TERMS of one forward pass (commitment summed over levels)."""
     return torch.stack([out.loss, out.reconstruction_loss, out.commitment.sum()]).detach().float()
 
 
 def _zero_sums() -> dict:
-    return {"loss": 0.0, "reconstruction": 0.0, "commitment": 0.0, "steps": 0}
+    return {**dict.fromkeys(LOSS_TERMS, 0.0), "steps": 0}
 
 
 def _accumulate(sums: dict, terms: list[float]) -> None:
-    """Add one step's loss, reconstruction and commitment to the epoch's sums."""
-    for key, value in zip(("loss", "reconstruction", "commitment"), terms, strict=True):
+    """Add one step's LOSS_TERMS to the epoch's sums."""
+    for key, value in zip(LOSS_TERMS, terms, strict=True):
         sums[key] += value
     sums["steps"] += 1
 
@@ -361,18 +362,19 @@ def _validate(model: ConvVQVAE, val_mels: torch.Tensor, autocast, cfg: VQVAEConf
     """Losses (means over chunks) and health on the validation set; leaves the model in training mode.
     Several processes: each takes every processes-th chunk and the sums are added up."""
     model.eval()
-    totals = torch.zeros(4, dtype=torch.float64, device=val_mels.device)  # loss, recon, commitment sums; chunks
+    totals = torch.zeros(4, dtype=torch.float64, device=val_mels.device)  # LOSS_TERMS summed over chunks; chunks
     counts = torch.zeros(cfg.rvq_levels, cfg.codebook_size, dtype=torch.int64, device=val_mels.device)
     for batch in val_mels[distributed.rank()::distributed.world_size()].split(cfg.batch_size):
         with autocast:
             out = model(batch)
-        totals += torch.cat([_loss_terms(out) * len(batch), torch.ones(1, device=totals.device) * len(batch)])
+        totals[:3] += _loss_terms(out) * len(batch)
+        totals[3] += len(batch)
         counts += out.counts
     distributed.all_reduce_(totals, "adding up validation")
     distributed.all_reduce_(counts, "adding up validation")
     model.train()
-    loss, reconstruction, commitment, chunks = totals.tolist()
-    means = {"loss": loss / chunks, "reconstruction": reconstruction / chunks, "commitment": commitment / chunks}
+    *terms, chunks = totals.tolist()
+    means = _means({**dict(zip(LOSS_TERMS, terms, strict=True)), "steps": chunks})
     return means, [level_health(c, level) for level, c in enumerate(counts)]
 
 

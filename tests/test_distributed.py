@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,12 +18,14 @@ import pytest
 import torch
 
 from sda import distributed, launch, modelfile
-from sda.config import AudioConfig, ConfigError, VQVAEConfig
+from sda.config import ConfigError, VQVAEConfig
 from sda.data import load_dataset
 from sda.synth import write_collection
+from tests.test_cli import sda
+from tests.test_engine import SMALL  # batch size and epochs are set by each test
+from tests.test_ui import free_port
 
 WORKER = Path(__file__).parent / "distributed_worker.py"
-SMALL = VQVAEConfig(hidden_channels=16, codebook_dim=8, kmeans_iters=2, audio=AudioConfig(n_mels=32, chunk_frames=16))
 CLI_FAST = ["--codebook-dim", "8", "--batch-size", "4", "--seed", "5", "--health-every", "1"]
 ENV = {**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, "PYTHONUNBUFFERED": "1"}
 ONE_THREAD = {**ENV, "OMP_NUM_THREADS": "1"}  # two processes on a small machine
@@ -128,12 +129,6 @@ def test_the_codebook_keeps_one_state_across_processes_that_see_different_data(t
     assert sum(first["replaced"]) > 0 and first["replaced"] == second["replaced"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(args_of_rank, processes: int = 2) -> list[subprocess.Popen]:
     """`sda train` as `processes` processes, with the environment torchrun gives its workers."""
     port, procs = free_port(), []
@@ -159,11 +154,6 @@ def finish(proc: subprocess.Popen, timeout: float) -> tuple[str, str, float]:
     start_time = time.monotonic()
     stdout, stderr = proc.communicate(timeout=timeout)
     return stdout, stderr, time.monotonic() - start_time
-
-
-def sda(*args, timeout=300, **popen):
-    return subprocess.run([sys.executable, "-m", "sda", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=ENV, **popen)
 
 
 def test_when_a_process_dies_the_other_saves_the_model_and_exits_with_a_clear_error(folder, tmp_path):
