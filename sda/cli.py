@@ -140,7 +140,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from sda.audio import LogMel, MelInverter, read_audio, resample, to_mono, write_audio
     from sda.modelfile import load_model
 
-    model, _ = load_model(args.model)
+    model, metadata = load_model(args.model)
+    if not model.quantizer.initialized:
+        step = (metadata.get("weights") or {}).get("step", "?")
+        raise ValueError(f"{args.model} was saved during warm-up (step {step} of {model.config.warmup_steps}), before "
+                         "its codebooks were initialised, so it has no codes yet: resume its training "
+                         "(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then reconstruct")
     audio = model.config.audio
     try:
         wave, rate = read_audio(args.input)

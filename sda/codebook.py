@@ -127,13 +127,14 @@ class EMACodebook(nn.Module):
         return assign(x, self.embed, with_sums=False).indices
 
     @torch.no_grad()
-    def initialize(self, x: torch.Tensor) -> None:
-        """k-means on real vectors x [N, D]; statistics start consistent with the centroids.
+    def initialize(self, x: torch.Tensor, count_scale: float = 1.0) -> None:
+        """k-means on real vectors x [N, D]; statistics start consistent with the centroids, with usage
+        counts times count_scale (to express them per training step: see sda.warmup).
         Several processes: process 0's x and k-means decide, the others receive the result."""
         centroids, counts = torch.empty_like(self.embed), torch.empty_like(self.cluster_size)
         if distributed.rank() == 0:
             found, found_counts = kmeans(x.detach().float(), self.codebook_size, self.kmeans_iters)
-            centroids, counts = found, found_counts.to(counts.dtype)
+            centroids, counts = found, found_counts.to(counts.dtype) * count_scale
         everything = torch.ones(self.codebook_size, dtype=torch.bool, device=x.device)
         what = "taking process 0's k-means codes"
         self._set_codes(everything, distributed.broadcast_(centroids, what), distributed.broadcast_(counts, what))

@@ -18,10 +18,17 @@ MIN_FILES = 5
 # Auto epochs: at least this many passes, and enough of them for MIN_STEPS optimizer steps, so that
 # five drum hits (one batch per epoch) train as long as a folder of stems does.
 MIN_EPOCHS, MIN_STEPS, MAX_AUTO_EPOCHS = 30, 400, 1000
+# Auto warm-up (sda.warmup): this share of the run's steps, and never more than MAX_WARMUP_STEPS.
+WARMUP_FRACTION, MAX_WARMUP_STEPS = 0.1, 100
 
 
 class ConfigError(ValueError):
     """A setting is out of range or unknown; the message names it and the allowed values."""
+
+
+def auto_warmup_steps(total_steps: int) -> int:
+    """Warm-up steps for a run of total_steps optimizer steps: 10% of them, at most 100."""
+    return min(MAX_WARMUP_STEPS, int(WARMUP_FRACTION * total_steps))
 
 
 def auto_codebook_size(n_files: int) -> int:
@@ -30,6 +37,13 @@ def auto_codebook_size(n_files: int) -> int:
         if n_files < below:
             return size
     return LARGEST_CODEBOOK
+
+
+def smaller_codebook_size(used_codes: int, current: int) -> int | None:
+    """A codebook size the codes in use would fill to at least half (a power of two), or None if it would
+    not be smaller than current: what the advice for a weak level suggests."""
+    size = max(2, 1 << max(1, 2 * used_codes).bit_length() - 1)  # the largest power of two <= 2 x used
+    return size if size < current else None
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,8 @@ class VQVAEConfig:
     ema_decay: float = 0.95
     dead_code_threshold: float = 0.25  # EMA assignments per step under which a code is replaced
     kmeans_iters: int = 10
+    # Early training (sda.warmup): None = auto_warmup_steps of the run; 0 = quantize from the first step.
+    warmup_steps: int | None = None
     epochs: int | None = None  # None: auto, enough passes for MIN_STEPS steps on this dataset
     batch_size: int = 16
     learning_rate: float = 1e-3
@@ -97,6 +113,8 @@ class VQVAEConfig:
         _check(0 < self.ema_decay < 1, "ema_decay", self.ema_decay, "strictly between 0 and 1")
         _check(self.dead_code_threshold >= 0, "dead_code_threshold", self.dead_code_threshold, "0 (off) or more")
         _check(self.kmeans_iters >= 0, "kmeans_iters", self.kmeans_iters, "0 (no k-means) or more")
+        _check(self.warmup_steps is None or self.warmup_steps >= 0, "warmup_steps", self.warmup_steps,
+               "auto, or 0 (none) or more")
         _check(self.epochs is None or self.epochs >= 1, "epochs", self.epochs, "auto, or at least 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
         _check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "in (0, 1)")
@@ -113,6 +131,13 @@ class VQVAEConfig:
         epochs = self.epochs or min(MAX_AUTO_EPOCHS, max(MIN_EPOCHS, -(-MIN_STEPS // steps_per_epoch)))
         return dataclasses.replace(self, codebook_size=size, batch_size=batch, epochs=epochs).validate()
 
+    def with_warmup(self, total_steps: int) -> "VQVAEConfig":
+        """The config with a concrete warm-up for a run of total_steps steps (set by the engine, which
+        alone knows the step count of a run on several processes)."""
+        if self.warmup_steps is not None:
+            return self
+        return dataclasses.replace(self, warmup_steps=auto_warmup_steps(total_steps))
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -121,6 +146,8 @@ class VQVAEConfig:
         """Rebuild from to_dict() output; unknown or missing-type keys raise ConfigError."""
         data = dict(data)
         audio = data.pop("audio", {})
+        # Files written before sda.warmup existed trained without one; resuming them must not add it.
+        data.setdefault("warmup_steps", 0)
         _reject_unknown(AudioConfig, audio)
         _reject_unknown(cls, data)
         return cls(audio=AudioConfig(**audio), **data).validate()

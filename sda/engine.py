@@ -32,12 +32,12 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from sda import distributed, modelfile
+from sda import distributed, modelfile, warmup
 from sda.audio import MelInverter, write_audio
 from sda.config import ConfigError, VQVAEConfig
 from sda.data import DataError, load_dataset
-from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Started, Step, Summary
-from sda.health import HealthWindow, LowUtilizationMonitor, level_health
+from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step, Summary
+from sda.health import HealthWarning, HealthWindow, LowUtilizationMonitor, judged, level_health
 from sda.kernels import backend
 from sda.model import ConvVQVAE
 from sda.sdafile import SdaError
@@ -130,14 +130,14 @@ def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop:
     main, processes = distributed.rank() == 0, distributed.world_size()
     precision = pick_precision(options.precision, device)
     state, name, data, out_dir = _prepare(config, options, main)
-    cfg = data.config
     model_path, checkpoint_path = out_dir / f"{name}.sda", out_dir / f"{name}.checkpoint.sda"
 
     # Each process takes every processes-th chunk of the epoch's shuffle: the per-process batch is
     # cfg.batch_size, the global one processes times that. One process: a plain seeded shuffle.
     sampler = DistributedSampler(data.train_mels, num_replicas=processes, rank=distributed.rank(),
-                                 seed=cfg.seed * 100_003)
-    steps_per_epoch = math.ceil(sampler.num_samples / cfg.batch_size)
+                                 seed=data.config.seed * 100_003)
+    steps_per_epoch = math.ceil(sampler.num_samples / data.config.batch_size)
+    cfg = data.config.with_warmup(steps_per_epoch * data.config.epochs)  # a resumed run keeps its own
     every = max(1, cfg.epochs // 10)
     checkpoint_every, preview_every = options.checkpoint_every or every, options.preview_every or every
 
@@ -149,7 +149,6 @@ def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop:
     alerts = []
     if state is None:
         model.set_normalization(data.train_mels)
-        model.initialize(_kmeans_sample(data.train_mels, cfg).to(device))  # k-means: process 0's, broadcast
     else:
         model.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
@@ -177,13 +176,16 @@ def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop:
         yield Alert(message)
 
     window = HealthWindow(cfg.rvq_levels, cfg.codebook_size, steps=max(steps_per_epoch, options.health_every))
-    monitor = LowUtilizationMonitor()
+    kmeans_sample = _kmeans_sample(data.train_mels, cfg).to(device)
+    step_vectors = cfg.batch_size * processes * (cfg.audio.chunk_frames // cfg.downsample)
+    monitor = LowUtilizationMonitor([HealthWarning.from_dict(w) for w in history.get("health_warnings", [])])
     inverter = MelInverter(cfg.audio)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     bad_steps, stopped, codebooks = 0, False, None
 
     def save(reason: str) -> Checkpoint:
         metadata = modelfile.model_metadata(name, cfg, data.preflight, history, window.snapshot())
+        metadata["weights"] = {"step": step, "epoch": epoch if epoch_step else epoch - 1, "mid_epoch": epoch_step > 0}
         position = {"epoch": epoch, "epoch_step": epoch_step, "step": step, "sums": sums, "processes": processes,
                     "elapsed_s": elapsed_before + time.monotonic() - start_time}
         modelfile.save_checkpoint(checkpoint_path, model, optimizer, {**metadata, "position": position})
@@ -199,10 +201,19 @@ def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop:
                 if distributed.any_process(stop.is_set()):
                     stopped = True
                     break
+                if not model.quantizer.initialized and warmup.kmeans_due(cfg, step + 1):
+                    # k-means (process 0's, broadcast) on the encoder as it is now: the end of warm-up
+                    scale = warmup.kmeans_count_scale(cfg, kmeans_sample.shape[0] * kmeans_sample.shape[2]
+                                                      // cfg.downsample, step_vectors)
+                    model.initialize(kmeans_sample, scale)
+                    window.reset()  # judge the quantizer on its own steps only
+                quantize = warmup.quantizing(cfg, step + 1)
+                for group in optimizer.param_groups:
+                    group["lr"] = warmup.learning_rate(cfg, step + 1)
                 batch = train_mels[order[epoch_step * cfg.batch_size:(epoch_step + 1) * cfg.batch_size].to(device)]
                 codebooks = {k: v.clone() for k, v in model.quantizer.state_dict().items()}
                 with autocast, distributed.collective("running the model"):  # DDP may rebuild its buckets
-                    out = forward(batch)
+                    out = forward(batch, quantize=quantize)
                 # The mean over processes, so a non-finite loss anywhere makes every process skip.
                 losses = distributed.all_reduce_(_loss_terms(out), "averaging the losses") / processes
                 optimizer.zero_grad(set_to_none=True)
@@ -234,12 +245,17 @@ def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop:
                                             f"loss or gradients (epoch {epoch}). Lower the learning rate (--lr) and "
                                             "start again, or resume from the last checkpoint.")
                 if step % options.health_every == 0 or epoch_step == steps_per_epoch:
-                    yield from _health_events(epoch, step, window, monitor, history)
+                    warming_up = step <= cfg.warmup_steps or not model.quantizer.initialized
+                    ready = not warming_up and judged(len(window), options.health_every, window.steps)
+                    yield from _health_events(epoch, step, window, monitor, history, warming_up, ready)
             if stopped:
                 break
-            validation, val_health = _validate(model, data.val_mels.to(device), autocast, cfg)
+            validation, val_health = _validate(model, data.val_mels.to(device), autocast, cfg,
+                                               quantize=bool(model.quantizer.initialized))
             train_means = _means(sums)
-            history["epochs"].append({"epoch": epoch, "train": train_means, "validation": validation,
+            # "warmup": the epoch had warm-up steps, so its health covers less than the whole epoch
+            history["epochs"].append({"epoch": epoch, "warmup": step - epoch_step < cfg.warmup_steps,
+                                      "train": train_means, "validation": validation,
                                       "health": [h.to_dict() for h in window.snapshot()],
                                       "validation_health": [h.to_dict() for h in val_health]})
             yield Epoch(epoch, cfg.epochs, train_means, validation, val_health)
@@ -269,6 +285,8 @@ def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop:
         val_loss=last["validation"]["loss"] if last else None,
         val_reconstruction=last["validation"]["reconstruction"] if last else None,
         health=window.snapshot(), warnings=list(history["warnings"]), processes=processes,
+        health_warnings=list(monitor.records), warmup_steps=cfg.warmup_steps,
+        val_chunks=len(data.val_mels), val_files=len(data.preflight.val_indices),
     ))
 
 
@@ -342,12 +360,18 @@ def _means(sums: dict) -> dict:
     return {k: v / max(1, sums["steps"]) for k, v in sums.items() if k != "steps"}
 
 
-def _health_events(epoch: int, step: int, window: HealthWindow, monitor: LowUtilizationMonitor, history: dict):
+def _health_events(epoch: int, step: int, window: HealthWindow, monitor: LowUtilizationMonitor, history: dict,
+                   warming_up: bool, ready: bool):
+    """The Health event; then, if the window is judged (sda.health.judged), new warnings and recoveries."""
     snapshot = window.snapshot()
-    yield Health(epoch, step, snapshot, len(window))
-    for level, message in monitor.check(snapshot):
-        history["warnings"].append(f"epoch {epoch}, step {step}: {message}")
-        yield Alert(message, level)
+    new, resolved = monitor.check(snapshot, epoch, step) if ready else ([], [])
+    history["health_warnings"] = [w.to_dict() for w in monitor.records]
+    yield Health(epoch, step, snapshot, len(window), warming_up=warming_up, judged=ready,
+                 warnings=tuple(monitor.records))
+    for warning in new:
+        yield Alert(warning.message(), warning.level, warning)
+    for warning in resolved:
+        yield Recovered(warning)
 
 
 def _kmeans_sample(train_mels: torch.Tensor, cfg: VQVAEConfig) -> torch.Tensor:
@@ -358,7 +382,7 @@ def _kmeans_sample(train_mels: torch.Tensor, cfg: VQVAEConfig) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _validate(model: ConvVQVAE, val_mels: torch.Tensor, autocast, cfg: VQVAEConfig):
+def _validate(model: ConvVQVAE, val_mels: torch.Tensor, autocast, cfg: VQVAEConfig, quantize: bool = True):
     """Losses (means over chunks) and health on the validation set; leaves the model in training mode.
     Several processes: each takes every processes-th chunk and the sums are added up."""
     model.eval()
@@ -366,7 +390,7 @@ def _validate(model: ConvVQVAE, val_mels: torch.Tensor, autocast, cfg: VQVAEConf
     counts = torch.zeros(cfg.rvq_levels, cfg.codebook_size, dtype=torch.int64, device=val_mels.device)
     for batch in val_mels[distributed.rank()::distributed.world_size()].split(cfg.batch_size):
         with autocast:
-            out = model(batch)
+            out = model(batch, quantize=quantize)
         totals[:3] += _loss_terms(out) * len(batch)
         totals[3] += len(batch)
         counts += out.counts
@@ -384,7 +408,8 @@ def _preview(model: ConvVQVAE, data, inverter: MelInverter, epoch: int, folder: 
     folder.mkdir(parents=True, exist_ok=True)
     model.eval()
     mels = data.val_mels[:PREVIEW_CLIPS].to(device)
-    reconstructions = inverter(model(mels).reconstruction.float().cpu())
+    # During warm-up the codebooks are not initialised yet: the preview is the plain autoencoder's.
+    reconstructions = inverter(model(mels, quantize=bool(model.quantizer.initialized)).reconstruction.float().cpu())
     model.train()
     rate, clips = data.config.audio.sample_rate, []
     for i, (original, reconstruction) in enumerate(zip(data.val_audio[:PREVIEW_CLIPS], reconstructions, strict=True)):

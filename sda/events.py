@@ -6,6 +6,7 @@
             case Step(): ...      # every optimizer step (or skipped step)
             case Health(): ...    # every options.health_every steps and at each epoch end
             case Alert(): ...     # a warning: low utilization (once per level until it recovers), skipped steps
+            case Recovered(): ... # a level that warned is healthy again
             case Epoch(): ...     # train and validation losses, validation health
             case Preview(): ...   # original and reconstruction audio files written
             case Checkpoint(): ...
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from sda.config import VQVAEConfig
 from sda.data import Preflight
-from sda.health import LevelHealth
+from sda.health import HealthWarning, LevelHealth
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class Health:
     step: int
     levels: list[LevelHealth]
     window_steps: int  # how many training steps the figures cover
+    warming_up: bool = False  # sda.warmup: the quantizer is not on yet (or its warm-up is not over)
+    judged: bool = True  # the figures are judged against the 30% line (see sda.health.judged)
+    warnings: tuple[HealthWarning, ...] = ()  # every low-utilization warning so far, each with its outcome
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,14 @@ class Alert:
 
     message: str
     level: int | None = None  # 0-based RVQ level it concerns, if any
+    warning: HealthWarning | None = None  # for a low-utilization warning: its record
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """A level that warned has come back over RECOVERED_UTILIZATION (sda.health)."""
+
+    warning: HealthWarning  # with recovered_step set
 
 
 @dataclass(frozen=True)
@@ -108,8 +120,12 @@ class Summary:
     val_loss: float | None
     val_reconstruction: float | None
     health: list[LevelHealth]  # the last training health window
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # other than codebook health: skipped steps, resume notes
     processes: int = 1
+    health_warnings: list[HealthWarning] = field(default_factory=list)  # each with its outcome
+    warmup_steps: int = 0
+    val_chunks: int = 0  # what validation measured on
+    val_files: int = 0
 
 
 @dataclass(frozen=True)

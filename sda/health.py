@@ -10,17 +10,24 @@ come from sda.kernels.assign, which already counted every assignment: health cos
     window = HealthWindow(levels=3, codebook_size=64, steps=None)   # None: until reset (an epoch)
     window.add(counts, replaced)     # counts [L, K] int64, replaced [L] per training step
     snapshot = window.snapshot()     # list of LevelHealth, one per level
-    for level, message in monitor.check(snapshot): ...              # LowUtilizationMonitor
+    new, resolved = monitor.check(snapshot, epoch, step)            # LowUtilizationMonitor: HealthWarning records
+
+The rules of a warning, all here: a level is judged only once its quantizer is on (after warm-up,
+sda.warmup) and its window holds a whole health interval (judged); it warns when under
+LOW_UTILIZATION, and warns again only after it has come back above RECOVERED_UTILIZATION
+(hysteresis), so a level hovering at the line warns once. Every warning keeps its outcome: recovered
+at a step, or still weak at the end. Figures print rounded toward zero (percent), so 29.97% reads
+29.9%, never "30% (under 30%)".
 """
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 LOW_UTILIZATION = 0.30  # a level under this fraction of codes in use gets a warning
+RECOVERED_UTILIZATION = 0.40  # ...and warns again only after it has come back to this (hysteresis)
 
 
 @dataclass(frozen=True)
@@ -96,33 +103,102 @@ class HealthWindow:
         return [level_health(counts, level, int(replaced)) for level, (counts, replaced) in enumerate(pairs)]
 
 
-class HealthWarning(NamedTuple):
+def percent(fraction: float) -> str:
+    """'29.9%': rounded toward zero at one decimal, so a figure never reads as past a line it did not cross."""
+    return f"{math.floor(1000 * fraction + 1e-9) / 10:.1f}%"
+
+
+def judged(window_steps: int, health_every: int, window_size: int) -> bool:
+    """Whether a window since the quantizer came on covers enough steps to judge: a whole health
+    interval (or the whole window, when that is shorter). One step's counts say little about K codes."""
+    return window_steps >= min(health_every, window_size)
+
+
+@dataclass(frozen=True)
+class HealthWarning:
+    """A level that fell under LOW_UTILIZATION, and what became of it."""
+
     level: int  # 0-based
-    message: str
+    epoch: int
+    step: int
+    codebook_size: int
+    utilization: float  # when it warned
+    dead: int
+    perplexity: float
+    recovered_step: int | None = None  # the first window at or above RECOVERED_UTILIZATION since
+    recovered_utilization: float | None = None
+    latest_utilization: float | None = None  # the level's latest figure, until its next warning (or the end)
+
+    @property
+    def recovered(self) -> bool:
+        return self.recovered_step is not None
+
+    @property
+    def still_weak(self) -> bool:
+        """Unrecovered, and under the line in its latest window: a real problem, not a dip."""
+        return not self.recovered and (self.latest_utilization if self.latest_utilization is not None
+                                       else self.utilization) < LOW_UTILIZATION
+
+    def message(self) -> str:
+        """What happened, without advice (that depends on the frontend: sda.report.advice)."""
+        return (f"RVQ level {self.level + 1} uses {percent(self.utilization)} of its {self.codebook_size} codes "
+                f"(under {LOW_UTILIZATION:.0%}) at step {self.step}: {self.dead} dead, perplexity "
+                f"{self.perplexity:.1f}")
+
+    def outcome(self) -> str:
+        figures = (self.latest_utilization, self.recovered_utilization, self.utilization)
+        latest = next(u for u in figures if u is not None)
+        if self.recovered:
+            return f"recovered at step {self.recovered_step} ({percent(latest)} now)"
+        if latest < LOW_UTILIZATION:
+            return f"still under {LOW_UTILIZATION:.0%} ({percent(latest)} in the latest window)"
+        return f"back to {percent(latest)}, not yet over {RECOVERED_UTILIZATION:.0%}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HealthWarning":
+        return cls(**data)
 
 
 class LowUtilizationMonitor:
-    """Warns once per level when it falls under LOW_UTILIZATION; re-armed when the level recovers.
+    """Warns once when a level falls under LOW_UTILIZATION; re-armed only once the level has clearly
+    recovered (at or above RECOVERED_UTILIZATION), so a level hovering at the line warns once.
 
-    Feed it snapshots only after the quantizer is initialised: before k-means the usage is meaningless.
+    Feed it only judged snapshots (see `judged`): after warm-up, once the quantizer is initialised.
+    `records` holds every warning with its outcome so far; pass a run's saved records to resume it.
     """
 
-    def __init__(self, threshold: float = LOW_UTILIZATION):
-        self.threshold = threshold
-        self._warned: set[int] = set()
+    def __init__(self, records: list[HealthWarning] = (), threshold: float = LOW_UTILIZATION,
+                 recovered: float = RECOVERED_UTILIZATION):
+        self.threshold, self.recovered = threshold, recovered
+        self.records = list(records)
 
-    def check(self, snapshot: list[LevelHealth]) -> list[HealthWarning]:
-        """The warnings this snapshot raises (empty when none is new)."""
-        warnings = []
+    def _latest(self, level: int) -> int | None:
+        """Index in records of the level's latest warning, if any."""
+        for i in range(len(self.records) - 1, -1, -1):
+            if self.records[i].level == level:
+                return i
+        return None
+
+    def check(self, snapshot: list[LevelHealth], epoch: int, step: int) -> tuple[list[HealthWarning],
+                                                                               list[HealthWarning]]:
+        """(new warnings, warnings this snapshot resolved); open warnings follow the latest figure."""
+        new, resolved = [], []
         for h in snapshot:
             if h.assignments == 0:
                 continue
-            if h.utilization >= self.threshold:
-                self._warned.discard(h.level)
-            elif h.level not in self._warned:
-                self._warned.add(h.level)
-                message = (f"RVQ level {h.level + 1} uses {h.utilization:.0%} of its {h.codebook_size} codes "
-                           f"(under {self.threshold:.0%}): {h.dead} dead, perplexity {h.perplexity:.1f}. "
-                           "A smaller codebook, fewer RVQ levels or more data usually helps.")
-                warnings.append(HealthWarning(h.level, message))
-        return warnings
+            i = self._latest(h.level)
+            if i is not None and not self.records[i].recovered:
+                self.records[i] = replace(self.records[i], latest_utilization=h.utilization)
+                if h.utilization >= self.recovered:
+                    self.records[i] = replace(self.records[i], recovered_step=step, recovered_utilization=h.utilization)
+                    resolved.append(self.records[i])
+            elif h.utilization < self.threshold:
+                record = HealthWarning(h.level, epoch, step, h.codebook_size, h.utilization, h.dead, h.perplexity)
+                self.records.append(record)
+                new.append(record)
+            elif i is not None:  # recovered and healthy: "recovered at step 48 (97.0% now)" stays true
+                self.records[i] = replace(self.records[i], latest_utilization=h.utilization)
+        return new, resolved

@@ -6,6 +6,7 @@ time positions (T' = T / downsample): the natural shape for encoding, decoding a
     model = ConvVQVAE(config)                     # a resolved VQVAEConfig (concrete codebook size)
     model.set_normalization(train_mels)           # per-bin mean/std of the training log-mels
     out = model(mel)                              # mel [B, M, T] log-mel
+    out = model(mel, quantize=False)              # warm-up (sda.warmup): a plain autoencoder
     out.reconstruction                            # [B, M, T] log-mel
     out.codes                                     # [B, T', L] int64
     out.loss, out.reconstruction_loss             # scalars; loss = recon + weight x commitment
@@ -21,7 +22,7 @@ from torch import nn
 
 from sda.config import VQVAEConfig
 from sda.losses import reconstruction_loss, total_loss
-from sda.quantizer import ResidualVQ
+from sda.quantizer import QuantizerOutput, ResidualVQ
 
 
 class VQVAEOutput(NamedTuple):
@@ -95,17 +96,29 @@ class ConvVQVAE(nn.Module):
         """latents [B, D, T'] -> log-mel [B, M, T]."""
         return self.decoder(latents) * self.mel_std[:, None] + self.mel_mean[:, None]
 
-    def forward(self, mel: torch.Tensor) -> VQVAEOutput:
-        q = self.quantizer(self._encode(mel))
+    def forward(self, mel: torch.Tensor, quantize: bool = True) -> VQVAEOutput:
+        """quantize=False: the latents reach the decoder as they are; codebooks untouched, no commitment,
+        codes -1 and counts zero (there is nothing to count)."""
+        z = self._encode(mel)
+        q = self.quantizer(z) if quantize else self._unquantized(z)
         reconstruction = self._decode(q.quantized)
         recon = reconstruction_loss(reconstruction, mel)
         loss = total_loss(recon, q.commitment, self.config.commitment_weight)
         return VQVAEOutput(reconstruction, q.codes, loss, recon, q.commitment, q.counts, q.replaced)
 
+    def _unquantized(self, z: torch.Tensor) -> QuantizerOutput:
+        b, _, t = z.shape
+        levels, k = self.config.rvq_levels, self.config.codebook_size
+        return QuantizerOutput(quantized=z.float(), codes=torch.full((b, t, levels), -1, device=z.device),
+                               commitment=torch.zeros(levels, device=z.device),
+                               counts=torch.zeros(levels, k, dtype=torch.int64, device=z.device),
+                               replaced=torch.zeros(levels, dtype=torch.int64))
+
     @torch.no_grad()
-    def initialize(self, mels: torch.Tensor) -> None:
-        """k-means the codebooks on encoder outputs of training log-mels [N, M, T]."""
-        self.quantizer.initialize(self._encode(mels))
+    def initialize(self, mels: torch.Tensor, count_scale: float = 1.0) -> None:
+        """k-means the codebooks on encoder outputs of training log-mels [N, M, T]; count_scale converts
+        k-means' cluster sizes to the usage units the EMA keeps (sda.warmup)."""
+        self.quantizer.initialize(self._encode(mels), count_scale)
 
     @torch.no_grad()
     def encode(self, mel: torch.Tensor) -> torch.Tensor:

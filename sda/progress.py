@@ -1,8 +1,10 @@
 """The CLI's view of training events: tqdm bars on a terminal, plain lines when output is a file or pipe.
 
-On a terminal: one progress bar per epoch (step, loss, ETA) and under it one line per RVQ level
-(utilization, perplexity, dead codes), rewritten in place at each health update. Otherwise every
-health update and epoch is a plain line, so logs stay readable.
+On a terminal: one progress bar for the run (epoch, step, loss, ETA) and under it one line per RVQ
+level (utilization, perplexity, dead codes; "warming up" before the quantizer starts), rewritten in
+place at each health update and kept on screen between them, whatever the epoch length; epoch lines,
+warnings and recoveries scroll above. Otherwise every health update and epoch is a plain line, so
+logs stay readable.
 """
 
 import sys
@@ -10,7 +12,7 @@ import sys
 from tqdm import tqdm
 
 from sda import report
-from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Started, Step
+from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step
 
 YELLOW, RED, RESET = "\033[33m", "\033[31m", "\033[0m"
 
@@ -21,37 +23,25 @@ class Progress:
         self.out = out or sys.stdout
         self.bar = None
         self.level_lines = []
-        self.levels = 0
+        self.levels = self.epochs = self.warmup = 0
+        self.latest: list[str] = []  # the level rows of the latest health update, shown until the next
 
     def show(self, event) -> None:
         """Render one event."""
         if isinstance(event, Started):
-            self.levels = event.config.rvq_levels
-            self._print(event.preflight.format())
-            c = event.config
-            self._print(f"model: {c.rvq_levels} RVQ levels x {c.codebook_size} codes x dim {c.codebook_dim}, "
-                        f"commitment weight {c.commitment_weight}; {c.epochs} epochs of {event.steps_per_epoch} steps "
-                        f"({report.batch(c.batch_size, event.processes)}); device {event.device} ({event.precision}), "
-                        f"kernels {event.backend}")
-            if event.resumed_at:
-                self._print(f"resuming {event.checkpoint_path} at epoch {event.resumed_at[0]}, step "
-                            f"{event.resumed_at[1]}, with the settings stored in it")
-            self._print(f"model file: {event.model_path}")
+            self._started(event)
         elif isinstance(event, Step):
             self._step(event)
         elif isinstance(event, Health):
-            lines = [report.level_line(h) for h in event.levels]
-            if self.interactive:
-                for line, bar in zip(lines, self.level_lines, strict=False):
-                    bar.set_description_str("  " + line)
-            else:
-                self._print(f"  step {event.step} health over {event.window_steps} steps:")
-                for line in lines:
-                    self._print("    " + line)
+            self._health(event)
         elif isinstance(event, Alert):
-            self._print(self._color(YELLOW, f"WARNING: {event.message}"))
+            advice = f" {report.advice(event.warning, report.CLI, self.levels)}" if event.warning else ""
+            self._print(self._color(YELLOW, f"WARNING: {event.message}." + advice if advice else
+                                    f"WARNING: {event.message}"))
+        elif isinstance(event, Recovered):
+            w = event.warning
+            self._print(f"level {w.level + 1} {w.outcome()}: the warning of step {w.step} is resolved")
         elif isinstance(event, Epoch):
-            self._close_bars()
             t, v = event.train, event.validation
             self._print(f"epoch {event.epoch}/{event.epochs}: train loss {t['loss']:.4f} "
                         f"(recon {t['reconstruction']:.4f}, commit {t['commitment']:.4f}), "
@@ -62,19 +52,52 @@ class Progress:
             self._print(f"  checkpoint: {event.path}")
         elif isinstance(event, Done):
             self._close_bars()
-            self._print(report.summary_text(event.summary))
+            self._print(report.summary_text(event.summary, report.CLI))
         elif isinstance(event, Error):
             self._close_bars()
             print(self._color(RED, f"sda: error: {event.message}"), file=sys.stderr)
 
+    def _started(self, event: Started) -> None:
+        c = event.config
+        self.levels, self.epochs, self.warmup = c.rvq_levels, c.epochs, c.warmup_steps
+        self.latest = [report.warming_up_line(i, self.warmup) if self.warmup else
+                       f"level {i + 1}  (health after the first steps)" for i in range(self.levels)]
+        self._print(event.preflight.format())
+        self._print(f"model: {c.rvq_levels} RVQ levels x {c.codebook_size} codes x dim {c.codebook_dim}, "
+                    f"commitment weight {c.commitment_weight}; {c.epochs} epochs of {event.steps_per_epoch} steps "
+                    f"({report.batch(c.batch_size, event.processes)}); device {event.device} ({event.precision}), "
+                    f"kernels {event.backend}")
+        if c.warmup_steps:
+            self._print(f"warm-up: {c.warmup_steps} steps as a plain autoencoder, then k-means starts the codebooks; "
+                        "their health is judged from then on")
+        if event.resumed_at:
+            self._print(f"resuming {event.checkpoint_path} at epoch {event.resumed_at[0]}, step "
+                        f"{event.resumed_at[1]}, with the settings stored in it")
+        self._print(f"model file: {event.model_path}")
+
+    def _health(self, event: Health) -> None:
+        if event.warming_up and all(h.assignments == 0 for h in event.levels):
+            lines = [report.warming_up_line(h.level, self.warmup) for h in event.levels]
+        else:
+            lines = [report.level_line(h, event.judged) for h in event.levels]
+        if self.interactive:
+            self.latest = lines
+            for line, bar in zip(lines, self.level_lines, strict=False):
+                bar.set_description_str("  " + line)
+        else:
+            self._print(f"  step {event.step} health over {event.window_steps} steps:")
+            for line in lines:
+                self._print("    " + line)
+
     def _step(self, s: Step) -> None:
         if not self.interactive:
             return
-        if self.bar is None:
-            self.bar = tqdm(total=s.steps_per_epoch, desc=f"epoch {s.epoch}", file=self.out, leave=True, position=0,
-                            initial=s.epoch_step - 1, dynamic_ncols=True)
-            self.level_lines = [tqdm(total=0, position=i + 1, bar_format="{desc}", file=self.out, leave=False)
-                                for i in range(self.levels)]
+        if self.bar is None:  # one bar for the run, its level rows under it until the end
+            self.bar = tqdm(total=s.total_steps, file=self.out, leave=True, position=0, initial=s.step - 1,
+                            dynamic_ncols=True, unit="step")
+            self.level_lines = [tqdm(total=0, position=i + 1, bar_format="{desc}", file=self.out, leave=False,
+                                     desc="  " + line) for i, line in enumerate(self.latest)]
+        self.bar.set_description_str(f"epoch {s.epoch}/{self.epochs}", refresh=False)
         self.bar.update(1)
         self.bar.set_postfix_str(f"loss {s.loss:.4f}, ETA {report.duration(s.eta_s)}", refresh=False)
 

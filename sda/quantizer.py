@@ -70,13 +70,14 @@ class ResidualVQ(nn.Module):
         )
 
     @torch.no_grad()
-    def initialize(self, z: torch.Tensor) -> None:
+    def initialize(self, z: torch.Tensor, count_scale: float = 1.0) -> None:
         """k-means every level on a sample of encoder outputs z [B, D, T], level by level on the
-        residuals, before the first training step. Larger samples than one batch give better codes."""
+        residuals, before the first quantized step. Larger samples than one batch give better codes.
+        count_scale: see EMACodebook.initialize."""
         b, d, t = z.shape
         residual = z.float().transpose(1, 2).reshape(b * t, d)
         for level in self.levels:
-            level.initialize(residual)
+            level.initialize(residual, count_scale)
             residual = residual - level.embed[level.nearest(residual)]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -4,19 +4,80 @@ Both frontends print these, so the CLI's report and the Gradio tab's are the sam
 """
 
 from sda import sdafile
+from sda.config import smaller_codebook_size
 from sda.events import Summary
-from sda.health import LOW_UTILIZATION, LevelHealth
+from sda.health import LOW_UTILIZATION, HealthWarning, LevelHealth, percent
+
+CLI, PAGE = "cli", "page"  # the frontends, for advice that names what each one offers
+MIN_VALIDATION_CHUNKS = 8  # fewer validation chunks than this measure too little to judge a model by
 
 
-def level_line(h: LevelHealth) -> str:
-    """'level 1  util  87.5%  perplexity  70.1  dead  16' plus a flag when the level is weak."""
-    flag = f"  << under {LOW_UTILIZATION:.0%}" if is_weak(h) else ""
-    return (f"level {h.level + 1}  util {100 * h.utilization:5.1f}%  perplexity {h.perplexity:6.1f}  "
+def level_line(h: LevelHealth, judged: bool = True) -> str:
+    """'level 1  util  87.5%  perplexity  70.1  dead  16' plus a flag when the level is weak; a window too
+    short to judge (sda.health.judged: just after warm-up) gets no verdict, and says so."""
+    verdict = f"  << under {LOW_UTILIZATION:.0%}" if is_weak(h) else ""
+    flag = verdict if judged else "  (too few steps to judge)"
+    return (f"level {h.level + 1}  util {percent(h.utilization):>6}  perplexity {h.perplexity:6.1f}  "
             f"dead {h.dead:4d}/{h.codebook_size}  replaced {h.replaced}{flag}")
+
+
+def warming_up_line(level: int, warmup_steps: int) -> str:
+    """The row of a level while sda.warmup has the quantizer off: no figures that mean nothing yet."""
+    return f"level {level + 1}  warming up: the quantizer starts after step {warmup_steps}"
+
+
+def advice(h: LevelHealth | HealthWarning, frontend: str, levels: int) -> str:
+    """What the user can do about a weak level, with the controls of the frontend in use."""
+    used = h.codebook_size - h.dead
+    options = []
+    if frontend == CLI:
+        smaller = smaller_codebook_size(used, h.codebook_size)
+        if smaller:
+            options.append(f"--codebook-size {smaller} (it uses {used} of {h.codebook_size} codes)")
+        if levels > 2:
+            options.append(f"--rvq-levels {levels - 1}")
+    elif levels > 2:
+        options.append(f"fewer RVQ levels ({levels - 1})")
+    options.append("more files")
+    return "Try " + ", ".join(options[:-1]) + (" or " if len(options) > 1 else "") + options[-1] + "."
+
+
+def warning_lines(warnings: list[HealthWarning], frontend: str, levels: int) -> list[str]:
+    """Levels that ended weak first, as the problem they are, with advice; then resolved dips, as history."""
+    weak = [w for w in warnings if w.still_weak]
+    dips = [w for w in warnings if not w.still_weak]
+    lines = [f"{w.message()}; {w.outcome()}. {advice(w, frontend, levels)}" for w in weak]
+    if dips:
+        lines.append("earlier dips, not a problem now: " + "; ".join(
+            f"level {w.level + 1} at {percent(w.utilization)} at step {w.step}, {w.outcome()}" for w in dips))
+    return lines
+
+
+def validation_note(chunks: int, files: int) -> str:
+    """How much validation measured on, and whether that is enough to judge by."""
+    what = f"{chunks} chunk{'s' if chunks != 1 else ''} from {files} file{'s' if files != 1 else ''}"
+    if chunks < MIN_VALIDATION_CHUNKS:
+        return (f"validation: {what}, too few to judge the model by (under {MIN_VALIDATION_CHUNKS}); "
+                "its loss and utilization are indicative only")
+    return f"validation: {what}"
 
 
 def is_weak(h: LevelHealth) -> bool:
     return h.assignments > 0 and h.utilization < LOW_UTILIZATION
+
+
+def _warnings_block(health_warnings: list[HealthWarning], other: list[str], frontend: str, levels: int) -> list[str]:
+    """The report's warnings: weak levels (a problem), resolved dips (history), other warnings."""
+    lines = []
+    weak = [w for w in health_warnings if w.still_weak]
+    if weak:
+        lines.append(f"  codebook levels that ended weak ({len(weak)}):")
+    for line in warning_lines(health_warnings, frontend, levels):
+        lines.append(f"    - {line}" if not line.startswith("earlier dips") else f"  {line}")
+    if other:
+        lines.append(f"  warnings ({len(other)}):")
+        lines += [f"    - {w}" for w in other]
+    return lines
 
 
 def health_table(levels: list[LevelHealth]) -> str:
@@ -45,28 +106,32 @@ def _loss(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def summary_text(s: Summary) -> str:
+def summary_text(s: Summary, frontend: str = CLI) -> str:
     how = "stopped early" if s.stopped else "finished"
     lines = [
         f"Training {how}: {s.epochs_done} of {s.epochs} epochs, {s.steps} steps in {duration(s.elapsed_s)}"
         + (" (resumed from a checkpoint)" if s.resumed else ""),
         f"  final train loss {_loss(s.train_loss)}, validation loss {_loss(s.val_loss)} "
         f"(reconstruction {_loss(s.val_reconstruction)})",
+        f"  {validation_note(s.val_chunks, s.val_files)}",
         f"  device {s.device} ({s.precision}), kernel backend {s.backend}"
         + (f", {s.processes} processes" if s.processes > 1 else ""),
         "  codebook health (last training window):",
         health_table(s.health),
     ]
-    if s.warnings:
-        lines.append(f"  warnings ({len(s.warnings)}):")
-        lines += [f"    - {w}" for w in s.warnings]
+    levels = len(s.health)
+    weak = [w for w in s.health_warnings if w.still_weak]
+    lines += _warnings_block(s.health_warnings, s.warnings, frontend, levels)
+    if not weak and not s.warnings and s.health and all(not is_weak(h) for h in s.health):
+        lines.append("  no warnings: every level stayed healthy" if not s.health_warnings else
+                     "  no level ended weak")
     lines += [f"  model: {s.model_path} ({size(s.model_bytes)})", f"  checkpoint: {s.checkpoint_path}"]
     if s.stopped:
         lines.append(f"  continue with: sda train DATA_DIR --resume {s.checkpoint_path}")
     return "\n".join(lines)
 
 
-def describe(path) -> tuple[str, dict, str]:
+def describe(path, frontend: str = CLI) -> tuple[str, dict, str]:
     """(kind, metadata, info_text) of a model or checkpoint file, from its header; the weights are not read.
 
     A valid .sda container whose metadata is not what sda writes raises SdaFormatError, like any damage.
@@ -74,14 +139,14 @@ def describe(path) -> tuple[str, dict, str]:
     header = sdafile.read_header(path)
     kind, metadata = header["kind"], header["metadata"]
     try:
-        return kind, metadata, info_text(path, metadata, kind)
+        return kind, metadata, info_text(path, metadata, kind, frontend)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         what = f"no {exc}" if isinstance(exc, KeyError) else f"a bad entry ({exc})"
         raise sdafile.SdaFormatError(f"{path} is an .sda file but not an sda model or checkpoint: its metadata has "
                                      f"{what}. It was written by another program, or by a newer sda.") from None
 
 
-def info_text(path, metadata: dict, kind: str = "model") -> str:
+def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI) -> str:
     """What `sda info` prints from a model or checkpoint file's metadata (the weights are not read)."""
     cfg, data = metadata["config"], metadata["dataset"]
     epochs = metadata["history"]["epochs"]
@@ -94,8 +159,11 @@ def info_text(path, metadata: dict, kind: str = "model") -> str:
         f"chunks of {cfg['audio']['chunk_frames']} frames",
         f"  training: {len(epochs)} of {cfg['epochs']} epochs, "
         f"{batch(cfg['batch_size'], metadata['history'].get('processes', 1))}, lr {cfg['learning_rate']}",
-        f"  data: {data['folder']}: {len(data['files'])} files, {data['total_seconds']:.1f} s, {data['chunks']} chunks "
-        f"({len(data['validation_files'])} files for validation)",
+        f"  data: {data['folder']}: {len(data['files'])} files, {data['total_seconds']:.1f} s, "
+        f"{data['chunks']} chunks; "
+        + validation_note(*_validation_size(data)),
+        "  " + _warmup_text(cfg.get("warmup_steps", 0)),
+        "  weights: " + _weights_text(metadata, epochs),
         "  codebook health (last training window):",
         health_table([LevelHealth(**h) for h in metadata["health"]]),  # stored as plain dicts
     ]
@@ -105,8 +173,26 @@ def info_text(path, metadata: dict, kind: str = "model") -> str:
         for label, e in (("first", epochs[0]), ("best", best), ("last", epochs[-1])):
             lines.append(f"    {label:5} {e['epoch']:4d}: {e['train']['loss']:.4f} / {e['validation']['loss']:.4f}, "
                          f"{e['validation']['reconstruction']:.4f}")
-    warnings = metadata["history"]["warnings"]
-    if warnings:
-        lines.append(f"  warnings during training ({len(warnings)}):")
-        lines += [f"    - {w}" for w in warnings]
+    health_warnings = [HealthWarning.from_dict(w) for w in metadata["history"].get("health_warnings", [])]
+    lines += _warnings_block(health_warnings, metadata["history"]["warnings"], frontend, cfg["rvq_levels"])
     return "\n".join(lines)
+
+
+def _validation_size(data: dict) -> tuple[int, int]:
+    validation = set(data["validation_files"])
+    return sum(f["chunks"] for f in data["files"] if f["path"] in validation), len(validation)
+
+
+def _warmup_text(steps: int) -> str:
+    if not steps:
+        return "warm-up: none (the quantizer was on from the first step)"
+    return f"warm-up: {steps} steps as a plain autoencoder, then k-means (sda.warmup)"
+
+
+def _weights_text(metadata: dict, epochs: list) -> str:
+    """Which point of training the file's weights are from."""
+    at = metadata.get("weights")
+    if at is None:  # files from before this was recorded hold the weights of their last epoch
+        return f"as of epoch {epochs[-1]['epoch']}, the last in the history" if epochs else "before any epoch ended"
+    where = f"after step {at['step']} (epoch {at['epoch']}"
+    return where + (", mid-epoch: training was stopped there)" if at.get("mid_epoch") else ", the last trained)")

@@ -23,7 +23,7 @@ from sda.data import DataError, preflight
 from sda.engine import PREVIEW_CLIPS, RunOptions
 from sda.health import LevelHealth
 from sda.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView
-from sda.report import describe
+from sda.report import PAGE, describe
 from sda.ui_render import (
     SERIES,
     alerts_markdown,
@@ -45,6 +45,7 @@ CSS = """
 .sda-levels th, .sda-levels td { padding: 4px 10px; text-align: right; }
 .sda-levels th:last-child, .sda-levels td:last-child { text-align: left; }
 .sda-levels tr.weak td { background: rgba(245, 158, 11, 0.28); font-weight: 600; }
+.sda-levels tr.warming td { opacity: 0.7; font-style: italic; }
 .sda-muted { opacity: 0.7; }
 """
 
@@ -244,7 +245,7 @@ def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir:
         gr.Warning(alert.message, title="Codebook health" if alert.level is not None else "Training")
     new = {"job": view.job_id, "version": view.version, "toasted": len(view.alerts),
            "health": view.health.step if view.health else None, "curve": len(view.curve),
-           "alerts": len(view.alerts), "preview": view.preview.epoch if view.preview else None,
+           "alerts": alerts_markdown(view), "preview": view.preview.epoch if view.preview else None,
            "ended": not view.active}
     out = {ui.seen: new, ui.banner: busy_banner(view), ui.status: status_markdown(view),
            ui.start: gr.update(interactive=not view.active), ui.stop: gr.update(interactive=view.status == RUNNING)}
@@ -318,7 +319,7 @@ def _show_model(path: str | None, views: list) -> dict:
     if not path:
         return cleared
     try:
-        _, metadata, text = describe(Path(path))  # prefix and metadata only: the weights are not read
+        _, metadata, text = describe(Path(path), PAGE)  # prefix and metadata only: the weights are not read
         snapshot = [LevelHealth(**h) for h in metadata["health"]]
         frames = history_frames(metadata["history"]) if metadata["history"]["epochs"] else (None, None)
     except (sdafile.SdaError, OSError, KeyError, TypeError) as exc:

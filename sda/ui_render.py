@@ -10,24 +10,32 @@ from html import escape
 import pandas as pd
 
 from sda import report
-from sda.health import LOW_UTILIZATION, LevelHealth
+from sda.health import LOW_UTILIZATION, LevelHealth, percent
 from sda.job import DONE, FAILED, STOPPED, STOPPING, JobView
 
 CURVE_COLUMNS = ("x", "loss", "series")
 SERIES = ("train", "validation")
 
 
-def levels_html(levels: list[LevelHealth], caption: str = "") -> str:
-    """One table row per RVQ level; a level under LOW_UTILIZATION gets class "weak" and says so in words."""
+def levels_html(levels: list[LevelHealth], caption: str = "", warmup_steps: int | None = None,
+                judged: bool = True) -> str:
+    """One table row per RVQ level; a level under LOW_UTILIZATION gets class "weak" and says so in words.
+    warmup_steps: the quantizer is not on yet (sda.warmup), so the rows say that instead of figures.
+    judged False: the window is too short to judge (sda.health.judged), so no row gets a verdict."""
     if not levels:
         return '<p class="sda-muted">Codebook health appears after the first steps.</p>'
     rows = []
     for h in levels:
-        weak = report.is_weak(h)
-        flag = f"under {LOW_UTILIZATION:.0%}" if weak else "ok" if h.assignments else "no data"
+        if warmup_steps is not None:
+            rows.append(f'<tr class="sda-level warming" data-level="{h.level + 1}"><td>{h.level + 1}</td>'
+                        f'<td colspan="5">warming up: the quantizer starts after step {warmup_steps}</td></tr>')
+            continue
+        weak = judged and report.is_weak(h)
+        flag = ("too few steps to judge" if not judged else f"under {LOW_UTILIZATION:.0%}" if weak
+                else "ok" if h.assignments else "no data")
         rows.append(
             f'<tr class="sda-level{" weak" if weak else ""}" data-level="{h.level + 1}">'
-            f"<td>{h.level + 1}</td><td>{100 * h.utilization:.1f}%</td><td>{h.perplexity:.1f}</td>"
+            f"<td>{h.level + 1}</td><td>{percent(h.utilization)}</td><td>{h.perplexity:.1f}</td>"
             f"<td>{h.dead} / {h.codebook_size}</td><td>{h.replaced}</td><td>{'⚠ ' if weak else ''}{flag}</td></tr>")
     return (f'<table class="sda-levels"><caption>{escape(caption)}</caption><thead><tr><th>Level</th>'
             "<th>Utilization</th><th>Perplexity</th><th>Dead codes</th><th>Replaced</th><th>Health</th></tr></thead>"
@@ -38,15 +46,32 @@ def job_levels_html(view: JobView) -> str:
     h = view.health
     if h is None:
         return levels_html([])
-    return levels_html(h.levels, f"Codebook health over the last {h.window_steps} steps (at step {h.step})")
+    if h.warming_up and all(level.assignments == 0 for level in h.levels):
+        return levels_html(h.levels, f"Warm-up, step {h.step}: training as a plain autoencoder",
+                           view.started.config.warmup_steps)
+    return levels_html(h.levels, f"Codebook health over the last {h.window_steps} steps (at step {h.step})",
+                       judged=h.judged)
 
 
 def alerts_markdown(view: JobView) -> str:
-    """Every warning of the run so far, newest first: a toast fades, this list stays."""
-    if not view.alerts:
-        return ""
-    items = "\n".join(f"- {escape(a.message)}" for a in reversed(view.alerts))
-    return f"**Warnings ({len(view.alerts)})**\n{items}"
+    """The run's warnings, newest first (a toast fades, this list stays): levels weak now, with what the
+    page lets the user do, then other warnings; dips a level has recovered from are history, apart."""
+    levels = view.started.config.rvq_levels if view.started else 3
+    # The records as of now (each Health event carries them, outcomes updated), not as first raised
+    health = view.summary.health_warnings if view.summary else view.health.warnings if view.health else []
+    weak = [w for w in reversed(health) if w.still_weak]
+    other = [a.message for a in reversed(view.alerts) if a.warning is None]
+    parts = []
+    if weak or other:
+        items = [f"- {escape(w.message())}; {escape(w.outcome())}. {report.advice(w, report.PAGE, levels)}"
+                 for w in weak] + [f"- {escape(m)}" for m in other]
+        parts.append(f"**Warnings ({len(items)})**\n" + "\n".join(items))
+    dips = [w for w in reversed(health) if not w.still_weak]
+    if dips:
+        parts.append("**Earlier dips, not a problem now**\n" + "\n".join(
+            f"- level {w.level + 1} at {percent(w.utilization)} at step {w.step}: {escape(w.outcome())}"
+            for w in dips))
+    return "\n\n".join(parts)
 
 
 def curve_frames(view: JobView) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -115,7 +140,7 @@ def report_text(view: JobView | None) -> str:
     if view is None:
         return ""
     if view.summary is not None:
-        return report.summary_text(view.summary)
+        return report.summary_text(view.summary, report.PAGE)
     if view.status == FAILED:
         return f"sda: error: {view.error}"
     return ""

@@ -34,10 +34,10 @@ class RecordedModel(ConvVQVAE):
         self.training_calls = 0
         built.append(self)
 
-    def forward(self, mel):
-        if self.training and self.training_calls == 0:  # the codebooks as k-means left them
+    def forward(self, mel, quantize=True):
+        if self.training and quantize and not hasattr(self, "initial"):  # the codebooks as k-means left them
             self.initial = {k: v.clone() for k, v in self.state_dict().items()}
-        out = super().forward(mel)
+        out = super().forward(mel, quantize)
         if self.training:
             self.training_calls += 1
             if spec["nan_at"] == [distributed.rank(), self.training_calls]:

@@ -2,7 +2,8 @@
 
 A GPU is lent rarely and briefly, so the GPU script must not be debugged on it: this runs every
 path of it except the CUDA-only timer on tiny shapes, under the Triton interpreter. The codebook
-quality benchmark trains for minutes; its smoke mode trains a tiny model for three steps.
+quality and health dynamics benchmarks train for minutes; their smoke modes train a tiny model
+for a few steps.
 """
 
 import os
@@ -71,3 +72,14 @@ def test_distributed_cpu_smoke():
     run = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "| 1 |" in run.stdout and "median engine ratio" in run.stdout
+
+
+def test_health_dynamics_smoke(tmp_path):
+    out = tmp_path / "dynamics.md"
+    script = ROOT / "bench" / "health_dynamics.py"
+    run = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    report = out.read_text()
+    assert "| variant | seed | lowest util after warm-up % |" in report and "| **new** | mean |" in report
+    assert "| today | 0 |" in report and "warm-up steps" in report

@@ -49,9 +49,10 @@ def final_states(out: Path, processes: int) -> list[dict]:
 
 
 def test_two_processes_stay_identical_through_replacement_and_a_skipped_step(folder, tmp_path):
-    # A large codebook on little data: codes die and are re-seeded from the first steps on. Process 1
-    # alone gets a NaN loss at step 3, which both must skip together (or DDP would hang).
-    config = dataclasses.replace(SMALL, codebook_size=256, batch_size=4, epochs=2)
+    # A large codebook on little data: codes die and are re-seeded from the first steps on. Two steps of
+    # warm-up, so k-means runs mid-run on a trained encoder. Process 1 alone gets a NaN loss at step 3
+    # (the first quantized one), which both must skip together (or DDP would hang).
+    config = dataclasses.replace(SMALL, codebook_size=256, batch_size=4, epochs=2, warmup_steps=2)
     out = run_worker(tmp_path, "two", config, folder, processes=2, nan_at=[1, 3])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] >= 6

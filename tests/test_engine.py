@@ -66,18 +66,45 @@ def final_weights(path):
     return model.state_dict()
 
 
-def test_stop_then_resume_gives_the_weights_of_an_uninterrupted_run(folder, tmp_path):
-    whole = run(SMALL, RunOptions(folder, tmp_path, "whole"))
+def test_warm_up_trains_an_autoencoder_then_starts_the_quantizer_with_k_means(folder, tmp_path):
+    seen = run(dataclasses.replace(SMALL, warmup_steps=3), RunOptions(folder, tmp_path, "w", health_every=1))
+    assert seen[0].config.warmup_steps == 3
+    steps, health = of(events.Step, seen), of(events.Health, seen)
+    assert [s.commitment == 0 for s in steps[:4]] == [True, True, True, False]  # no quantizer, no commitment
+    assert [h.warming_up for h in health[:4]] == [True, True, True, False]
+    assert all(level.assignments == 0 for h in health[:3] for level in h.levels)  # nothing counted yet...
+    assert all(level.assignments > 0 for h in health[3:] for level in h.levels)  # ...then every step counted
+    assert health[3].window_steps == 1  # the window restarts with the quantizer: warm-up steps are not judged
+    model, metadata = modelfile.load_model(seen[-1].summary.model_path)
+    assert model.quantizer.initialized and metadata["config"]["warmup_steps"] == 3
+    assert [e["warmup"] for e in metadata["history"]["epochs"]][0] is True  # warm-up windows stay in the history
+
+
+def test_the_automatic_warm_up_is_a_tenth_of_the_run_and_at_most_100_steps(folder, tmp_path):
+    seen = run(dataclasses.replace(SMALL, epochs=4), RunOptions(folder, tmp_path, "a"))
+    started = seen[0]
+    assert started.config.warmup_steps == int(0.1 * 4 * started.steps_per_epoch)
+    assert VQVAEConfig(epochs=5).with_warmup(5000).warmup_steps == 100
+    assert VQVAEConfig(warmup_steps=7).with_warmup(5000).warmup_steps == 7
+
+
+@pytest.mark.parametrize("stop_at", ["in warm-up", "at its end", "next epoch"])
+def test_stop_then_resume_gives_the_weights_of_an_uninterrupted_run(folder, tmp_path, stop_at):
+    config = dataclasses.replace(SMALL, warmup_steps=3)
+    whole = run(config, RunOptions(folder, tmp_path, "whole"))
     steps_per_epoch = whole[0].steps_per_epoch
-    stop_at = steps_per_epoch + 1  # inside the second epoch, so the position within an epoch matters
-    stopped = run(SMALL, RunOptions(folder, tmp_path, "split"), stop_after=stop_at)
+    # Inside warm-up; on its last step, so that k-means runs first thing after the resume; inside the
+    # second epoch, so the position within an epoch matters.
+    stop_at = {"in warm-up": 2, "at its end": 3, "next epoch": steps_per_epoch + 1}[stop_at]
+    stopped = run(config, RunOptions(folder, tmp_path, "split"), stop_after=stop_at)
     summary = stopped[-1].summary
     assert summary.stopped and summary.steps == stop_at
     assert of(events.Checkpoint, stopped)[-1].reason == "stop"
     modelfile.load_model(summary.model_path)  # the model so far is loadable
 
     resumed = run(VQVAEConfig(), RunOptions(folder, tmp_path, resume=summary.checkpoint_path))
-    assert resumed[0].resumed_at == (2, stop_at) and resumed[0].config == whole[0].config
+    epoch, epoch_step = divmod(stop_at, steps_per_epoch)
+    assert resumed[0].resumed_at == (epoch + 1, stop_at) and resumed[0].config == whole[0].config
     assert resumed[-1].summary.resumed and resumed[-1].summary.steps == whole[-1].summary.steps
     expected, got = final_weights(whole[-1].summary.model_path), final_weights(tmp_path / "split.sda")
     assert expected.keys() == got.keys()
@@ -117,7 +144,7 @@ def test_non_finite_steps_are_skipped_then_training_stops_with_an_error(folder, 
     forward = engine.ConvVQVAE.forward
     good = {}
 
-    def poisoned(self, mel):
+    def poisoned(self, mel, quantize=True):
         """From the third step on the loss is NaN. Each poisoned step starts from the codebooks the
         last good step left: the EMA update inside the skipped forward passes was undone."""
         poisoned.calls += 1
@@ -126,27 +153,33 @@ def test_non_finite_steps_are_skipped_then_training_stops_with_an_error(folder, 
             good.update(state)
         elif poisoned.calls > 3:
             assert all(torch.equal(good[k], state[k]) for k in good)
-        out = forward(self, mel)
+        out = forward(self, mel, quantize)
         return out._replace(loss=out.loss * float("nan")) if poisoned.calls >= 3 else out
 
     poisoned.calls = 0
     monkeypatch.setattr(engine.ConvVQVAE, "forward", poisoned)
-    seen = run(dataclasses.replace(SMALL, epochs=20), RunOptions(folder, tmp_path, "nan"))
+    # No warm-up: its k-means would change the codebooks between the poisoned steps.
+    seen = run(dataclasses.replace(SMALL, epochs=20, warmup_steps=0), RunOptions(folder, tmp_path, "nan"))
     skipped = [s for s in of(events.Step, seen) if s.skipped]
     alerts = [a for a in of(events.Alert, seen) if "not finite" in a.message]
     assert len(skipped) == len(alerts) == engine.MAX_BAD_STEPS
     assert isinstance(seen[-1], events.Error) and "diverged" in seen[-1].message and "--lr" in seen[-1].message
 
 
-def test_low_utilization_warns_once_per_level(folder, tmp_path):
-    huge = dataclasses.replace(SMALL, codebook_size=4096, dead_code_threshold=0.0, epochs=2)
+def test_low_utilization_warns_once_per_level_and_ends_weak(folder, tmp_path):
+    huge = dataclasses.replace(SMALL, codebook_size=4096, dead_code_threshold=0.0, epochs=2, warmup_steps=2)
     seen = run(huge, RunOptions(folder, tmp_path, "big", health_every=1))
+    health = of(events.Health, seen)
+    assert [(h.warming_up, h.judged) for h in health[:3]] == [(True, False), (True, False), (False, True)]
     alerts = [a for a in of(events.Alert, seen) if a.level is not None]
     assert sorted(a.level for a in alerts) == [0, 1, 2]  # each level once, though every update is low
+    assert all(a.warning.step > 2 for a in alerts)  # never during warm-up
     assert "under 30%" in alerts[0].message
-    warnings = seen[-1].summary.warnings
-    assert len(warnings) == 3 and all(w.startswith("epoch 1, step ") and w.endswith(a.message)
-                                      for w, a in zip(warnings, alerts, strict=True))
+    summary = seen[-1].summary
+    assert summary.warnings == [] and [w.level for w in summary.health_warnings] == [0, 1, 2]
+    assert all(w.still_weak for w in summary.health_warnings)
+    saved = sdafile.read_metadata(summary.model_path)["history"]["health_warnings"]
+    assert [w["level"] for w in saved] == [0, 1, 2] and saved[0]["latest_utilization"] < 0.3
 
 
 @pytest.mark.parametrize("interactive", [True, False])
@@ -163,7 +196,7 @@ def test_the_cli_view_shows_every_level_in_place_on_a_terminal_and_as_lines_othe
     for level in (1, 2, 3):
         assert f"level {level}  util" in text
     if interactive:  # tqdm bars: the level lines are rewritten with cursor movements, no per-step log lines
-        assert "epoch 1:" in text and "\x1b[A" in text and "health over" not in text
+        assert "epoch 1/2:" in text and "\x1b[A" in text and "health over" not in text
     else:
         assert "\x1b[" not in text and "step 1 health over 1 steps:" in text
 
@@ -199,3 +232,27 @@ def test_a_model_name_that_is_not_a_plain_file_name_is_refused(folder, tmp_path,
     seen = run(SMALL, RunOptions(folder, tmp_path / "models", name))
     assert len(seen) == 1 and isinstance(seen[0], events.Error) and seen[0].bad_input
     assert "cannot be used" in seen[0].message and not (tmp_path / "models").exists()
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    """sda.synth's 24-file collection: on it, k-means at step 0 (sda before sda.warmup) collapses."""
+    folder = tmp_path_factory.mktemp("kit")
+    write_collection(folder, n_files=24, seed=0)
+    return folder
+
+
+def judged_utilization(config, folder, out, steps):
+    """The lowest utilization of any level in every judged health window of the first steps of a default run."""
+    seen = run(config, RunOptions(folder, out, "k", preview_every=10**6), stop_after=steps)
+    judged = [min(level.utilization for level in h.levels) for h in of(events.Health, seen) if h.judged]
+    return judged, of(events.Alert, seen)
+
+
+def test_the_default_schedule_keeps_every_level_healthy_where_k_means_at_step_0_collapses(kit, tmp_path):
+    # Every default but the model's width, seeded: the first 120 steps of a 400-step run.
+    config = VQVAEConfig(hidden_channels=32, seed=0)
+    before, before_alerts = judged_utilization(dataclasses.replace(config, warmup_steps=0), kit, tmp_path / "a", 120)
+    after, after_alerts = judged_utilization(config, kit, tmp_path / "b", 120)
+    assert min(before) < 0.30 and before_alerts  # the collapse this schedule exists to prevent...
+    assert len(after) >= 6 and min(after) >= 0.50 and not after_alerts  # ...is gone from the first judged window

@@ -5,7 +5,17 @@ import math
 import pytest
 import torch
 
-from sda.health import LOW_UTILIZATION, HealthWindow, LowUtilizationMonitor, level_health
+from sda import report
+from sda.health import (
+    LOW_UTILIZATION,
+    RECOVERED_UTILIZATION,
+    HealthWarning,
+    HealthWindow,
+    LowUtilizationMonitor,
+    judged,
+    level_health,
+    percent,
+)
 
 
 def test_uniform_usage_gives_perplexity_k():
@@ -72,19 +82,64 @@ def snapshot(*used, k=10):
     return [level_health(torch.tensor([1] * u + [0] * (k - u)), level) for level, u in enumerate(used)]
 
 
-def test_low_utilization_warns_once_per_level_until_it_recovers():
+def test_low_utilization_warns_once_per_level_until_it_clearly_recovers():
     monitor = LowUtilizationMonitor()
-    assert LOW_UTILIZATION == 0.30
-    assert monitor.check(snapshot(5, 3)) == []  # 30% is not under 30%
-    warnings = monitor.check(snapshot(5, 2))
-    assert [w.level for w in warnings] == [1]
-    assert "RVQ level 2 uses 20% of its 10 codes" in warnings[0].message
-    assert monitor.check(snapshot(5, 1)) == []  # still low: no repeat
-    assert [w.level for w in monitor.check(snapshot(2, 1))] == [0]  # another level, its own warning
-    assert monitor.check(snapshot(2, 9)) == []  # level 2 recovers: re-armed
-    assert [w.level for w in monitor.check(snapshot(2, 2))] == [1]
+    assert (LOW_UTILIZATION, RECOVERED_UTILIZATION) == (0.30, 0.40)
+    assert monitor.check(snapshot(5, 3), 1, 10) == ([], [])  # 30% is not under 30%
+    new, resolved = monitor.check(snapshot(5, 2), 1, 20)
+    assert [w.level for w in new] == [1] and resolved == []
+    assert new[0].message() == "RVQ level 2 uses 20.0% of its 10 codes (under 30%) at step 20: 8 dead, perplexity 2.0"
+    assert monitor.check(snapshot(5, 1), 1, 30) == ([], [])  # still low: no repeat
+    new, _ = monitor.check(snapshot(2, 1), 2, 40)
+    assert [w.level for w in new] == [0]  # another level, its own warning
+    # Hysteresis: back over 30% but not to 40% is not a recovery, and a fall under 30% again is no new warning.
+    assert monitor.check(snapshot(2, 3), 2, 50) == ([], [])
+    assert monitor.check(snapshot(2, 2), 2, 60) == ([], [])
+    new, resolved = monitor.check(snapshot(2, 4), 3, 70)  # level 2 reaches 40%: recovered, re-armed
+    assert new == [] and [(w.level, w.recovered_step, w.recovered_utilization) for w in resolved] == [(1, 70, 0.4)]
+    new, _ = monitor.check(snapshot(2, 2), 3, 80)
+    assert [(w.level, w.step) for w in new] == [(1, 80)]
+    assert [(w.level, w.step, w.recovered) for w in monitor.records] == [(1, 20, True), (0, 40, False), (1, 80, False)]
+
+
+def test_a_warning_records_its_outcome():
+    monitor = LowUtilizationMonitor()
+    (dip,), _ = monitor.check(snapshot(2), 1, 12)
+    monitor.check(snapshot(9), 2, 48)
+    (weak,), _ = monitor.check(snapshot(1), 3, 90)
+    monitor.check(snapshot(2), 4, 400)
+    dip, weak = monitor.records
+    assert dip.recovered and not dip.still_weak and dip.recovered_utilization == 0.9
+    assert dip.outcome() == "recovered at step 48 (90.0% now)"  # its latest figure until it warned again
+    assert not weak.recovered and weak.still_weak
+    assert weak.outcome() == "still under 30% (20.0% in the latest window)"
+    # Back over the line but short of a clear recovery: not presented as a problem, not as recovered either.
+    monitor.check(snapshot(3), 4, 410)
+    assert not monitor.records[1].still_weak and "not yet over 40%" in monitor.records[1].outcome()
+    # The records survive a resume: a monitor built from them knows level 1 is still warned.
+    resumed = LowUtilizationMonitor([HealthWarning.from_dict(w.to_dict()) for w in monitor.records])
+    assert resumed.check(snapshot(1), 5, 420) == ([], [])
+    # A recovered level's record follows it while it stays healthy: its outcome reads as of now.
+    healthy = LowUtilizationMonitor()
+    healthy.check(snapshot(2), 1, 10)
+    healthy.check(snapshot(5), 1, 20)
+    healthy.check(snapshot(9), 2, 30)
+    assert healthy.records[0].outcome() == "recovered at step 20 (90.0% now)"
+
+
+def test_printed_figures_never_cross_the_line_they_did_not_cross():
+    assert percent(0.297) == "29.7%" and percent(0.2999) == "29.9%" and percent(0.3) == "30.0%"
+    assert percent(0.99999) == "99.9%" and percent(1.0) == "100.0%" and percent(0.0) == "0.0%"
+    h = level_health(torch.tensor([1] * 2999 + [0] * 7001))  # 29.99% used
+    assert report.is_weak(h) and "29.9%" in report.level_line(h) and "under 30%" in report.level_line(h)
+
+
+def test_a_window_is_judged_only_once_it_covers_a_health_interval():
+    assert not judged(window_steps=1, health_every=10, window_size=19)
+    assert judged(window_steps=10, health_every=10, window_size=19)
+    assert judged(window_steps=4, health_every=10, window_size=4)  # an epoch of 4 steps: 4 will do
 
 
 def test_a_level_with_no_assignments_is_not_judged():
     monitor = LowUtilizationMonitor()
-    assert monitor.check([level_health(torch.zeros(10, dtype=torch.int64))]) == []
+    assert monitor.check([level_health(torch.zeros(10, dtype=torch.int64))], 1, 1) == ([], [])

@@ -1,10 +1,15 @@
-"""sda.report: what `sda info` and the end-of-training report say, weak levels flagged."""
+"""sda.report: what `sda info` and the end-of-training report say: weak levels flagged, resolved dips
+kept apart from levels that ended weak, advice for the frontend in use, validation that says its size."""
+
+import dataclasses
+from pathlib import Path
 
 import torch
 
 from sda.config import VQVAEConfig
-from sda.health import level_health
-from sda.report import info_text, level_line
+from sda.events import Summary
+from sda.health import HealthWarning, level_health
+from sda.report import CLI, PAGE, advice, info_text, level_line, summary_text, validation_note
 
 
 def test_level_line_flags_only_weak_levels():
@@ -13,26 +18,96 @@ def test_level_line_flags_only_weak_levels():
     assert "<< under 30%" not in level_line(healthy)
     assert level_line(weak).startswith("level 2  util  20.0%") and level_line(weak).endswith("<< under 30%")
     assert "<<" not in level_line(level_health(torch.zeros(10, dtype=torch.int64)))  # nothing counted: no verdict
+    # Just after warm-up the window is too short to judge (sda.health.judged): figures, no verdict.
+    assert level_line(weak, judged=False).endswith("replaced 0  (too few steps to judge)")
 
 
-def test_info_shows_config_data_health_and_the_loss_curve():
-    cfg = VQVAEConfig(rvq_levels=2).resolve(n_files=6, n_train_chunks=10)
+DIP = HealthWarning(level=0, epoch=3, step=20, codebook_size=128, utilization=0.16, dead=108, perplexity=3.6,
+                    recovered_step=48, recovered_utilization=0.97)
+WEAK = HealthWarning(level=2, epoch=30, step=300, codebook_size=128, utilization=0.2, dead=102, perplexity=6.0,
+                     latest_utilization=0.18)
+
+
+def metadata(**history) -> dict:
+    cfg = VQVAEConfig(rvq_levels=3).resolve(n_files=6, n_train_chunks=10)
     epoch = {"train": {"loss": 1.0}, "validation": {"loss": 2.0, "reconstruction": 1.5}}
-    metadata = {
+    files = [{"path": f"{name}.wav", "chunks": 2} for name in "abcdef"]
+    return {
         "model_name": "kit", "created": "2026-11-29T17:00:00+00:00", "versions": {"sda": "0.1.0", "torch": "2.x"},
-        "config": cfg.to_dict(),
-        "dataset": {"folder": "/k", "files": [{}] * 6, "total_seconds": 9.5, "chunks": 12,
-                    "validation_files": ["a.wav"]},
+        "config": dataclasses.replace(cfg, warmup_steps=40).to_dict(),
+        "dataset": {"folder": "/k", "files": files, "total_seconds": 9.5, "chunks": 12, "validation_files": ["a.wav"]},
         "health": [level_health(torch.tensor([1] * 60 + [0] * 4)).to_dict(),
                    level_health(torch.tensor([1] * 10 + [0] * 54), level=1).to_dict()],
         "history": {"epochs": [{**epoch, "epoch": 1}, {"epoch": 2, "train": {"loss": 0.5},
                                                       "validation": {"loss": 0.7, "reconstruction": 0.6}}],
-                    "warnings": ["epoch 2, step 9: RVQ level 2 uses 16% of its 64 codes"]},
+                    "warnings": [], **history},
+        "weights": {"step": 8, "epoch": 2, "mid_epoch": False},
     }
-    text = info_text("kit.sda", metadata)
-    assert "sda model 'kit'" in text and "2 RVQ levels x 64 codes x dim 64" in text
-    assert "/k: 6 files, 9.5 s, 12 chunks (1 files for validation)" in text
+
+
+def test_info_shows_config_data_health_and_the_loss_curve():
+    text = info_text("kit.sda", metadata())
+    assert "sda model 'kit'" in text and "3 RVQ levels x 64 codes x dim 64" in text
+    assert "/k: 6 files, 9.5 s, 12 chunks; validation: 2 chunks from 1 file, too few to judge" in text
+    assert "warm-up: 40 steps as a plain autoencoder" in text
+    assert "weights: after step 8 (epoch 2, the last trained)" in text
     lines = text.splitlines()
     assert any(line.strip().startswith("level 1") and "<<" not in line for line in lines)
     assert any(line.strip().startswith("level 2") and line.endswith("<< under 30%") for line in lines)
-    assert "best     2: 0.5000 / 0.7000, 0.6000" in text and "RVQ level 2 uses 16%" in text
+    assert "best     2: 0.5000 / 0.7000, 0.6000" in text
+    assert "warning" not in text and "ended weak" not in text
+
+
+def test_info_keeps_resolved_dips_apart_from_levels_that_ended_weak():
+    text = info_text("kit.sda", metadata(health_warnings=[DIP.to_dict(), WEAK.to_dict()]))
+    weak_at, dips_at = text.index("codebook levels that ended weak (1)"), text.index("earlier dips, not a problem")
+    assert weak_at < dips_at
+    assert "RVQ level 3 uses 20.0% of its 128 codes (under 30%) at step 300" in text[weak_at:dips_at]
+    assert "still under 30% (18.0% in the latest window)" in text[weak_at:dips_at]
+    assert "--codebook-size" in text[weak_at:dips_at]  # sda info is the CLI: its advice names the flag
+    assert "level 1 at 16.0% at step 20, recovered at step 48 (97.0% now)" in text[dips_at:]
+
+
+def test_files_written_before_these_records_still_describe_themselves():
+    old = metadata(warnings=["epoch 2, step 9: RVQ level 2 uses 16% of its 64 codes"])
+    del old["weights"], old["config"]["warmup_steps"]
+    text = info_text("old.sda", old)
+    assert "warm-up: none" in text and "weights: as of epoch 2, the last in the history" in text
+    assert "warnings (1):" in text and "RVQ level 2 uses 16%" in text
+
+
+def test_advice_names_what_the_frontend_in_use_offers():
+    cli, page = advice(WEAK, CLI, levels=3), advice(WEAK, PAGE, levels=3)
+    assert cli == "Try --codebook-size 32 (it uses 26 of 128 codes), --rvq-levels 2 or more files."
+    assert page == "Try fewer RVQ levels (2) or more files."  # the page has no codebook-size control
+    assert advice(WEAK, PAGE, levels=2) == "Try more files."
+
+
+def test_validation_says_when_it_is_too_small_to_judge():
+    assert "too few to judge" in validation_note(1, 1) and "1 chunk from 1 file" in validation_note(1, 1)
+    assert validation_note(14, 4) == "validation: 14 chunks from 4 files"
+
+
+def summary(**changes) -> Summary:
+    fields = dict(model_name="m", model_path=Path("models/m.sda"), model_bytes=4_000_000,
+                  checkpoint_path=Path("models/m.checkpoint.sda"), device="cpu", precision="fp32", backend="torch",
+                  epochs_done=30, epochs=30, steps=400, elapsed_s=20.0, stopped=False, resumed=False, train_loss=0.5,
+                  val_loss=0.7, val_reconstruction=0.6, health=[level_health(torch.ones(128), i) for i in range(3)],
+                  val_chunks=14, val_files=4, warmup_steps=40)
+    return Summary(**{**fields, **changes})
+
+
+def test_the_end_report_of_a_healthy_run_has_no_warning():
+    text = summary_text(summary())
+    assert "no warnings: every level stayed healthy" in text and "Warning" not in text
+    assert "validation: 14 chunks from 4 files" in text
+
+
+def test_the_end_report_presents_a_resolved_dip_as_history_only():
+    text = summary_text(summary(health_warnings=[DIP]))
+    assert "levels that ended weak" not in text
+    assert "earlier dips, not a problem now: level 1 at 16.0% at step 20" in text
+    assert "no level ended weak" in text
+    text = summary_text(summary(health_warnings=[DIP, WEAK]), PAGE)
+    assert "codebook levels that ended weak (1)" in text and "fewer RVQ levels (2)" in text
+    assert "--codebook-size" not in text

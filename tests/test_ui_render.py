@@ -40,9 +40,11 @@ def test_each_level_is_a_row_and_a_weak_one_is_marked_in_class_and_words():
     rows = re.findall(r'<tr class="([^"]*)" data-level="(\d)">(.*?)</tr>', html)
     assert [(cls, level) for cls, level, _ in rows] == [("sda-level", "1"), ("sda-level weak", "2"), ("sda-level", "3")]
     assert "62.5%" in rows[0][2] and "24 / 64" in rows[0][2] and rows[0][2].endswith("<td>ok</td>")
-    assert "29.7%" in rows[1][2] and "⚠ under 30%" in rows[1][2]
+    assert "29.6%" in rows[1][2] and "⚠ under 30%" in rows[1][2]  # 29.69% is not rounded up toward the line
     assert "no data" in rows[2][2]  # nothing counted yet: not called weak (as report.is_weak says)
     assert "window &lt;b&gt;" in html
+    early = levels_html([health(0, 10)], judged=False)  # just after warm-up: figures, but no verdict yet
+    assert "weak" not in early and "15.6%" in early and "too few steps to judge" in early
 
 
 def test_no_levels_yet_is_said_in_words():
@@ -82,6 +84,23 @@ def test_warnings_are_listed_newest_first_and_escaped(finished):
     assert alerts_markdown(dataclasses.replace(finished, alerts=())) == ""
     view = dataclasses.replace(finished, alerts=(Alert("level 1 <low>", 0), Alert("step 9 skipped")))
     assert alerts_markdown(view) == "**Warnings (2)**\n- step 9 skipped\n- level 1 &lt;low&gt;"
+
+
+def test_levels_weak_now_are_the_problem_with_page_advice_and_recovered_dips_are_history(finished):
+    from tests.test_report import DIP, WEAK
+
+    live = dataclasses.replace(finished.health, warnings=(DIP, WEAK))
+    view = dataclasses.replace(finished, status=RUNNING, summary=None, health=live)
+    text = alerts_markdown(view)
+    weak_at, dips_at = text.index("**Warnings (1)**"), text.index("**Earlier dips, not a problem now**")
+    assert weak_at < dips_at and "RVQ level 3 uses 20.0% of its 128 codes" in text[weak_at:dips_at]
+    assert "Try fewer RVQ levels (2) or more files." in text[weak_at:dips_at]  # the page has no codebook size
+    assert "--codebook-size" not in text
+    assert "level 1 at 16.0% at step 20: recovered at step 48 (97.0% now)" in text[dips_at:]
+    # The records of the latest health event are the truth: a dip that recovered since is no problem.
+    later = dataclasses.replace(WEAK, recovered_step=400, recovered_utilization=0.6)
+    assert "Warnings" not in alerts_markdown(dataclasses.replace(view, health=dataclasses.replace(live, warnings=(
+        DIP, later))))
 
 
 def test_failures_say_whether_the_input_or_training_was_at_fault():
