@@ -93,8 +93,12 @@ class Progress:
         if not self.interactive:
             return
         if self.bar is None:  # one bar for the run, its level rows under it until the end
+            # tqdm's own time left counts steps only; the ETA in the postfix (the engine's) also counts
+            # validation, previews and checkpoints, so it is the one shown.
             self.bar = tqdm(total=s.total_steps, file=self.out, leave=True, position=0, initial=s.step - 1,
-                            dynamic_ncols=True, unit="step")
+                            dynamic_ncols=True, unit="step",
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}, "
+                                       "{rate_fmt}{postfix}]")
             self.level_lines = [tqdm(total=0, position=i + 1, bar_format="{desc}", file=self.out, leave=False,
                                      desc="  " + line) for i, line in enumerate(self.latest)]
         self.bar.set_description_str(f"epoch {s.epoch}/{self.epochs}", refresh=False)

@@ -84,6 +84,17 @@ def health_table(levels: list[LevelHealth]) -> str:
     return "\n".join("  " + level_line(h) for h in levels)
 
 
+def health_block(levels: list[LevelHealth], step: int, warmup_steps: int) -> list[str]:
+    """The end-of-training health table, or why there is none: a run stopped during warm-up has no
+    quantizer figures, and zeros would read as a collapse."""
+    if any(h.assignments for h in levels):
+        return ["  codebook health (last training window):", health_table(levels)]
+    if warmup_steps and step <= warmup_steps:
+        return [f"  codebook health: none yet, training stopped in the warm-up (step {step} of {warmup_steps}); "
+                "the codebooks start after it"]
+    return ["  codebook health: none yet, no training step was counted"]
+
+
 def batch(per_process: int, processes: int) -> str:
     """'batch 16', or 'batch 16 per process x 2 processes' for a distributed run."""
     return f"batch {per_process}" + (f" per process x {processes} processes" if processes > 1 else "")
@@ -116,13 +127,13 @@ def summary_text(s: Summary, frontend: str = CLI) -> str:
         f"  {validation_note(s.val_chunks, s.val_files)}",
         f"  device {s.device} ({s.precision}), kernel backend {s.backend}"
         + (f", {s.processes} processes" if s.processes > 1 else ""),
-        "  codebook health (last training window):",
-        health_table(s.health),
+        *health_block(s.health, s.steps, s.warmup_steps),
     ]
     levels = len(s.health)
     weak = [w for w in s.health_warnings if w.still_weak]
     lines += _warnings_block(s.health_warnings, s.warnings, frontend, levels)
-    if not weak and not s.warnings and s.health and all(not is_weak(h) for h in s.health):
+    counted = any(h.assignments for h in s.health)
+    if not weak and not s.warnings and counted and all(not is_weak(h) for h in s.health):
         lines.append("  no warnings: every level stayed healthy" if not s.health_warnings else
                      "  no level ended weak")
     lines += [f"  model: {s.model_path} ({size(s.model_bytes)})", f"  checkpoint: {s.checkpoint_path}"]
@@ -164,8 +175,8 @@ def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI) ->
         + validation_note(*_validation_size(data)),
         "  " + _warmup_text(cfg.get("warmup_steps", 0)),
         "  weights: " + _weights_text(metadata, epochs),
-        "  codebook health (last training window):",
-        health_table([LevelHealth(**h) for h in metadata["health"]]),  # stored as plain dicts
+        *health_block([LevelHealth(**h) for h in metadata["health"]],  # stored as plain dicts
+                      (metadata.get("weights") or {}).get("step", 0), cfg.get("warmup_steps", 0)),
     ]
     if epochs:
         lines.append("  loss curve (epoch: train / validation, validation reconstruction):")

@@ -171,3 +171,18 @@ def test_sigterm_stops_training_like_ctrl_c(folder, tmp_path):
     assert proc.returncode == 130 and "stopping after this step" in stderr and "Training stopped early" in stdout
     modelfile_info = sda("info", tmp_path / "termed.sda")
     assert modelfile_info.returncode == 0 and "sda model 'termed'" in modelfile_info.stdout
+
+
+def test_reconstruct_refuses_a_model_saved_in_its_warm_up_and_says_what_to_do(folder, tmp_path):
+    import dataclasses
+
+    from sda.engine import RunOptions
+    from tests.test_engine import SMALL, run
+
+    run(dataclasses.replace(SMALL, warmup_steps=5), RunOptions(folder, tmp_path, "early"), stop_after=2)
+    recon = sda("reconstruct", tmp_path / "early.sda", sorted(folder.iterdir())[0], tmp_path / "o.wav")
+    assert recon.returncode == 2 and "Traceback" not in recon.stderr
+    assert "saved during warm-up (step 2 of 5)" in recon.stderr and "--resume" in recon.stderr
+    assert not (tmp_path / "o.wav").exists()
+    info = sda("info", tmp_path / "early.sda")
+    assert "codebook health: none yet, training stopped in the warm-up (step 2 of 5)" in info.stdout

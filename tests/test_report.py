@@ -111,3 +111,13 @@ def test_the_end_report_presents_a_resolved_dip_as_history_only():
     text = summary_text(summary(health_warnings=[DIP, WEAK]), PAGE)
     assert "codebook levels that ended weak (1)" in text and "fewer RVQ levels (2)" in text
     assert "--codebook-size" not in text
+
+
+def test_a_run_stopped_in_its_warm_up_says_so_instead_of_showing_a_collapse():
+    nothing = [level_health(torch.zeros(128, dtype=torch.int64), i) for i in range(3)]
+    text = summary_text(summary(stopped=True, steps=3, health=nothing))
+    assert "none yet, training stopped in the warm-up (step 3 of 40)" in text
+    assert "util" not in text and "every level stayed healthy" not in text
+    info = info_text("m.sda", {**metadata(), "health": [h.to_dict() for h in nothing],
+                               "weights": {"step": 3, "epoch": 0, "mid_epoch": True}})
+    assert "none yet, training stopped in the warm-up (step 3 of 40)" in info and "util " not in info
