@@ -9,14 +9,16 @@ Every run is a real `sda.engine.train` with every default (auto codebook size, e
 16), so the figures are what `sda train DIR` shows. Variants (same seed -> same initial weights, same
 batches in the same order; they alternate per seed, so machine noise hits all alike):
 
-    new      the default: sda.warmup.RULE (the autoencoder warm-up) with the automatic warm-up length
+    new      the default: sda.warmup.RULE (the autoencoder warm-up, step-scaled k-means counts) with
+             the automatic warm-up length
     today    warmup_steps=0: sda before the warm-up (k-means at step 0, k-means-sized counts, constant lr)
     vqp      vector-quantize-pytorch's ResidualVQ (k-means init on its first batch, same decay and
              dead-code threshold), no warm-up, as that library trains
     lr       only the learning-rate ramp (k-means at step 0, k-means-sized counts)
     lr+scale the ramp and step-scaled counts, k-means at step 0
     ae+lr    the autoencoder warm-up with the ramp
-    ae+scale the autoencoder warm-up and step-scaled counts, constant lr
+    ae       only the autoencoder warm-up (k-means-sized counts)
+    ae+scale the autoencoder warm-up and step-scaled counts, constant lr (what RULE is today)
     all      all three parts
 
 Per collection, variant and seed: the lowest utilization of any level in a judged window after
@@ -56,6 +58,7 @@ RULES = {
     "lr": warmup.Rule(autoencoder=False, lr_ramp=True, step_scale_counts=False),
     "lr+scale": warmup.Rule(autoencoder=False, lr_ramp=True, step_scale_counts=True),
     "ae+lr": warmup.Rule(autoencoder=True, lr_ramp=True, step_scale_counts=False),
+    "ae": warmup.Rule(autoencoder=True, lr_ramp=False, step_scale_counts=False),
     "ae+scale": warmup.Rule(autoencoder=True, lr_ramp=False, step_scale_counts=True),
     "all": warmup.Rule(autoencoder=True, lr_ramp=True, step_scale_counts=True),
 }

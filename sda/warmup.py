@@ -1,20 +1,24 @@
 """The early-training schedule: one rule, applied by the engine, decided here.
 
 For the first W = config.warmup_steps optimizer steps (auto: 10% of the run, at most 100), the model
-trains as a plain autoencoder: latents pass the quantizer unquantised, there is no commitment term,
+trains as a plain autoencoder: latents pass the quantiser unquantised, there is no commitment term,
 and the codebooks stay uninitialised (there is nothing to count, so there is no health to judge).
-Before step W + 1, k-means initialises every level from the warmed-up encoder's outputs; from then on
-the quantizer, its commitment loss and its health are live, as in a run without warm-up.
+Before step W + 1, k-means initialises every level from the warmed-up encoder's outputs, and each
+code's usage count starts at the scale of one training step (its k-means cluster size x vectors per
+step / vectors in the k-means sample); from then on the quantiser, its commitment loss and its
+health are live, as in a run without warm-up.
 
-Why (bench/health_dynamics.py, bench/RESULTS.md): k-means on an untrained encoder places codes that
-the encoder leaves behind within tens of steps of fast early learning, and every level of a healthy
-run fell under 30% early. Measured parts, each of which `Rule` can switch on or off: the autoencoder
-warm-up (kept: it removed every early dip on every collection and seed measured); a linear
-learning-rate ramp over the warm-up (left off: on its own it still dipped under 30%, and with the
-autoencoder warm-up it made the dip after k-means deeper, the encoder meeting the full rate just as
-the codebooks are set); k-means usage counts at one step's scale, so that dead codes are replaced
-sooner (left off: no better health, and worse reconstruction in the runs measured). W = 0 is sda's
-schedule before this rule (k-means at step 0): files written then load with it and resume as they began.
+Why (bench/health_dynamics.py, figures in bench/RESULTS.md): k-means on an untrained encoder places
+codes that the encoder leaves behind within tens of steps of fast early learning, and every level of
+a healthy run fell under 30% early. The encoder still moves after a short warm-up, and a code whose
+count is its k-means cluster size (tens of vectors, against about one per step) stays "alive" for
+tens of steps after losing its data, so on short clicks (bucklespring, K = 256) the autoencoder
+warm-up alone still fell to 18-25% after it; with counts at one step's scale dead-code replacement
+reacts within a few steps, and no collection or seed measured warned. Measured and left off: a
+linear learning-rate ramp (on its own it still dipped under 30%; with the warm-up, the encoder met
+the full rate just as the codebooks were set, and the dip after k-means was deeper). W = 0 is sda's
+schedule before this rule (k-means at step 0, k-means-sized counts): files written then load with it
+and resume as they began.
 
 Every decision is a pure function of the step and the config, so a resumed run, and every process of
 a distributed one, takes the same path.
@@ -34,7 +38,7 @@ class Rule:
     step_scale_counts: bool  # k-means usage counts at one training step's scale
 
 
-RULE = Rule(autoencoder=True, lr_ramp=False, step_scale_counts=False)  # what sda trains with (see above)
+RULE = Rule(autoencoder=True, lr_ramp=False, step_scale_counts=True)  # what sda trains with (see above)
 
 
 def quantizing(config: VQVAEConfig, step: int, rule: Rule | None = None) -> bool:
