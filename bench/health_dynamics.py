@@ -20,12 +20,15 @@ batches in the same order; they alternate per seed, so machine noise hits all al
     ae       only the autoencoder warm-up (k-means-sized counts)
     ae+scale the autoencoder warm-up and step-scaled counts, constant lr (what RULE is today)
     all      all three parts
+    dc0.5    the default with dead_code_threshold 0.5 (codes used under half a time per step are
+             re-seeded; the default is 0.25)
 
 Per collection, variant and seed: the lowest utilization of any level in a judged window after
 warm-up, how many judged windows had a level under 30%, warnings raised, final utilization and
-perplexity per level (the last training window), validation reconstruction loss at the end, the
-largest loss spike after step 10 (max train loss after step 10 / train loss at step 10), and
-milliseconds per training step (median).
+perplexity per level (the last training window), the mean and the lowest utilization per level
+over the last LATE_WINDOWS training windows (one window is a noisy sample), validation
+reconstruction loss at the end, the largest loss spike after step 10 (max train loss after step 10
+/ train loss at step 10), and milliseconds per training step (median).
 """
 
 import argparse
@@ -63,6 +66,8 @@ RULES = {
     "all": warmup.Rule(autoencoder=True, lr_ramp=True, step_scale_counts=True),
 }
 NO_WARMUP = ("today", "vqp")
+CONFIG_CHANGES = {"dc0.5": {"dead_code_threshold": 0.5}}  # variants that differ from "new" in the config
+LATE_WINDOWS = 15  # the end of a run: 150 steps at health_every = 10
 
 
 class InitializingPeer(PeerQuantizer):
@@ -94,10 +99,11 @@ def variant(name: str):
 
 
 def run_once(name: str, folder: Path, base: VQVAEConfig, seed: int, out: Path) -> dict:
-    config = dataclasses.replace(base, seed=seed, warmup_steps=0 if name in NO_WARMUP else base.warmup_steps)
+    config = dataclasses.replace(base, **{"seed": seed, "warmup_steps": 0 if name in NO_WARMUP else base.warmup_steps,
+                                          **CONFIG_CHANGES.get(name, {})})
     options = RunOptions(data_dir=folder, out_dir=out, model_name=f"{name}-{seed}-{time.monotonic_ns()}",
                          preview_every=10**6)
-    losses, step_times, judged, warnings, last_val, summary = {}, [], [], 0, None, None
+    losses, step_times, judged, windows, warnings, last_val, summary = {}, [], [], [], 0, None, None
     previous = None
     with variant(name):
         for event in engine.train(config, options, threading.Event()):
@@ -109,6 +115,7 @@ def run_once(name: str, folder: Path, base: VQVAEConfig, seed: int, out: Path) -
                 losses[event.step] = event.loss
             elif isinstance(event, Health) and event.judged:
                 judged.append(min(h.utilization for h in event.levels))
+                windows.append([100 * h.utilization for h in event.levels])
             elif isinstance(event, Alert) and event.warning is not None:
                 warnings += 1
             elif isinstance(event, Epoch):
@@ -127,11 +134,27 @@ def run_once(name: str, folder: Path, base: VQVAEConfig, seed: int, out: Path) -
     for h in summary.health:
         figures[f"L{h.level + 1} final util %"] = 100 * h.utilization
         figures[f"L{h.level + 1} perplexity"] = h.perplexity
+    late = list(zip(*windows[-LATE_WINDOWS:], strict=True))  # [level][window]
+    figures[f"late util % (mean, last {LATE_WINDOWS} windows)"] = Levels([statistics.fmean(u) for u in late])
+    figures[f"late util % (lowest, last {LATE_WINDOWS} windows)"] = Levels([min(u) for u in late])
     figures["val recon"] = last_val
     figures["spike after step 10"] = max(after10) / losses[10] if after10 and 10 in losses else float("nan")
     figures["ms/step"] = 1000 * statistics.median(step_times) if step_times else float("nan")
     figures["warm-up steps"] = summary.warmup_steps
     return figures
+
+
+class Levels(list):
+    """One figure per level, printed L1/L2/L3 in one cell."""
+
+    def __str__(self):
+        return "/".join(f"{v:.1f}" for v in self)
+
+
+def mean(values: list):
+    if isinstance(values[0], Levels):
+        return Levels(statistics.fmean(level) for level in zip(*values, strict=True))
+    return statistics.fmean(values)
 
 
 def math_finite(value: float) -> bool:
@@ -152,7 +175,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, nargs="*", default=[], help="audio folders (real collections)")
     parser.add_argument("--generated", type=int, nargs="*", default=[], help="generated collections of N files")
     parser.add_argument("--variants", nargs="+", default=["new", "today", "vqp"],
-                        choices=["new", "today", "vqp", *[r for r in RULES if r != "new"]])
+                        choices=["new", "today", "vqp", *[r for r in RULES if r != "new"], *CONFIG_CHANGES])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--smoke", action="store_true", help="tiny model and budget: checks the script runs")
     parser.add_argument("--out", type=Path, help="also write the report (markdown) here")
@@ -183,7 +206,7 @@ def main(argv=None) -> int:
                     print(f"{title} seed {seed} {name}: {figures}", file=sys.stderr, flush=True)
             for name in variants:
                 mine = [f for n, _, f in rows if n == name]
-                rows.append((f"**{name}**", "mean", {k: statistics.fmean(f[k] for f in mine) for k in mine[0]}))
+                rows.append((f"**{name}**", "mean", {k: mean([f[k] for f in mine]) for k in mine[0]}))
             sections.append(table(title, rows))
     text = "\n\n".join(sections)
     print(text)

@@ -8,6 +8,7 @@ for a few steps.
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -77,9 +78,12 @@ def test_distributed_cpu_smoke():
 def test_health_dynamics_smoke(tmp_path):
     out = tmp_path / "dynamics.md"
     script = ROOT / "bench" / "health_dynamics.py"
-    run = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(out)],
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run([sys.executable, str(script), "--smoke", "--variants", "new", "today", "dc0.5",
+                          "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     report = out.read_text()
     assert "| variant | seed | lowest util after warm-up % |" in report and "| **new** | mean |" in report
-    assert "| today | 0 |" in report and "warm-up steps" in report
+    assert "| today | 0 |" in report and "| dc0.5 | 0 |" in report and "warm-up steps" in report
+    assert "late util % (mean, last 15 windows)" in report
+    mean_row = next(line for line in report.splitlines() if line.startswith("| **new** | mean |"))
+    assert re.search(r"\| \d+\.\d/\d+\.\d/\d+\.\d \|", mean_row), mean_row  # one L1/L2/L3 cell, averaged
