@@ -17,7 +17,7 @@ warm-up alone still fell to 18-25% after it; with counts at one step's scale dea
 reacts within a few steps, and no collection or seed measured warned. Measured and left off: a
 linear learning-rate ramp (on its own it still dipped under 30%; with the warm-up, the encoder met
 the full rate just as the codebooks were set, and the dip after k-means was deeper). Its known cost:
-the third level ends 1.5 to 8.1 points lower than with W = 0 (last 150 steps, six seeds); five
+the third level ends 1.5 to 8.1 points lower than with W = 0 (last 150 steps, six seeds); six
 candidate causes are measured and ruled out in bench/RESULTS.md; the cause is not found. W = 0 is sda's
 schedule before this rule (k-means at step 0, k-means-sized counts): files written then load with it
 and resume as they began.
