@@ -1,0 +1,39 @@
+"""Text from files, folders and users made safe to show: the one place every frontend goes through.
+
+    printable("kick\x1b]52;c;...\x07.wav")   # 'kick\\x1b]52;c;...\\x07.wav': no escape sequence reaches a terminal
+    printable(os.fsdecode(b"bad_\xff.wav"))  # 'bad_\\xff.wav': an undecodable byte, shown as the byte it was
+
+A terminal runs what it is sent (colour, cursor moves, title and clipboard writes: OSC 52), and a file name
+or a metadata string can hold any of it; Unicode bidi controls can make a name read backwards. Python
+decodes file names that are not valid UTF-8 with surrogateescape: such a name opens the file, but cannot
+be encoded to UTF-8, so it cannot go into metadata or a web page as it is.
+"""
+
+import unicodedata
+
+# Bidirectional overrides and isolates: they reorder what follows them on screen ("gpj.exe" tricks).
+_BIDI = {*range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the undecodable byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}"
+
+
+def _unsafe(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cs") or ord(char) in _BIDI
+
+
+def printable(text: str) -> str:
+    """text with every control character, lone surrogate and bidi control written as a visible escape
+    (\\xNN or \\uNNNN); tab and newline too, so one value stays on one line. The result is valid Unicode
+    that a terminal shows as it is, and that JSON metadata can hold."""
+    text = str(text)
+    if not any(_unsafe(c) for c in text):
+        return text
+    return "".join(_escape(c) if _unsafe(c) else c for c in text)
+
