@@ -11,6 +11,10 @@ back into sound (pseudo-inverse of the mel filterbank, then Griffin-Lim) for pre
     back = MelInverter(audio)(mel)                         # [1, frames * hop_length]
 """
 
+import contextlib
+import errno
+import os
+import secrets
 from pathlib import Path
 
 import soundfile as sf
@@ -36,9 +40,23 @@ def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
 
 
 def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:
-    """Write wave [S] or [C, S] as 16-bit PCM (clipped to [-1, 1]; the format follows the extension)."""
+    """Write wave [S] or [C, S] as 16-bit PCM (clipped to [-1, 1]; the format follows the extension), atomically:
+    a failed write (a full disk) leaves the file that was there, and raises OSError."""
     data = wave.detach().float().clamp(-1, 1).cpu().numpy()
-    sf.write(str(path), data.T if data.ndim == 2 else data, sample_rate, subtype="PCM_16")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        sf.write(tmp, data.T if data.ndim == 2 else data, sample_rate, subtype="PCM_16", format=_format_of(path))
+        os.replace(tmp, path)
+    except (OSError, sf.SoundFileError, TypeError, ValueError) as exc:  # ValueError: not a format soundfile writes
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(getattr(exc, "errno", None) or errno.EIO, f"cannot write {path}: {exc}") from None
+
+
+def _format_of(path: Path) -> str:
+    """soundfile's format name for path's extension (the temporary file's own extension is .tmp)."""
+    return {".aif": "AIFF", ".oga": "OGG"}.get(path.suffix.lower(), path.suffix[1:].upper())
 
 
 def to_mono(wave: torch.Tensor) -> torch.Tensor:

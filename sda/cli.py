@@ -83,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_and_show(config, options) -> int:
     from sda.engine import train
-    from sda.events import Error
+    from sda.events import Cancelled, Error
     from sda.progress import Progress
 
     stop = threading.Event()
@@ -95,6 +95,10 @@ def _train_and_show(config, options) -> int:
                 if not event.quiet:
                     progress.show(event)
                 return EXIT_BAD_INPUT if event.bad_input else EXIT_FAILED
+            if isinstance(event, Cancelled):
+                progress.close()
+                print(f"sda: {event.message}", file=sys.stderr)
+                return EXIT_INTERRUPTED
             progress.show(event)
     finally:
         progress.close()

@@ -18,21 +18,22 @@ process dies or stops answering, process 0 saves the model as of the last whole 
 ends in an Error that says how to resume.
 """
 
+import errno
 import hashlib
 import math
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from sda import distributed, modelfile, warmup
+from sda import distributed, events, modelfile, runfiles, warmup
 from sda.audio import MelInverter, write_audio
 from sda.config import ConfigError, VQVAEConfig
 from sda.data import DataError, load_dataset
@@ -40,19 +41,29 @@ from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, R
 from sda.health import HealthWarning, HealthWindow, LowUtilizationMonitor, judged, level_health
 from sda.kernels import backend
 from sda.model import ConvVQVAE
-from sda.sdafile import SdaError
+from sda.runfiles import OutputError, RunFiles, check_model_name
+from sda.sdafile import SdaError, SdaFormatError
+from sda.text import printable
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before giving up
+HEADER_ALLOWANCE = 1 << 20  # bytes of metadata (history) a saved file may carry, for the space check
 PREVIEW_CLIPS = 3
 KMEANS_VECTORS_PER_CODE = 32  # k-means sees up to this many encoder vectors per code
 
 
 LOSS_TERMS = ("loss", "reconstruction", "commitment")  # what the epoch means and the Step events report
-BAD_INPUT = (DataError, ConfigError, SdaError, FileExistsError, FileNotFoundError)  # the user can fix these
+BAD_INPUT = (DataError, ConfigError, SdaError, OutputError, FileNotFoundError)  # the user can fix these
+# A save that fails at the end of a run (disk full, folder made read-only) is tried again this often, this many
+# times, so that freeing space saves the run; the message says what is on disk meanwhile.
+SAVE_RETRY_S, SAVE_RETRIES = 10.0, 30
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (diverged); the message says what to change."""
+    """Training cannot go on (diverged, or the model cannot be saved); the message says what to change."""
+
+
+class SaveFailed(RuntimeError):
+    """A save did not complete; the message says why and what is on disk now."""
 
 
 @dataclass(frozen=True)
@@ -91,14 +102,6 @@ def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None
         yield Error(str(exc), bad_input=False)  # each process's own view of what broke: all say it
 
 
-def check_model_name(name: str) -> str:
-    """A model name becomes NAME.sda beside the other models: one plain file name, nothing that could be a path."""
-    if len(name) > 100 or not name.strip() or name[0] in ".-" or any(c in name for c in '/\\:\0'):
-        raise ConfigError(f"model name {name!r} cannot be used: give a plain name of at most 100 characters, "
-                          "without / \\ or :, not starting with . or - (for example kit-v1)")
-    return name
-
-
 def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         if torch.cuda.is_available():
@@ -127,10 +130,18 @@ def pick_precision(requested: str, device: torch.device) -> str:
 
 def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop: threading.Event) -> Iterator:
     start_time = time.monotonic()
-    main, processes = distributed.rank() == 0, distributed.world_size()
     precision = pick_precision(options.precision, device)
-    state, name, data, out_dir = _prepare(config, options, main)
-    model_path, checkpoint_path = out_dir / f"{name}.sda", out_dir / f"{name}.checkpoint.sda"
+    state, files, data = _prepare(config, options, distributed.rank() == 0, stop)
+    try:  # the name stays this run's until it ends, however it ends
+        yield from _run(state, files, data, options, device, precision, stop, start_time)
+    finally:
+        files.release()
+
+
+def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device, precision: str,
+         stop: threading.Event, start_time: float) -> Iterator:
+    main, processes = distributed.rank() == 0, distributed.world_size()
+    name, model_path, checkpoint_path = files.name, files.model, files.checkpoint
 
     # Each process takes every processes-th chunk of the epoch's shuffle: the per-process batch is
     # cfg.batch_size, the global one processes times that. One process: a plain seeded shuffle.
@@ -163,6 +174,8 @@ def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop:
             alerts.append(f"the checkpoint was saved by a run of {saved_processes} process(es) and this run has "
                           f"{processes}: epoch {epoch} starts again from its beginning")
             epoch_step, sums = 0, _zero_sums()
+    if main:
+        runfiles.check_space(files.out_dir, _bytes_needed(model, cfg, preview_every))
     forward = distributed.data_parallel(model, device)
     train_mels = data.train_mels.to(device)
     kernel_backend = backend(torch.empty(0, cfg.codebook_dim, device=device))
@@ -184,13 +197,37 @@ def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop:
     bad_steps, stopped, codebooks = 0, False, None
 
     def save(reason: str) -> Checkpoint:
-        metadata = modelfile.model_metadata(name, cfg, data.preflight, history, window.snapshot())
+        """Model first (what the user came for), then the checkpoint; each atomic, so a failed write leaves the
+        file before it whole. Raises SaveFailed saying what is on disk."""
+        metadata = modelfile.model_metadata(name, cfg, data.preflight, history, window.snapshot(), files.run_id)
         metadata["weights"] = {"step": step, "epoch": epoch if epoch_step else epoch - 1, "mid_epoch": epoch_step > 0}
         position = {"epoch": epoch, "epoch_step": epoch_step, "step": step, "sums": sums, "processes": processes,
                     "elapsed_s": elapsed_before + time.monotonic() - start_time}
-        modelfile.save_checkpoint(checkpoint_path, model, optimizer, {**metadata, "position": position})
-        modelfile.save_model(model_path, model, metadata)
+        try:
+            modelfile.save_model(model_path, model, metadata)
+            modelfile.save_checkpoint(checkpoint_path, model, optimizer, {**metadata, "position": position})
+        except (OSError, SdaError) as exc:
+            raise SaveFailed(f"could not save step {step} in {files.out_dir}: {_reason(exc)}. On disk: "
+                             f"{files.on_disk()}") from exc
         return Checkpoint(checkpoint_path, epoch, step, reason)
+
+    def save_at_end(reason: str) -> Iterator:
+        """save(reason), tried again while it fails (the disk may be freed); then TrainingError, keeping the
+        message of what survived."""
+        for attempt in range(SAVE_RETRIES + 1):
+            try:
+                yield save(reason)
+                return
+            except SaveFailed as exc:
+                failure = exc
+            if attempt < SAVE_RETRIES:
+                yield Alert(f"{failure}. Trying again in {SAVE_RETRY_S:g} s ({SAVE_RETRIES - attempt} more tries): "
+                            "free some space there (or make it writable), or stop for good (Ctrl-C again)")
+                try:
+                    time.sleep(SAVE_RETRY_S)
+                except KeyboardInterrupt:
+                    break
+        raise TrainingError(f"{failure}{_continue_hint(files, options)}") from None
 
     try:
         while epoch <= cfg.epochs and not stopped:
@@ -260,21 +297,39 @@ def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop:
                                       "validation_health": [h.to_dict() for h in val_health]})
             yield Epoch(epoch, cfg.epochs, train_means, validation, val_health)
             if main and (epoch % preview_every == 0 or epoch == cfg.epochs):
-                yield _preview(model, data, inverter, epoch, out_dir / f"{name}-previews", device)
+                try:
+                    yield _preview(model, data, inverter, epoch, files.previews, device)
+                except OSError as exc:  # previews are a view of training, never a reason to stop it
+                    message = f"epoch {epoch}: could not write the previews in {files.previews}: {_reason(exc)}"
+                    history["warnings"].append(message)
+                    yield Alert(message)
             epoch, epoch_step, sums = epoch + 1, 0, _zero_sums()
             if main and (epoch - 1) % checkpoint_every == 0 and epoch <= cfg.epochs:
-                yield save("interval")
+                try:
+                    yield save("interval")
+                except SaveFailed as exc:  # go on: the next save, or the one at the end, may succeed
+                    message = f"{exc}. Training goes on; the next save is at epoch {epoch - 1 + checkpoint_every}"
+                    history["warnings"].append(message)
+                    yield Alert(message)
     except distributed.PeerFailure as failure:
         if codebooks is not None:  # mid-step: back to the codebooks the weights go with
             model.quantizer.load_state_dict(codebooks)
         if not main:
             raise distributed.PeerFailure(f"{failure}. Only process 0 saves the model") from None
-        save("failure")
+        try:
+            save("failure")
+        except SaveFailed as exc:
+            raise distributed.PeerFailure(f"{failure}. {exc}{_continue_hint(files, options)}") from None
         raise distributed.PeerFailure(f"{failure}. The model as of step {step} is saved in {model_path}; continue "
-                                      f"with --resume {checkpoint_path}") from None
+                                      f"with{_resume_flags(files, options)}") from None
     if not main:
         return
-    yield save("stop" if stopped else "end")
+    if stopped and step == first_step and state is None:
+        # Stopped in preflight, k-means or before the first step: nothing trained, nothing to keep; the name is free.
+        yield events.Cancelled(f"stopped before the first training step: nothing was saved, and the name {name!r} "
+                               "is free")
+        return
+    yield from save_at_end("stop" if stopped else "end")
     last = history["epochs"][-1] if history["epochs"] else None
     yield Done(Summary(
         model_name=name, model_path=model_path, model_bytes=model_path.stat().st_size,
@@ -290,31 +345,49 @@ def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop:
     ))
 
 
-def _prepare(config: VQVAEConfig, options: RunOptions, main: bool):
-    """(checkpoint state or None, model name, dataset, output folder). Every process loads the
-    checkpoint and the data itself; they start only together, and only on the same data."""
-    problem, fingerprint = None, None
+def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threading.Event):
+    """(checkpoint state or None, the run's files, dataset). Process 0 claims the name first, which also checks
+    that the output folder is writable, before any audio is decoded. Every process loads the checkpoint and the
+    data itself; they start only together, and only on the same data."""
+    problem, fingerprint, files = None, None, None
     try:
-        state = modelfile.load_checkpoint(options.resume) if options.resume is not None else None
-        config = state.config if state else config  # the checkpoint's settings, so the run continues as it began
-        default_name = datetime.now().strftime("sda-%Y%m%d-%H%M%S")
-        name = state.metadata["model_name"] if state else check_model_name(options.model_name or default_name)
-        data = load_dataset(Path(options.data_dir).expanduser(), config)
-        if state is not None:
-            _check_same_data(state.metadata["dataset"], data.preflight)
-        out_dir = options.resume.parent if state else Path(options.out_dir).expanduser()
-        if main:  # only process 0 writes files
-            model_path, checkpoint_path = out_dir / f"{name}.sda", out_dir / f"{name}.checkpoint.sda"
-            if state is None and (model_path.exists() or checkpoint_path.exists()):
-                raise FileExistsError(f"a model named {name!r} already exists in {out_dir}: choose another model "
-                                      f"name, or continue it with --resume {checkpoint_path}")
-            out_dir.mkdir(parents=True, exist_ok=True)
-        if distributed.world_size() > 1:
-            fingerprint = _fingerprint(data)
-    except BAD_INPUT as exc:
-        problem = exc
-    _agree(problem, fingerprint)
-    return state, name, data, out_dir
+        try:
+            state = modelfile.load_checkpoint(options.resume) if options.resume is not None else None
+            config = state.config if state else config  # the checkpoint's settings, so the run continues as it began
+            name, run_id = _identity(state, options)
+            out_dir = Path(options.out_dir).expanduser()  # outputs go to --out, never where a file says
+            if main:  # only process 0 writes files
+                files = runfiles.claim(out_dir, name, run_id, resuming=state is not None)
+                files.run_id = files.run_id or uuid.uuid4().hex  # a checkpoint from before run identities: one now
+            else:
+                files = RunFiles(out_dir, name or "", run_id)
+            data = load_dataset(Path(options.data_dir).expanduser(), config)
+            if state is not None:
+                _check_same_data(state.metadata["dataset"], data.preflight)
+            if distributed.world_size() > 1:
+                fingerprint = _fingerprint(data)
+        except BAD_INPUT as exc:
+            problem = exc
+        _agree(problem, fingerprint)
+    except BaseException:
+        if files is not None:
+            files.release()
+        raise
+    return state, files, data
+
+
+def _identity(state, options: RunOptions) -> tuple[str | None, str | None]:
+    """(model name, run id) of this run: new (a name, or None for a generated one), or the checkpoint's, whose
+    name is checked by the rule of --model-name (it becomes a path)."""
+    if state is None:
+        return options.model_name, uuid.uuid4().hex
+    name = state.metadata.get("model_name")
+    try:
+        check_model_name(name)
+    except ConfigError:
+        raise SdaFormatError(f"{options.resume} names its model {name!r}, which is not a plain model name: the file "
+                             "is damaged or was not written by sda") from None
+    return name, state.metadata.get("run_id")  # None: written before run identities
 
 
 def _agree(problem: Exception | None, fingerprint: str | None) -> None:
@@ -430,3 +503,34 @@ def _check_same_data(saved: dict, preflight) -> None:
         raise DataError(f"{preflight.folder} is not the data this checkpoint was trained on ({len(then)} files then, "
                         f"{len(now)} now; added: {', '.join(added[:5]) or 'none'}; removed: "
                         f"{', '.join(removed[:5]) or 'none'}). Resume with the same folder, or start a new run.")
+
+
+def _reason(exc: Exception) -> str:
+    """Why a write failed, in words (the errno's, not Python's repr)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "the disk is full (or a size limit was reached)"
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "the folder cannot be written (read-only or permission denied)"
+    return printable(str(exc))
+
+
+def _resume_flags(files: RunFiles, options: RunOptions) -> str:
+    """The flags that continue this run: outputs go to --out, so a folder other than the default is repeated."""
+    flags = f" --resume {files.checkpoint}"
+    return flags if Path(options.out_dir) == RunOptions.out_dir else f"{flags} --out {files.out_dir}"
+
+
+def _continue_hint(files: RunFiles, options: RunOptions) -> str:
+    if not files.checkpoint.exists():
+        return ""
+    return f"; to go on from the checkpoint once there is room: sda train DATA_DIR{_resume_flags(files, options)}"
+
+
+def _bytes_needed(model: ConvVQVAE, cfg: VQVAEConfig, preview_every: int) -> int:
+    """About what this run's saves need on disk at their peak: the model and a checkpoint (weights + AdamW's two
+    moments + RNG), each twice while a new one is written beside the old, plus the preview wavs (16-bit)."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    saves = 2 * (weights + weights + 2 * params + HEADER_ALLOWANCE)
+    previews = PREVIEW_CLIPS * (1 + cfg.epochs // preview_every + 1) * cfg.audio.chunk_samples * 2
+    return saves + previews

@@ -12,6 +12,7 @@
             case Checkpoint(): ...
             case Done(): ...      # always last on success or stop: the summary
             case Error(): ...     # instead of Done: a problem the user can fix, in one message
+            case Cancelled(): ... # instead of Done: stopped before the first step, so nothing was saved
 """
 
 from dataclasses import dataclass, field
@@ -138,3 +139,10 @@ class Error:
     message: str
     bad_input: bool  # the data, settings or files given; False: training itself failed (diverged, a process lost)
     quiet: bool = False  # a process other than the first of a distributed run, which reports the same error
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """The run was stopped before its first step (in preflight or k-means): nothing was written, the name is free."""
+
+    message: str

@@ -25,10 +25,13 @@ OPTIMIZER_PREFIX = "optimizer."
 RNG_TENSOR = "rng.torch"
 
 
-def model_metadata(name: str, config: VQVAEConfig, preflight, history: dict, health: list) -> dict:
-    """The metadata SDA_FORMAT.md asks of a model: provenance, config, data, health, loss history."""
+def model_metadata(name: str, config: VQVAEConfig, preflight, history: dict, health: list,
+                   run_id: str | None = None) -> dict:
+    """The metadata SDA_FORMAT.md asks of a model: provenance, config, data, health, loss history. run_id: the
+    training run's identity, the same in its model and checkpoint (sda.runfiles)."""
     return {
         "model_name": name,
+        "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {"sda": sda.__version__, "torch": torch.__version__, "python": platform.python_version()},
         "config": config.to_dict(),

@@ -66,6 +66,7 @@ import struct
 import sys
 import zlib
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -266,6 +267,20 @@ def _clean_metadata(value, where: str, depth: int):
                    "use dict, list, str, int, float, bool or None")
 
 
+_TEMPORARY = ".{name}.{tag}.tmp"  # beside the target; tag: 12 hex digits
+
+
+def temporaries(path) -> list:
+    """The temporary files that writes of path left behind (a writer killed mid-write), as Paths. Only the
+    caller knows that no write of path is under way, and so whether they can be removed."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.") + "[0-9a-f]{12}" + re.escape(".tmp"))
+    try:
+        return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+    except FileNotFoundError:
+        return []
+
+
 def _write_atomic(path, head: bytes, blobs) -> None:
     """Write head, then each (offset, buffer) at data offset len(head) + offset, zero padded, to a
     temporary file beside path; fsync it, rename it over path, fsync the directory."""
@@ -283,7 +298,7 @@ def _write_atomic(path, head: bytes, blobs) -> None:
     tmp, fd = None, None
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
-        candidate = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+        candidate = os.path.join(directory, _TEMPORARY.format(name=os.path.basename(path), tag=secrets.token_hex(6)))
         try:
             fd = os.open(candidate, flags, 0o666)  # 0o666: the umask decides, as for any new file
             tmp = candidate

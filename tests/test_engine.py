@@ -112,13 +112,13 @@ def test_stop_then_resume_gives_the_weights_of_an_uninterrupted_run(folder, tmp_
         assert torch.equal(expected[name], got[name]), name
 
 
-def test_stop_before_the_first_step_still_saves(folder, tmp_path):
+def test_a_stop_before_the_first_step_saves_nothing_and_frees_the_name(folder, tmp_path):
     stop = threading.Event()
     stop.set()
     seen = run(SMALL, RunOptions(folder, tmp_path, "early"), stop=stop)
-    assert seen[-1].summary.stopped and seen[-1].summary.steps == 0
-    modelfile.load_model(tmp_path / "early.sda")
-    modelfile.load_checkpoint(tmp_path / "early.checkpoint.sda")
+    assert isinstance(seen[-1], events.Cancelled) and "nothing was saved" in seen[-1].message
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no 0-step model under the name, no lock left
+    assert isinstance(run(SMALL, RunOptions(folder, tmp_path, "early"))[-1], events.Done)
 
 
 def test_an_existing_model_is_not_overwritten(folder, tmp_path):
