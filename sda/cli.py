@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import sda
+from sda.text import printable_lines
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -134,7 +135,7 @@ def _interrupt(signum, frame):
 def cmd_info(args: argparse.Namespace) -> int:
     from sda.report import describe
 
-    print(describe(args.model)[2])  # prefix and header only: the weights are not read
+    print(printable_lines(describe(args.model)[2]))  # prefix and header only: the weights are not read
     return 0
 
 
@@ -199,28 +200,38 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int_at_least(low: int, high: int | None = None):
-    def parse(text: str) -> int:
+def _setting(name: str):
+    """The argparse type of a setting: its type and range from sda.config.RANGES, said in the message."""
+    from sda.config import RANGES
+
+    limits = RANGES[name]
+
+    def parse(text: str):
+        shown = text if len(text) <= 30 else f"{text[:20]}... ({len(text)} characters)"
         try:
-            value = int(text)
+            if len(text) > 40:  # before int(): Python refuses over 4300 digits with a message about its own limit
+                raise ValueError
+            value = int(text) if limits.whole else float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is too small: it must be at least {low}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"{value} is too large: it must be at most {high}")
+            raise argparse.ArgumentTypeError(f"{shown!r} is not {limits.describe()}") from None
+        if not limits.fits(value):
+            raise argparse.ArgumentTypeError(f"{shown} is out of range: it must be {limits.describe()}")
         return value
     return parse
 
 
-def _float_in(low: float, high: float):
-    def parse(text: str) -> float:
+def _int_at_least(low: int, high: int | None = None):
+    def parse(text: str) -> int:
         try:
-            value = float(text)
+            if len(text) > 40:
+                raise ValueError
+            value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not low < value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range: it must be above {low} and at most {high}")
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is too small: it must be at least {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{value} is too large: it must be at most {high}")
         return value
     return parse
 
@@ -239,26 +250,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--demo", action="store_true", help="train on a generated collection; no DATA_DIR needed")
     t.add_argument("--rvq-levels", type=int, choices=(2, 3, 4), default=3,
                    help="codebook levels: fewer = faster, more = finer detail (default 3)")
-    t.add_argument("--commitment-weight", type=_float_in(0, 10), default=0.25, help="default 0.25")
-    t.add_argument("--codebook-size", type=_int_at_least(2), help="codes per level (default: auto by file count)")
-    t.add_argument("--codebook-dim", type=_int_at_least(1), default=64, help="default 64")
-    t.add_argument("--epochs", type=_int_at_least(1), help="default: auto, enough for 400 steps (at least 30)")
-    t.add_argument("--batch-size", type=_int_at_least(1), default=16, help="default 16")
-    t.add_argument("--lr", type=_float_in(0, 1), default=1e-3, help="learning rate (default 1e-3)")
+    t.add_argument("--commitment-weight", type=_setting("commitment_weight"), default=0.25, help="default 0.25")
+    t.add_argument("--codebook-size", type=_setting("codebook_size"),
+                   help="codes per level (default: auto by file count)")
+    t.add_argument("--codebook-dim", type=_setting("codebook_dim"), default=64, help="default 64")
+    t.add_argument("--epochs", type=_setting("epochs"), help="default: auto, enough for 400 steps (at least 30)")
+    t.add_argument("--batch-size", type=_setting("batch_size"), default=16, help="default 16")
+    t.add_argument("--lr", type=_setting("learning_rate"), default=1e-3, help="learning rate (default 1e-3)")
     t.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 autocast on CUDA, fp32 elsewhere")
-    t.add_argument("--seed", type=_int_at_least(0), default=0, help="default 0")
+    t.add_argument("--seed", type=_setting("seed"), default=0, help="default 0")
     t.add_argument("--model-name", help="default: sda-YYYYmmdd-HHMMSS")
     t.add_argument("--out", type=Path, default=Path("models"), help="folder for models (default ./models)")
     t.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue from NAME.checkpoint.sda")
-    t.add_argument("--health-every", type=_int_at_least(1), default=10, help="steps between health updates")
-    t.add_argument("--checkpoint-every", type=_int_at_least(1), help="epochs between checkpoints (default: ~10/run)")
-    t.add_argument("--preview-every", type=_int_at_least(1), help="epochs between audio previews (default: ~10/run)")
-    t.add_argument("--nproc", type=_int_at_least(1), default=1,
+    t.add_argument("--health-every", type=_setting("health_every"), default=10, help="steps between health updates")
+    t.add_argument("--checkpoint-every", type=_setting("checkpoint_every"),
+                   help="epochs between checkpoints (default: ~10/run)")
+    t.add_argument("--preview-every", type=_setting("preview_every"),
+                   help="epochs between audio previews (default: ~10/run)")
+    t.add_argument("--nproc", type=_int_at_least(1, 1024), default=1,
                    help="train on N processes on this machine (torch.distributed: one GPU each, or CPU with gloo); "
                         "the batch size is per process. For several machines use torchrun (see README)")
-    t.add_argument("--dist-timeout", type=_float_in(0, 86400), default=180, metavar="SECONDS",
+    t.add_argument("--dist-timeout", type=_setting("timeout_s"), default=180, metavar="SECONDS",
                    help="several processes: how long one waits for the others before the run fails (default 180)")
     t.set_defaults(run=cmd_train)
 
@@ -284,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name a terminal's encoding cannot show becomes \uNNNN, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
@@ -293,7 +310,7 @@ def main(argv=None) -> int:
     try:
         return args.run(args)
     except (ValueError, OSError) as exc:  # our errors (ValueError subclasses) and file errors: one line each
-        print(f"sda: error: {exc}", file=sys.stderr)
+        print(f"sda: error: {printable_lines(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("sda: aborted", file=sys.stderr)

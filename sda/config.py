@@ -7,6 +7,7 @@
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 RVQ_LEVELS = (2, 3, 4)
@@ -24,6 +25,86 @@ WARMUP_FRACTION, MAX_WARMUP_STEPS = 0.1, 100
 
 class ConfigError(ValueError):
     """A setting is out of range or unknown; the message names it and the allowed values."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The type and bounds of one setting, wherever it enters (flag, page field, file). Bounds are inclusive
+    unless open; every setting that sizes memory or time has an upper one, so no value can exhaust either."""
+
+    whole: bool  # an int (never a bool or a float); else a finite number
+    low: float
+    high: float
+    low_open: bool = False  # low itself is not allowed
+    high_open: bool = False
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.whole else "a number"
+        low, high = (f"{v:g}" if not self.whole else f"{int(v)}" for v in (self.low, self.high))
+        lower = f"above {low} and" if self.low_open else f"from {low}"
+        upper = f"below {high}" if self.high_open else (f"at most {high}" if self.low_open else f"to {high}")
+        return f"{kind} {lower} {upper}"
+
+    def fits(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int if self.whole else (int, float)):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def check(self, name: str, value):
+        if not self.fits(value):
+            raise ConfigError(f"{name}={_short(value)} is out of range: expected {self.describe()}")
+        return value
+
+
+MAX_EPOCHS = 100_000
+SEED_RANGE = Range(True, 0, 2**32 - 1)  # what every generator seeded from it (torch, numpy) accepts
+# Every numeric setting's type and range: VQVAEConfig's, AudioConfig's and the run options of sda.engine.RunOptions.
+RANGES = {
+    "sample_rate": Range(True, 8000, 192_000),
+    "n_fft": Range(True, 64, 16_384),
+    "hop_length": Range(True, 1, 16_384),
+    "n_mels": Range(True, 8, 512),
+    "chunk_frames": Range(True, 8, 4096),
+    "max_chunks_per_file": Range(True, 1, 4096),
+    "rvq_levels": Range(True, 2, 4),
+    "codebook_size": Range(True, 2, 8192),
+    "codebook_dim": Range(True, 1, 1024),
+    "hidden_channels": Range(True, 8, 1024),
+    "downsample": Range(True, 1, 8),
+    "commitment_weight": Range(False, 0, 10, low_open=True),
+    "ema_decay": Range(False, 0, 1, low_open=True, high_open=True),
+    "dead_code_threshold": Range(False, 0, 1000),
+    "kmeans_iters": Range(True, 0, 1000),
+    "warmup_steps": Range(True, 0, 1_000_000),
+    "epochs": Range(True, 1, MAX_EPOCHS),
+    "batch_size": Range(True, 1, 4096),
+    "learning_rate": Range(False, 0, 1, low_open=True, high_open=True),
+    "grad_clip": Range(False, 0, 1e6, low_open=True),
+    "validation_fraction": Range(False, 0, 1, low_open=True, high_open=True),
+    "seed": SEED_RANGE,
+    # run options (sda.engine.RunOptions)
+    "health_every": Range(True, 1, 100_000),
+    "checkpoint_every": Range(True, 1, MAX_EPOCHS),
+    "preview_every": Range(True, 1, MAX_EPOCHS),
+    "timeout_s": Range(False, 0, 86_400, low_open=True),
+}
+OPTIONAL = {"codebook_size", "warmup_steps", "epochs", "checkpoint_every", "preview_every"}  # None: automatic
+
+
+def check_setting(name: str, value):
+    """value if it is a valid value of setting name (RANGES; None where automatic), else ConfigError."""
+    if value is None and name in OPTIONAL:
+        return value
+    return RANGES[name].check(name, value)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
 
 
 def auto_warmup_steps(total_steps: int) -> int:
@@ -66,14 +147,11 @@ class AudioConfig:
         return self.chunk_samples / self.sample_rate
 
     def validate(self) -> None:
-        _check(self.sample_rate >= 8000, "sample_rate", self.sample_rate, "at least 8000 Hz")
-        _check(self.n_fft >= 64 and self.n_fft & (self.n_fft - 1) == 0, "n_fft", self.n_fft,
-               "a power of two, at least 64")
+        _check_ranges(self)
+        _check(self.n_fft & (self.n_fft - 1) == 0, "n_fft", self.n_fft, "a power of two, at least 64")
         _check(0 < self.hop_length <= self.n_fft, "hop_length", self.hop_length, f"between 1 and n_fft={self.n_fft}")
         _check(8 <= self.n_mels <= self.n_fft // 2 + 1, "n_mels", self.n_mels,
                f"between 8 and n_fft/2+1={self.n_fft // 2 + 1}")
-        _check(self.chunk_frames >= 8, "chunk_frames", self.chunk_frames, "at least 8")
-        _check(self.max_chunks_per_file >= 1, "max_chunks_per_file", self.max_chunks_per_file, "at least 1")
 
 
 @dataclass(frozen=True)
@@ -100,27 +178,13 @@ class VQVAEConfig:
     seed: int = 0
 
     def validate(self) -> "VQVAEConfig":
+        if not isinstance(self.audio, AudioConfig):
+            raise ConfigError(f"audio must be an AudioConfig, not {type(self.audio).__name__}")
         self.audio.validate()
-        _check(self.rvq_levels in RVQ_LEVELS, "rvq_levels", self.rvq_levels, "2, 3 or 4")
-        _check(self.codebook_size is None or 2 <= self.codebook_size <= 65536, "codebook_size",
-               self.codebook_size, "auto, or between 2 and 65536")
-        _check(1 <= self.codebook_dim <= 1024, "codebook_dim", self.codebook_dim, "between 1 and 1024")
-        _check(self.hidden_channels >= 8, "hidden_channels", self.hidden_channels, "at least 8")
+        _check_ranges(self)
         _check(self.downsample in (1, 2, 4, 8), "downsample", self.downsample, "1, 2, 4 or 8")
         _check(self.audio.chunk_frames % self.downsample == 0, "chunk_frames", self.audio.chunk_frames,
                f"a multiple of downsample={self.downsample}")
-        _check(0 < self.commitment_weight <= 10, "commitment_weight", self.commitment_weight, "in (0, 10]")
-        _check(0 < self.ema_decay < 1, "ema_decay", self.ema_decay, "strictly between 0 and 1")
-        _check(self.dead_code_threshold >= 0, "dead_code_threshold", self.dead_code_threshold, "0 (off) or more")
-        _check(self.kmeans_iters >= 0, "kmeans_iters", self.kmeans_iters, "0 (no k-means) or more")
-        _check(self.warmup_steps is None or self.warmup_steps >= 0, "warmup_steps", self.warmup_steps,
-               "auto, or 0 (none) or more")
-        _check(self.epochs is None or self.epochs >= 1, "epochs", self.epochs, "auto, or at least 1")
-        _check(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1")
-        _check(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "in (0, 1)")
-        _check(self.grad_clip > 0, "grad_clip", self.grad_clip, "positive")
-        _check(0 < self.validation_fraction < 1, "validation_fraction", self.validation_fraction, "in (0, 1)")
-        _check(self.seed >= 0, "seed", self.seed, "0 or more")
         return self
 
     def resolve(self, n_files: int, n_train_chunks: int) -> "VQVAEConfig":
@@ -151,6 +215,13 @@ class VQVAEConfig:
         _reject_unknown(AudioConfig, audio)
         _reject_unknown(cls, data)
         return cls(audio=AudioConfig(**audio), **data).validate()
+
+
+def _check_ranges(config) -> None:
+    """Every field of config (a dataclass) that has a Range: type first, then bounds."""
+    for f in dataclasses.fields(config):
+        if f.name in RANGES:
+            check_setting(f.name, getattr(config, f.name))
 
 
 def _check(ok: bool, name: str, value, allowed: str) -> None:

@@ -35,7 +35,7 @@ from torch.utils.data import DistributedSampler
 
 from sda import distributed, events, modelfile, runfiles, warmup
 from sda.audio import MelInverter, write_audio
-from sda.config import ConfigError, VQVAEConfig
+from sda.config import ConfigError, VQVAEConfig, check_setting
 from sda.data import DataError, load_dataset
 from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step, Summary
 from sda.health import HealthWarning, HealthWindow, LowUtilizationMonitor, judged, level_health
@@ -352,6 +352,8 @@ def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threadi
     problem, fingerprint, files = None, None, None
     try:
         try:
+            for setting in ("health_every", "checkpoint_every", "preview_every", "timeout_s"):
+                check_setting(setting, getattr(options, setting))
             state = modelfile.load_checkpoint(options.resume) if options.resume is not None else None
             config = state.config if state else config  # the checkpoint's settings, so the run continues as it began
             name, run_id = _identity(state, options)

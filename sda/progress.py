@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from sda import report
 from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step
+from sda.text import printable_lines
 
 YELLOW, RED, RESET = "\033[33m", "\033[31m", "\033[0m"
 
@@ -36,8 +37,7 @@ class Progress:
             self._health(event)
         elif isinstance(event, Alert):
             advice = f" {report.advice(event.warning, report.CLI, self.levels)}" if event.warning else ""
-            self._print(self._color(YELLOW, f"WARNING: {event.message}." + advice if advice else
-                                    f"WARNING: {event.message}"))
+            self._print(f"WARNING: {event.message}." + advice if advice else f"WARNING: {event.message}", YELLOW)
         elif isinstance(event, Recovered):
             w = event.warning
             self._print(f"level {w.level + 1} {w.outcome()}: the warning of step {w.step} is resolved")
@@ -55,7 +55,7 @@ class Progress:
             self._print(report.summary_text(event.summary, report.CLI))
         elif isinstance(event, Error):
             self._close_bars()
-            print(self._color(RED, f"sda: error: {event.message}"), file=sys.stderr)
+            print(self._color(RED, f"sda: error: {printable_lines(event.message)}"), file=sys.stderr)
 
     def _started(self, event: Started) -> None:
         c = event.config
@@ -115,7 +115,12 @@ class Progress:
     def close(self) -> None:
         self._close_bars()
 
-    def _print(self, text: str) -> None:
+    def _print(self, text: str, color: str | None = None) -> None:
+        """One message above the bars. Names and messages from files and folders may hold control characters
+        (a terminal would run them as escape sequences): every line is made printable here, then coloured."""
+        text = printable_lines(text)
+        if color is not None:
+            text = self._color(color, text)
         if self.bar is not None:
             tqdm.write(text, file=self.out)
         else:

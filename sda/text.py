@@ -37,3 +37,7 @@ def printable(text: str) -> str:
         return text
     return "".join(_escape(c) if _unsafe(c) else c for c in text)
 
+
+def printable_lines(text: str) -> str:
+    """printable() of each line: a multi-line text for a terminal, its own line breaks kept."""
+    return "\n".join(printable(line) for line in str(text).split("\n"))

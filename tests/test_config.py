@@ -14,7 +14,7 @@ def test_codebook_size_tiers(files, size):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"rvq_levels": 5}, "rvq_levels=5 is out of range: expected 2, 3 or 4"),
+    ({"rvq_levels": 5}, "rvq_levels=5 is out of range: expected a whole number from 2 to 4"),
     ({"rvq_levels": 1}, "rvq_levels=1"),
     ({"codebook_size": 1}, "codebook_size=1"),
     ({"commitment_weight": 0.0}, "commitment_weight=0.0"),
