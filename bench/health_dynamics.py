@@ -102,7 +102,7 @@ def run_once(name: str, folder: Path, base: VQVAEConfig, seed: int, out: Path) -
     config = dataclasses.replace(base, **{"seed": seed, "warmup_steps": 0 if name in NO_WARMUP else base.warmup_steps,
                                           **CONFIG_CHANGES.get(name, {})})
     options = RunOptions(data_dir=folder, out_dir=out, model_name=f"{name}-{seed}-{time.monotonic_ns()}",
-                         preview_every=10**6)
+                         preview_every=100_000)
     losses, step_times, judged, windows, warnings, last_val, summary = {}, [], [], [], 0, None, None
     previous = None
     with variant(name):

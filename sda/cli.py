@@ -9,6 +9,7 @@ import argparse
 import os
 import platform
 import signal
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -145,9 +146,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from sda.audio import LogMel, MelInverter, read_audio, resample, to_mono, write_audio
     from sda.modelfile import load_model
 
+    _check_reconstruct_paths(args.input, args.output, args.force)
     model, metadata = load_model(args.model)
     if not model.quantizer.initialized:
-        step = (metadata.get("weights") or {}).get("step", "?")
+        weights = metadata.get("weights")
+        step = weights.get("step", "?") if isinstance(weights, dict) else "?"
         raise ValueError(f"{args.model} was saved during warm-up (step {step} of {model.config.warmup_steps}), before "
                          "its codebooks were initialised, so it has no codes yet: resume its training "
                          "(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then reconstruct")
@@ -156,6 +159,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         wave, rate = read_audio(args.input)
     except Exception as exc:  # soundfile raises several types; all mean the same to the user
         raise ValueError(f"cannot read {args.input} as audio: {exc}") from None
+    if wave.shape[-1] == 0:
+        raise ValueError(f"{args.input} holds no audio (0 samples): give a file with sound in it")
     mono = resample(to_mono(wave), rate, audio.sample_rate)
     # Whole code positions only: pad to a multiple of hop x downsample (and at least one FFT window),
     # then cut the decoded audio back to the input's length.
@@ -171,6 +176,29 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
           f"positions ({model.config.codebook_size} codes per level)")
     print(f"wrote {args.output} ({audio.sample_rate} Hz, mono)")
     return 0
+
+
+WRITABLE_AUDIO = (".wav", ".flac", ".ogg", ".aiff", ".aif")  # what write_audio can write as 16-bit PCM
+
+
+def _check_reconstruct_paths(source: Path, output: Path, force: bool) -> None:
+    """Refuse, before any work, what would block, fail late or lose a file: a non-regular input (a FIFO would
+    block), an output that is the input, a folder, in a missing folder, of a format sda cannot write, or an
+    existing file without --force."""
+    mode = os.stat(source).st_mode  # FileNotFoundError names the path
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{source} is not a regular file (a folder, FIFO or device): give an audio file")
+    if output.is_dir():
+        raise ValueError(f"{output} is a folder: give the path of the audio file to write, e.g. {output / 'out.wav'}")
+    if output.suffix.lower() not in WRITABLE_AUDIO:
+        raise ValueError(f"cannot write {output}: its extension is not one of {', '.join(WRITABLE_AUDIO)}")
+    if not output.parent.is_dir():
+        raise ValueError(f"the folder of {output} does not exist: create it first, or write somewhere else")
+    if output.exists():
+        if os.path.samefile(source, output):
+            raise ValueError(f"{output} is the input file: writing it would destroy it; give another output path")
+        if not force:
+            raise ValueError(f"{output} exists: give another output path, or --force to replace it")
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -283,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = commands.add_parser("reconstruct", help="encode, quantize and decode an audio file through a model")
     r.add_argument("model", type=Path, metavar="MODEL.sda")
     r.add_argument("input", type=Path, metavar="IN")
-    r.add_argument("output", type=Path, metavar="OUT.wav")
+    r.add_argument("output", type=Path, metavar="OUT.wav", help="a .wav, .flac, .ogg or .aiff file to write")
+    r.add_argument("--force", action="store_true", help="replace OUT if it exists (never the input)")
     r.set_defaults(run=cmd_reconstruct)
 
     u = commands.add_parser("ui", help="serve the training page (Gradio) in the browser",

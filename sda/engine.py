@@ -162,9 +162,16 @@ def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device
         model.set_normalization(data.train_mels)
     else:
         model.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
+        try:
+            optimizer.load_state_dict(state.optimizer)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SdaFormatError(f"{options.resume} holds an optimizer state AdamW cannot take ({exc}): the file is "
+                                 "damaged or was not written by sda") from None
         torch.set_rng_state(state.rng)
         position = state.metadata["position"]
+        if position["epoch_step"] >= steps_per_epoch:
+            raise SdaFormatError(f"{options.resume} is at step {position['epoch_step']} of an epoch of "
+                                 f"{steps_per_epoch} steps: the file is damaged, or the data changed")
         epoch, epoch_step, step, sums = position["epoch"], position["epoch_step"], position["step"], position["sums"]
         history, elapsed_before = {**state.metadata["history"], "processes": processes}, position["elapsed_s"]
         saved_processes = position.get("processes", 1)

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from sda.config import VQVAEConfig
 from sda.engine import RunOptions, train
-from sda.events import Alert, Done, Epoch, Error, Health, Preview, Started, Step, Summary
+from sda.events import Alert, Cancelled, Done, Epoch, Error, Health, Preview, Started, Step, Summary
 
 RUNNING, STOPPING, DONE, STOPPED, FAILED = "running", "stopping", "done", "stopped", "failed"
 _job_ids = itertools.count(1)
@@ -130,6 +130,8 @@ class TrainingJob:
             elif isinstance(event, Done):
                 s["summary"] = event.summary
                 s["status"] = STOPPED if event.summary.stopped else DONE
+            elif isinstance(event, Cancelled):  # stopped before its first step: nothing saved
+                s["error"], s["status"] = event.message, STOPPED
             elif isinstance(event, Error):
                 s["error"], s["bad_input"], s["status"] = event.message, event.bad_input, FAILED
             self._version += 1

@@ -9,6 +9,7 @@
 Every write is atomic (sdafile.write): a crash mid-save leaves the previous file as it was.
 """
 
+import math
 import platform
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ import torch
 import sda
 from sda import sdafile
 from sda.config import VQVAEConfig
+from sda.health import HealthWarning
 from sda.model import ConvVQVAE
 
 OPTIMIZER_PREFIX = "optimizer."
@@ -46,9 +48,13 @@ def save_model(path: Path, model: ConvVQVAE, metadata: dict) -> None:
 
 
 def load_model(path: Path) -> tuple[ConvVQVAE, dict]:
-    """The model in eval mode, built from the config stored in the file, and its metadata."""
+    """The model in eval mode, built from the config stored in the file, and its metadata. Every tensor is checked
+    against the shapes the config implies before the model is allocated, so a crafted config cannot make this
+    allocate more than the file holds; any problem is an SdaError."""
     tensors, metadata = _read(path, "model")
-    model = ConvVQVAE(_config(path, metadata))
+    config = _config(path, metadata)
+    _check_tensors(path, _shapes(path, config).state_dict(), tensors)
+    model = ConvVQVAE(config)
     _load_weights(path, model, tensors)
     return model.eval(), metadata
 
@@ -75,25 +81,86 @@ class TrainingState:
 
 
 def load_checkpoint(path: Path) -> TrainingState:
+    """What the engine needs to resume, every part checked against the stored config (SdaFormatError naming the
+    part): weights, AdamW's per-parameter state, the RNG state and the training position."""
     tensors, metadata = _read(path, "checkpoint")
     config = _config(path, metadata)
+    shapes = _shapes(path, config)
     model = {k: v for k, v in tensors.items() if _is_model_tensor(k)}
-    _load_weights(path, ConvVQVAE(config), model)  # refuse a checkpoint whose weights do not fit its config
+    _check_tensors(path, shapes.state_dict(), model)
+    params = [p.shape for p in shapes.parameters()]
     state: dict[int, dict] = {}
     for name, tensor in tensors.items():
         if name.startswith(OPTIMIZER_PREFIX):
-            param, key = name[len(OPTIMIZER_PREFIX):].split(".", 1)
+            param, _, key = name[len(OPTIMIZER_PREFIX):].partition(".")
+            if not param.isdigit() or int(param) >= len(params) or key not in ADAM_STATE:
+                _damaged(path, f"it holds an optimizer tensor {name!r} that AdamW does not have")
+            want = () if key == "step" else params[int(param)]
+            if tuple(tensor.shape) != tuple(want) or tensor.dtype != torch.float32:
+                _damaged(path, f"optimizer tensor {name!r} is {_form(tensor)}, not float32 {list(want)}")
             state.setdefault(int(param), {})[key] = tensor
-    if RNG_TENSOR not in tensors or "position" not in metadata:
+    if any(set(values) != set(ADAM_STATE) for values in state.values()):
+        _damaged(path, "its optimizer state is incomplete")
+    rng = tensors.get(RNG_TENSOR)
+    if rng is None or "position" not in metadata:
         raise sdafile.SdaFormatError(f"{path} is a checkpoint without its training position or RNG state: "
                                      "it cannot be resumed. Start a new run.")
+    if rng.dtype != torch.uint8 or tuple(rng.shape) != tuple(torch.get_rng_state().shape):
+        _damaged(path, f"its RNG state is {_form(rng)}, not torch's uint8 {list(torch.get_rng_state().shape)}")
+    _check_resume_metadata(path, metadata, config, len(params))
     return TrainingState(
         config=config,
         model=model,
         optimizer={"state": state, "param_groups": metadata["optimizer_param_groups"]},
-        rng=tensors[RNG_TENSOR],
+        rng=rng,
         metadata=metadata,
     )
+
+
+ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
+
+
+def _check_resume_metadata(path: Path, metadata: dict, config: VQVAEConfig, n_params: int) -> None:
+    """The metadata the engine resumes from, by type and range: position, optimizer groups, dataset, history."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            _damaged(path, what)
+
+    position = metadata["position"]
+    need(isinstance(position, dict), "its training position is not an object")
+    whole = {"epoch": (1, config.epochs + 1), "epoch_step": (0, 10**9), "step": (0, 10**12),
+             "processes": (1, 1 << 16)}
+    for key, (low, high) in whole.items():
+        value = position.get(key, 1 if key == "processes" else None)
+        need(type(value) is int and low <= value <= high,
+             f"position.{key} is {value!r}, not a whole number from {low} to {high}")
+    elapsed = position.get("elapsed_s")
+    need(_number(elapsed) and elapsed >= 0, f"position.elapsed_s is {elapsed!r}, not a time in seconds")
+    sums = position.get("sums")
+    need(isinstance(sums, dict) and set(sums) == {"loss", "reconstruction", "commitment", "steps"}
+         and all(_number(v) for v in sums.values()) and type(sums["steps"]) is int and sums["steps"] >= 0,
+         "position.sums is not the loss sums sda writes")
+    groups = metadata.get("optimizer_param_groups")
+    need(isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)
+         and groups[0].get("params") == list(range(n_params)),
+         f"optimizer_param_groups is not one group over the model's {n_params} parameters")
+    dataset = metadata.get("dataset")
+    need(isinstance(dataset, dict) and isinstance(dataset.get("files"), list)
+         and all(isinstance(f, dict) and isinstance(f.get("path"), str) for f in dataset["files"]),
+         "its dataset record has no list of files")
+    history = metadata.get("history")
+    need(isinstance(history, dict) and isinstance(history.get("epochs"), list)
+         and isinstance(history.get("warnings"), list) and isinstance(history.get("health_warnings", []), list),
+         "its history is not an object with lists of epochs and warnings")
+    try:
+        for record in history.get("health_warnings", []):
+            HealthWarning.from_dict(record)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        _damaged(path, "its history holds a health warning sda cannot read")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_model_tensor(name: str) -> bool:
@@ -110,6 +177,37 @@ def _config(path: Path, metadata: dict) -> VQVAEConfig:
     except (KeyError, TypeError, ValueError) as exc:
         raise sdafile.SdaFormatError(f"{path} has no usable training config ({exc}): the file is damaged or "
                                      "was not written by sda") from None
+
+
+def _shapes(path: Path, config: VQVAEConfig) -> ConvVQVAE:
+    """The model of config on the meta device: its tensors' names, shapes and dtypes, and no memory."""
+    try:
+        with torch.device("meta"):
+            return ConvVQVAE(config)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise sdafile.SdaFormatError(f"{path} has a training config sda cannot build a model from ({exc})") from None
+
+
+def _check_tensors(path: Path, expected: dict, tensors: dict) -> None:
+    """Every tensor the config implies, with its shape and dtype, and no other; all float values finite."""
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or extra:
+        _damaged(path, f"it does not hold the weights its config describes (missing: {', '.join(missing[:3]) or 'none'}"
+                       f"; unexpected: {', '.join(extra[:3]) or 'none'})")
+    for name, want in expected.items():
+        got = tensors[name]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            _damaged(path, f"tensor {name!r} is {_form(got)}, its config needs {_form(want)}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            _damaged(path, f"tensor {name!r} holds NaN or infinite values")
+
+
+def _form(tensor: torch.Tensor) -> str:
+    return f"{str(tensor.dtype).removeprefix('torch.')} {list(tensor.shape)}"
+
+
+def _damaged(path: Path, what: str):
+    raise sdafile.SdaFormatError(f"{path} is damaged or was not written by sda: {what}")
 
 
 def _load_weights(path: Path, model: ConvVQVAE, tensors: dict) -> None:

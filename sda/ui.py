@@ -263,7 +263,9 @@ def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir:
         out.update(_preview_players(view, ui.players))
     if not old.get("ended") and new["ended"]:  # the end, seen by this page for the first time
         out[ui.report] = report_text(view)
-        if view.status in (DONE, STOPPED):
+        if view.status == STOPPED and view.summary is None:
+            gr.Info(view.error, title="Training stopped")
+        elif view.status in (DONE, STOPPED):
             how = "finished" if view.status == DONE else "stopped"
             gr.Info(f"Model saved: {view.summary.model_path}", title=f"Training {how}")
             out[ui.models] = gr.update(choices=_model_choices(models_dir), value=str(view.summary.model_path))

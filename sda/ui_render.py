@@ -108,6 +108,8 @@ def status_markdown(view: JobView | None) -> str:
     if view.status == FAILED:
         what = "Could not start training" if view.bad_input else "Training failed"
         return f"**{what}:** {escape(view.error or '')}"
+    if view.status == STOPPED and view.summary is None:
+        return f"**Stopped** {escape(view.error or '')}"
     if view.status in (DONE, STOPPED):
         s = view.summary
         how = "Finished" if view.status == DONE else "Stopped early"
@@ -143,4 +145,4 @@ def report_text(view: JobView | None) -> str:
         return report.summary_text(view.summary, report.PAGE)
     if view.status == FAILED:
         return f"sda: error: {view.error}"
-    return ""
+    return view.error or ""  # stopped before the first step: what happened

@@ -244,7 +244,7 @@ def kit(tmp_path_factory):
 
 def judged_utilization(config, folder, out, steps):
     """The lowest utilization of any level in every judged health window of the first steps of a default run."""
-    seen = run(config, RunOptions(folder, out, "k", preview_every=10**6), stop_after=steps)
+    seen = run(config, RunOptions(folder, out, "k", preview_every=100_000), stop_after=steps)
     judged = [min(level.utilization for level in h.levels) for h in of(events.Health, seen) if h.judged]
     return judged, of(events.Alert, seen)
 

@@ -91,7 +91,7 @@ def test_a_folder_that_cannot_be_used_is_explained(app, tmp_path):
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"levels": 7}, "rvq_levels=7 is out of range: expected 2, 3 or 4"),
+    ({"levels": 7}, "rvq_levels=7 is out of range: expected a whole number from 2 to 4"),
     ({"levels": 2.5}, "RVQ levels must be a whole number"),
     ({"epochs": -1}, "epochs=-1 is out of range"),
     ({"commitment": "lots"}, "commitment weight must be a number, got 'lots'"),
