@@ -267,21 +267,3 @@ def test_a_writer_killed_mid_save_leaves_the_previous_file_and_its_temporary_is_
     claim = runfiles.claim(tmp_path, "kit", "a-run", resuming=True)  # what a resumed run of kit does first
     claim.release()
     assert not sdafile.temporaries(target) and target.read_bytes() == previous
-
-
-# ---- Item 16: Ctrl-C before the first step --------------------------------------------------------------------
-
-
-def test_ctrl_c_during_preflight_stops_there_saves_nothing_and_frees_the_name(tmp_path):
-    from sda.synth import write_collection
-
-    data = write_collection(tmp_path / "data", n_files=60, seed=3)[0].parent
-    out = tmp_path / "models"
-    proc = sda("train", data, "--model-name", "kit", "--out", out)
-    wait_for(lambda: (out / ".kit.lock").exists())
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "nothing was saved" in stderr and "Traceback" not in stderr
-    assert "epoch" not in stdout.lower()  # it stopped before training began
-    assert files_in(out) == []
