@@ -12,7 +12,6 @@ back into sound (pseudo-inverse of the mel filterbank, then Griffin-Lim) for pre
 """
 
 import contextlib
-import errno
 import os
 import secrets
 from pathlib import Path
@@ -40,18 +39,23 @@ def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
 
 
 def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:
-    """Write wave [S] or [C, S] as 16-bit PCM (clipped to [-1, 1]; the format follows the extension), atomically:
+    """Write wave [S] or [C, S] as 16-bit PCM, or Vorbis for .ogg (clipped to [-1, 1]; the format follows the
+    extension), atomically:
     a failed write (a full disk) leaves the file that was there, and raises OSError."""
     data = wave.detach().float().clamp(-1, 1).cpu().numpy()
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        sf.write(tmp, data.T if data.ndim == 2 else data, sample_rate, subtype="PCM_16", format=_format_of(path))
+        fmt = _format_of(path)
+        subtype = "VORBIS" if fmt == "OGG" else "PCM_16"  # Ogg holds only compressed audio
+        sf.write(tmp, data.T if data.ndim == 2 else data, sample_rate, subtype=subtype, format=fmt)
         os.replace(tmp, path)
     except (OSError, sf.SoundFileError, TypeError, ValueError) as exc:  # ValueError: not a format soundfile writes
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise OSError(getattr(exc, "errno", None) or errno.EIO, f"cannot write {path}: {exc}") from None
+        if isinstance(exc, OSError) and exc.errno is not None:  # a full disk keeps its errno, for the caller
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
+        raise OSError(f"cannot write {path}: {exc}") from None
 
 
 def _format_of(path: Path) -> str:

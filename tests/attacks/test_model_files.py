@@ -181,10 +181,11 @@ def test_reconstruct_refuses_an_empty_input_and_a_fifo_without_blocking(trained,
     assert not (tmp_path / "o.wav").exists()
 
 
-def test_reconstruct_with_force_replaces_an_output_atomically(trained, kick, tmp_path):
-    out = tmp_path / "out.flac"
+@pytest.mark.parametrize("name, format", [("out.flac", "FLAC"), ("out.ogg", "OGG")])
+def test_reconstruct_with_force_replaces_an_output_atomically(trained, kick, tmp_path, name, format):
+    out = tmp_path / name
     out.write_bytes(b"old")
     result = subprocess.run([sys.executable, "-m", "sda", "reconstruct", trained[0], kick, out, "--force"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert sf.info(out).format == "FLAC" and not list(tmp_path.glob(".out.flac.*.tmp"))
+    assert sf.info(out).format == format and not list(tmp_path.glob(f".{name}.*.tmp"))
