@@ -216,21 +216,20 @@ class AudioSource:
                 block = self._file.read(min(step, len(mono) - at), dtype="float32", always_2d=True)  # [n, C]
                 if not len(block):
                     break  # the file ends before its header said
+                self._note(block)
                 wave = torch.from_numpy(block)
-                self._note(wave)
                 mono[at: at + len(wave)] = wave[:, 0] if self.channels == 1 else wave.mean(dim=1)
                 at += len(wave)
         except sf.LibsndfileError as exc:
             raise AudioFileError(_decode_failure(exc)) from None
         return mono
 
-    def _note(self, wave: torch.Tensor) -> None:
-        if not self.finite:
-            return
-        if not torch.isfinite(wave).all():
-            self.finite = False
-        elif len(wave):
-            self.peak = max(self.peak, wave.abs().max().item())
+    def _note(self, block) -> None:
+        """Peak and finiteness over block [n, C] (numpy): max and min propagate NaN, and are fast."""
+        if self.finite and len(block):
+            high, low = float(block.max()), float(block.min())
+            self.finite = math.isfinite(high) and math.isfinite(low)
+            self.peak = max(self.peak, high, -low)
 
 
 # Opening: regular files only, never blocking --------------------------------------------------------------

@@ -381,7 +381,7 @@ def _scan(folder: Path) -> tuple[list[str], list[Rejection]]:
                             f"{MAX_SCAN_DEPTH} folders deep, the most sda looks into. Choose the folder that holds "
                             "your audio files, or move them nearer to it.")
                     pending.append((path, depth + 1))
-                elif entry.is_symlink() and entry.is_dir():
+                elif entry.is_symlink() and _leads_to_folder(entry):
                     skipped.append(Rejection(printable(path), "a link to a folder (not followed)"))
                 elif is_audio_file(entry.name):
                     audio.append(path)
@@ -389,6 +389,13 @@ def _scan(folder: Path) -> tuple[list[str], list[Rejection]]:
                     suffix = printable(Path(entry.name).suffix) or "no extension"
                     skipped.append(Rejection(printable(path), f"{NOT_AUDIO} ({suffix})"))
     return sorted(audio), sorted(skipped, key=lambda s: s.path)
+
+
+def _leads_to_folder(link: os.DirEntry) -> bool:
+    try:
+        return link.is_dir()
+    except OSError:  # a loop: opening it says so (sda.audio)
+        return False
 
 
 def _check_scan(folder: Path, seen: int, depth: int, deadline: float) -> None:
