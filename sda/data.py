@@ -20,11 +20,13 @@ of them can be shown and stored in metadata; files are opened by the names the f
 """
 
 import dataclasses
+import math
 import os
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -46,10 +48,11 @@ SILENT = "silent (peak below -80 dBFS)"
 EMPTY = "empty (no samples)"
 LISTED_FILES = 20  # the report lists every usable file up to this many, then summarises
 NOT_AUDIO = "not an audio file"
-# Validation may hold up to this many times the chunks its share of the files would give (an average training
-# file's chunks per validation file); a long file drawn for validation among short ones is sampled evenly down
-# to that, so that validation stays a fraction of training (a 12-minute file gave 256 chunks against 4).
-VALIDATION_SLACK = 2
+# Validation may hold half as many chunks as training, or twice its files' share of them (an average training
+# file's chunks per validation file) if that is more; a long file drawn for validation among short ones is
+# sampled evenly down to that, so that validation stays a fraction of training (a 12-minute file gave 256
+# chunks against 4). Folders of similar files never come near it.
+VALIDATION_SHARE, VALIDATION_SLACK = Fraction(1, 2), 2
 
 
 class DataError(ValueError):
@@ -174,7 +177,7 @@ class Preflight:
             lines.append(f"  capped at {a.max_chunks_per_file} evenly spaced chunks: "
                          + ", ".join(f"{f.path} ({f.available_chunks} available)" for f in capped))
         if sampled:
-            lines.append(f"  validation kept to {VALIDATION_SLACK}x its share of the chunks, evenly spaced: "
+            lines.append("  validation kept to its share of the chunks, evenly spaced: "
                          + ", ".join(f"{f.path} ({f.chunks} of {f.available_chunks})" for f in sampled))
         not_audio = [s for s in self.skipped if s.reason.startswith(NOT_AUDIO)]
         if not_audio:
@@ -322,12 +325,13 @@ def _survey(folder: str | Path, audio: AudioConfig, seed: int, validation_fracti
 def _share_validation(files: list[UsableFile], train: list[int], val: list[int]) -> dict[int, int]:
     """{validation file index: chunks it keeps} for the files sampled down to validation's share.
 
-    Validation may hold VALIDATION_SLACK x its files' share of the training chunks (an average training file's
-    chunks per validation file, at least one each). Past that, every validation file keeps at most the same
+    Validation may hold VALIDATION_SHARE of the training chunks, or VALIDATION_SLACK x its files' share of them
+    if that is more (so at least two chunks per file). Past that, every validation file keeps at most the same
     number of chunks, the largest that fits: short files are untouched and long ones give way.
     """
     train_chunks = sum(files[i].chunks for i in train)
-    budget = max(len(val), -(-VALIDATION_SLACK * train_chunks * len(val) // len(train)))
+    share = max(VALIDATION_SHARE, Fraction(VALIDATION_SLACK * len(val), len(train)))
+    budget = math.ceil(share * train_chunks)
     sizes = {i: files[i].chunks for i in val}
     if sum(sizes.values()) <= budget:
         return {}

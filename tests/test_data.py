@@ -161,12 +161,13 @@ def test_reading_only_the_chunks_gives_those_of_a_whole_file_decode(tmp_path, ra
 
 
 @pytest.mark.parametrize("train, val, kept", [
-    ([1, 1, 1, 1], [256], {4: 2}),  # a 12-minute file among one-shots: 2 x an average training file's 1
-    ([3, 2, 4, 3], [4], {}),  # within twice its share: untouched
-    ([1] * 8, [1, 30, 2], {9: 3}),  # a budget of 6 for the three: the short ones keep theirs
+    ([1, 1, 1, 1], [256], {4: 2}),  # a 12-minute file among one-shots: half the training chunks
+    ([3, 2, 4, 3], [6], {}),  # half the training chunks: untouched
+    ([1] * 8, [1, 30, 2], {9: 3}),  # twice its share, 6 for the three: the short ones keep theirs
     ([1, 1], [1, 1], {}),
+    ([1], [3, 3], {1: 2, 2: 2}),  # twice an average training file each
 ])
-def test_validation_is_kept_to_twice_its_share(train, val, kept):
+def test_validation_is_kept_to_its_share(train, val, kept):
     files = [data_file(n) for n in train + val]
     indices = list(range(len(train))), list(range(len(train), len(files)))
     assert _share_validation(files, *indices) == kept
@@ -188,12 +189,12 @@ def test_a_long_validation_file_gives_a_fraction_of_the_training_chunks(tmp_path
     report = data.preflight
     (long_file,) = data.val_files
     assert long_file.path == f"f{val}.wav" and long_file.available_chunks == 40
-    assert long_file.chunks == report.val_chunks == 2  # twice the 1 chunk of an average training file
-    assert data.val_mels.shape[0] == data.val_audio.shape[0] == 2 and data.train_mels.shape[0] == 5
+    assert long_file.chunks == report.val_chunks == 3  # half the 5 training chunks, rounded up
+    assert data.val_mels.shape[0] == data.val_audio.shape[0] == 3 and data.train_mels.shape[0] == 5
     assert torch.allclose(LogMel(audio)(data.val_audio), data.val_mels, atol=1e-4)
     _, whole = _decode(tmp_path, long_file.source, audio)
-    assert torch.equal(data.val_audio, whole[[10, 30]])  # spread over the file: the middles of its two halves
-    assert f"f{val}.wav (2 of 40)" in report.format()
+    assert torch.equal(data.val_audio, whole[[6, 20, 33]])  # spread over the file: the middles of its thirds
+    assert f"f{val}.wav (3 of 40)" in report.format()
 
 
 def test_missing_folder_and_file_instead_of_folder(tmp_path):
