@@ -19,6 +19,7 @@ message says why in words.
 """
 
 import errno
+import functools
 import math
 import os
 import re
@@ -167,7 +168,7 @@ class AudioSource:
             self._exact_seek = self._file.subtype.startswith("PCM_") or self._file.subtype in _EXACT_SEEK
             self._p, self._q = resampling_ratio(self.sample_rate, rate)
             self.length = -(-self.frames * self._q // self._p)
-            self._resampler = None if self._p == self._q else AT.Resample(self._p, self._q, dtype=torch.float32)
+            self._resampler = None if self._p == self._q else _resampler(self._p, self._q)
             # Blocks of margin before a stretch: the kernel reaches `width` input frames either side of a block.
             self._margin = math.ceil(self._resampler.width / self._p) if self._resampler else 0
             self._piece = max(self._q, PIECE_FRAMES * self._q // self._p)  # output samples per resampling
@@ -230,6 +231,20 @@ class AudioSource:
             high, low = float(block.max()), float(block.min())
             self.finite = math.isfinite(high) and math.isfinite(low)
             self.peak = max(self.peak, high, -low)
+
+
+def _resampler(p: int, q: int) -> AT.Resample:
+    """torchaudio's resampler from p to q; float32, so the same kernel as resample() builds (AF.resample).
+
+    A folder's files come at a few rates: kernels of up to about 4 MB (p x q up to 2**20, every standard rate)
+    are built once and kept, 16 at most; larger ones (odd rates) are built for their file only.
+    """
+    return _kept_resampler(p, q) if p * q <= 1 << 20 else AT.Resample(p, q, dtype=torch.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _kept_resampler(p: int, q: int) -> AT.Resample:
+    return AT.Resample(p, q, dtype=torch.float32)
 
 
 # Opening: regular files only, never blocking --------------------------------------------------------------

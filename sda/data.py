@@ -378,7 +378,7 @@ def _scan(folder: Path) -> tuple[list[str], list[Rejection]]:
                 if entry.name.startswith("."):
                     continue
                 path = f"{relative}/{entry.name}" if relative else entry.name
-                if entry.is_dir(follow_symlinks=False):
+                if _is_folder(entry):
                     if depth == MAX_SCAN_DEPTH:
                         raise ScanLimitError(
                             f"Stopped looking in {printable(str(folder))}: {printable(path)} is more than "
@@ -393,6 +393,13 @@ def _scan(folder: Path) -> tuple[list[str], list[Rejection]]:
                     suffix = printable(Path(entry.name).suffix) or "no extension"
                     skipped.append(Rejection(printable(path), f"{NOT_AUDIO} ({suffix})"))
     return sorted(audio), sorted(skipped, key=lambda s: s.path)
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:  # it cannot even be looked at: opening it says why (sda.audio)
+        return False
 
 
 def _leads_to_folder(link: os.DirEntry) -> bool:
