@@ -21,6 +21,10 @@ MIN_FILES = 5
 MIN_EPOCHS, MIN_STEPS, MAX_AUTO_EPOCHS = 30, 400, 1000
 # Auto warm-up (sda.warmup): this share of the run's steps, and never more than MAX_WARMUP_STEPS.
 WARMUP_FRACTION, MAX_WARMUP_STEPS = 0.1, 100
+# Reading a folder (sda.data): the scan stops past these bounds, which no folder of samples comes near,
+# rather than walk a whole disk; and sda decodes files at sample rates in FILE_SAMPLE_RATES only.
+MAX_SCAN_ENTRIES, MAX_SCAN_DEPTH, MAX_SCAN_SECONDS = 50_000, 32, 30.0
+FILE_SAMPLE_RATES = (1000, 768_000)  # Hz, both included
 
 
 class ConfigError(ValueError):

@@ -7,29 +7,52 @@ file into fixed-length mono chunks and their log-mels, split by file into traini
 Both go through `_decode`, so what the report promises is what training gets. Problems a user can fix
 raise a `DataError` subclass whose message says what was found and what to do.
 
+Whatever the folder holds, the pass is bounded: the scan stops past config.MAX_SCAN_ENTRIES entries,
+MAX_SCAN_DEPTH levels or MAX_SCAN_SECONDS, and follows no link to a folder; only regular files are opened
+(sda.audio); and a file is decoded only where its chunks lie, in bounded memory, whatever its length,
+channel count or sample rate. Names and messages in the report go through sda.text.printable, so that any
+of them can be shown and stored in metadata; files are opened by the names the file system gave.
+
     report = preflight("~/samples/drums")           # print(report.format())
     data = load_dataset("~/samples/drums", VQVAEConfig())
     data.train_mels                                  # [N_train, n_mels, chunk_frames]
     data.config.codebook_size                        # the concrete config, resolved for this collection
 """
 
+import dataclasses
+import math
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
-import soundfile as sf
 import torch
-import torch.nn.functional as F
 
-from sda.audio import AUDIO_EXTENSIONS, LogMel, is_audio_file, read_audio, resample, to_mono
-from sda.config import MIN_FILES, AudioConfig, VQVAEConfig, auto_codebook_size
+from sda.audio import AUDIO_EXTENSIONS, AudioFileError, AudioSource, LogMel, is_audio_file
+from sda.config import (
+    MAX_SCAN_DEPTH,
+    MAX_SCAN_ENTRIES,
+    MAX_SCAN_SECONDS,
+    MIN_FILES,
+    AudioConfig,
+    VQVAEConfig,
+    auto_codebook_size,
+)
+from sda.text import printable
 
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below this a file holds nothing to learn from
 SILENT = "silent (peak below -80 dBFS)"
 EMPTY = "empty (no samples)"
 LISTED_FILES = 20  # the report lists every usable file up to this many, then summarises
+NOT_AUDIO = "not an audio file"
+# Validation may hold half as many chunks as training, or twice its files' share of them (an average training
+# file's chunks per validation file) if that is more; a long file drawn for validation among short ones is
+# sampled evenly down to that, so that validation stays a fraction of training (a 12-minute file gave 256
+# chunks against 4). Folders of similar files never come near it.
+VALIDATION_SHARE, VALIDATION_SLACK = Fraction(1, 2), 2
 
 
 class DataError(ValueError):
@@ -52,14 +75,20 @@ class OnlySilenceError(DataError):
     pass
 
 
+class ScanLimitError(DataError):
+    """The folder is far larger than a folder of samples: the scan stopped at one of its bounds."""
+
+
 @dataclass(frozen=True)
 class UsableFile:
-    path: str  # relative to the folder, with / separators
+    path: str  # relative to the folder, with / separators, printable (sda.text): for reports and metadata
+    source: str  # the same path as the file system spells it (it may hold undecodable bytes): for opening
     seconds: float
     sample_rate: int  # native
     channels: int
     chunks: int  # chunks used for training
-    available_chunks: int  # chunks the file holds; more than `chunks` when capped at max_chunks_per_file
+    available_chunks: int  # chunks the file holds; more than `chunks` when capped at max_chunks_per_file, or
+    # when a validation file is kept to validation's share (Preflight.validation_sampled)
 
     @property
     def capped(self) -> bool:
@@ -68,8 +97,8 @@ class UsableFile:
 
 @dataclass(frozen=True)
 class Rejection:
-    path: str
-    reason: str
+    path: str  # printable, as UsableFile.path
+    reason: str  # printable
 
 
 @dataclass(frozen=True)
@@ -79,7 +108,7 @@ class Preflight:
     folder: Path
     audio: AudioConfig
     files: tuple[UsableFile, ...]
-    skipped: tuple[Rejection, ...]  # not audio files
+    skipped: tuple[Rejection, ...]  # not audio files, links to folders, folders that cannot be read
     rejected: tuple[Rejection, ...]  # audio files that cannot be used, and why
     train_indices: tuple[int, ...]  # into files
     val_indices: tuple[int, ...]
@@ -105,6 +134,12 @@ class Preflight:
         return sum(self.files[i].chunks for i in self.val_indices)
 
     @property
+    def validation_sampled(self) -> list[UsableFile]:
+        """Validation files that give fewer chunks than they would in training (see _share_validation)."""
+        return [f for f in (self.files[i] for i in self.val_indices)
+                if f.chunks < min(f.available_chunks, self.audio.max_chunks_per_file)]
+
+    @property
     def codebook_size(self) -> int:
         return auto_codebook_size(len(self.files))
 
@@ -118,7 +153,7 @@ class Preflight:
         a, n = self.audio, len(self.files)
         train_chunks = self.n_chunks - self.val_chunks
         lines = [
-            f"{self.folder}",
+            printable(str(self.folder)),
             f"  {n} usable audio files, {_duration(self.total_seconds)} in all",
             f"  sample rates: {_counts(self.sample_rates, lambda sr: f'{sr} Hz')}",
             f"  channels: {_counts(self.channels, _channels)}",
@@ -136,16 +171,24 @@ class Preflight:
             by_length = sorted(self.files, key=lambda f: f.seconds)
             lines.append(f"  shortest {by_length[0].path} ({_duration(by_length[0].seconds)}), "
                          f"longest {by_length[-1].path} ({_duration(by_length[-1].seconds)})")
-        capped = [f for f in self.files if f.capped]
+        sampled = self.validation_sampled
+        capped = [f for f in self.files if f.available_chunks > a.max_chunks_per_file and f not in sampled]
         if capped:
             lines.append(f"  capped at {a.max_chunks_per_file} evenly spaced chunks: "
                          + ", ".join(f"{f.path} ({f.available_chunks} available)" for f in capped))
-        if self.skipped:
-            if len(self.skipped) <= 10:
-                names = ", ".join(s.path for s in self.skipped)
+        if sampled:
+            lines.append("  validation kept to its share of the chunks, evenly spaced: "
+                         + ", ".join(f"{f.path} ({f.chunks} of {f.available_chunks})" for f in sampled))
+        not_audio = [s for s in self.skipped if s.reason.startswith(NOT_AUDIO)]
+        if not_audio:
+            if len(not_audio) <= 10:
+                names = ", ".join(s.path for s in not_audio)
             else:
-                names = _counts(Counter(Path(s.path).suffix.lower() or "no extension" for s in self.skipped))
-            lines.append(f"  skipped {_plural(len(self.skipped), 'file')} that are not audio: {names}")
+                names = _counts(Counter(Path(s.path).suffix.lower() or "no extension" for s in not_audio))
+            lines.append(f"  skipped {_plural(len(not_audio), 'file')} that are not audio: {names}")
+        others = [s for s in self.skipped if not s.reason.startswith(NOT_AUDIO)]
+        if others:
+            lines.append("  skipped: " + ", ".join(f"{s.path} ({s.reason})" for s in others))
         if self.rejected:
             lines.append(f"  rejected {_plural(len(self.rejected), 'audio file')}:")
             lines += [f"    {r.path}: {r.reason}" for r in self.rejected]
@@ -154,7 +197,7 @@ class Preflight:
     def to_dict(self) -> dict:
         """A JSON-able summary, saved with the model so that it says what it was trained on."""
         return {
-            "folder": str(self.folder),
+            "folder": printable(str(self.folder)),
             "files": [{"path": f.path, "seconds": round(f.seconds, 3), "sample_rate": f.sample_rate,
                        "channels": f.channels, "chunks": f.chunks} for f in self.files],
             "validation_files": [self.files[i].path for i in self.val_indices],
@@ -225,7 +268,8 @@ def load_dataset(folder: str | Path, config: VQVAEConfig) -> Dataset:
 def _validation_audio(report: Preflight) -> torch.Tensor:
     """[N_val, chunk_samples]: the validation files decoded again (see load_dataset)."""
     try:
-        chunks = [_decode(report.folder, report.files[i].path, report.audio)[1] for i in report.val_indices]
+        chunks = [_decode(report.folder, f.source, report.audio, share=f.chunks)[1] for f in
+                  (report.files[i] for i in report.val_indices)]
     except _Unusable as why:
         raise DataError(f"A validation file changed while loading ({why}): run again.") from None
     if sum(len(c) for c in chunks) != report.val_chunks:
@@ -256,93 +300,191 @@ def _survey(folder: str | Path, audio: AudioConfig, seed: int, validation_fracti
     candidates, skipped = _scan(folder)
     if not candidates:
         what = f"skipped {_plural(len(skipped), 'other file')}" if skipped else "the folder is empty"
-        raise NoAudioError(f"No audio files in {folder} (looked for {' '.join(AUDIO_EXTENSIONS)} in it and its "
-                           f"subfolders; {what}). Add audio files, or choose the folder that holds them.")
+        raise NoAudioError(f"No audio files in {printable(str(folder))} (looked for {' '.join(AUDIO_EXTENSIONS)} in "
+                           f"it and its subfolders; {what}). Add audio files, or choose the folder that holds them.")
     files, rejected, kept = [], [], []
-    for name in candidates:
+    for source in candidates:
         try:
-            info, chunks = _decode(folder, name, audio)
+            info, chunks = _decode(folder, source, audio)
         except _Unusable as why:
-            rejected.append(Rejection(name, str(why)))
+            rejected.append(Rejection(printable(source), printable(str(why))))
             continue
         files.append(info)
         if keep is not None:
             kept.append(keep(chunks))
     _check_enough(folder, files, rejected)
     train, val = split_files(len(files), seed, validation_fraction)
+    for i, share in _share_validation(files, train, val).items():
+        files[i] = dataclasses.replace(files[i], chunks=share)
+        if keep is not None:
+            kept[i] = kept[i][_spread(len(kept[i]), share)]
     report = Preflight(folder, audio, tuple(files), tuple(skipped), tuple(rejected), tuple(train), tuple(val))
     return report, kept
 
 
+def _share_validation(files: list[UsableFile], train: list[int], val: list[int]) -> dict[int, int]:
+    """{validation file index: chunks it keeps} for the files sampled down to validation's share.
+
+    Validation may hold VALIDATION_SHARE of the training chunks, or VALIDATION_SLACK x its files' share of them
+    if that is more (so at least two chunks per file). Past that, every validation file keeps at most the same
+    number of chunks, the largest that fits: short files are untouched and long ones give way.
+    """
+    train_chunks = sum(files[i].chunks for i in train)
+    share = max(VALIDATION_SHARE, Fraction(VALIDATION_SLACK * len(val), len(train)))
+    budget = math.ceil(share * train_chunks)
+    sizes = {i: files[i].chunks for i in val}
+    if sum(sizes.values()) <= budget:
+        return {}
+    most = max(k for k in range(1, max(sizes.values()) + 1) if sum(min(n, k) for n in sizes.values()) <= budget)
+    return {i: most for i, n in sizes.items() if n > most}
+
+
 def _check_folder(folder) -> Path:
     path = Path(folder).expanduser()
+    shown = printable(str(path))
     if not path.exists():
-        raise FolderNotFoundError(f"{path} does not exist: check the path to your audio folder.")
+        raise FolderNotFoundError(f"{shown} does not exist: check the path to your audio folder.")
     if not path.is_dir():
-        raise FolderNotFoundError(f"{path} is a file, not a folder: give the folder that holds your audio files "
-                                  f"(this one is in {path.parent}).")
+        raise FolderNotFoundError(f"{shown} is a file, not a folder: give the folder that holds your audio files "
+                                  f"(this one is in {printable(str(path.parent))}).")
     return path
 
 
 def _scan(folder: Path) -> tuple[list[str], list[Rejection]]:
-    """Audio files under folder (relative paths) and the other files skipped; hidden ones are ignored."""
+    """Audio files under folder (relative paths as the file system spells them, sorted) and what was skipped.
+
+    Hidden entries are ignored, and links to folders are not followed (no loop, nothing outside the folder).
+    The walk stops with a ScanLimitError past MAX_SCAN_ENTRIES entries, MAX_SCAN_DEPTH levels of subfolders
+    or MAX_SCAN_SECONDS: a whole disk given as the folder ends in a clear message, not a long walk.
+    """
     audio, skipped = [], []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # os.walk descends only into what is left
-        for name in names:
-            if name.startswith("."):
-                continue
-            path = (Path(root) / name).relative_to(folder).as_posix()
-            if is_audio_file(name):
-                audio.append(path)
-            else:
-                skipped.append(Rejection(path, f"not an audio file ({Path(name).suffix or 'no extension'})"))
+    deadline, seen = time.monotonic() + MAX_SCAN_SECONDS, 0
+    pending = [("", 0)]  # (folder relative to the top, its depth)
+    while pending:
+        relative, depth = pending.pop()
+        try:
+            entries = os.scandir(folder / relative if relative else folder)
+        except OSError as exc:
+            if not relative:
+                raise DataError(f"{printable(str(folder))} cannot be read ({printable(exc.strerror or str(exc))}): "
+                                "check its permissions, or choose another folder.") from None
+            skipped.append(Rejection(printable(relative), f"a folder that cannot be read: "
+                                                          f"{printable(exc.strerror or str(exc)).lower()}"))
+            continue
+        with entries:
+            for entry in entries:
+                seen += 1
+                _check_scan(folder, seen, depth, deadline)
+                if entry.name.startswith("."):
+                    continue
+                path = f"{relative}/{entry.name}" if relative else entry.name
+                if _is_folder(entry):
+                    if depth == MAX_SCAN_DEPTH:
+                        raise ScanLimitError(
+                            f"Stopped looking in {printable(str(folder))}: {printable(path)} is more than "
+                            f"{MAX_SCAN_DEPTH} folders deep, the most sda looks into. Choose the folder that holds "
+                            "your audio files, or move them nearer to it.")
+                    pending.append((path, depth + 1))
+                elif entry.is_symlink() and _leads_to_folder(entry):
+                    skipped.append(Rejection(printable(path), "a link to a folder (not followed)"))
+                elif is_audio_file(entry.name):
+                    audio.append(path)
+                else:
+                    suffix = printable(Path(entry.name).suffix) or "no extension"
+                    skipped.append(Rejection(printable(path), f"{NOT_AUDIO} ({suffix})"))
     return sorted(audio), sorted(skipped, key=lambda s: s.path)
 
 
-def _decode(folder: Path, name: str, audio: AudioConfig) -> tuple[UsableFile, torch.Tensor]:
-    """Decode one file into its training chunks [n, chunk_samples] (mono, at audio.sample_rate)."""
+def _is_folder(entry: os.DirEntry) -> bool:
     try:
-        wave, sample_rate = read_audio(folder / name)
-    except sf.LibsndfileError as exc:
-        raise _Unusable(f"could not decode: {exc.error_string.rstrip('.')}") from None
-    except (RuntimeError, OSError, ValueError) as exc:  # other decoder failures, unreadable files
-        raise _Unusable(f"could not decode: {str(exc)[:80]}") from None
-    channels, samples = wave.shape
-    if samples == 0:
-        raise _Unusable(EMPTY)
-    if not torch.isfinite(wave).all():
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:  # it cannot even be looked at: opening it says why (sda.audio)
+        return False
+
+
+def _leads_to_folder(link: os.DirEntry) -> bool:
+    try:
+        return link.is_dir()
+    except OSError:  # a loop: opening it says so (sda.audio)
+        return False
+
+
+def _check_scan(folder: Path, seen: int, depth: int, deadline: float) -> None:
+    if seen > MAX_SCAN_ENTRIES:
+        raise ScanLimitError(f"Stopped looking in {printable(str(folder))} after {MAX_SCAN_ENTRIES} files and "
+                             "folders, the most sda looks through: that is far more than a folder of samples holds. "
+                             "Choose the folder that holds your audio files (a smaller folder).")
+    if time.monotonic() > deadline:
+        raise ScanLimitError(f"Stopped looking in {printable(str(folder))} after {MAX_SCAN_SECONDS:g} seconds "
+                             f"({seen} files and folders seen), the longest sda looks: the folder is too large or "
+                             "too slow to read. Choose a smaller folder, or copy it to a local disk.")
+
+
+def _decode(folder: Path, source: str, audio: AudioConfig, share: int | None = None) -> tuple[UsableFile, torch.Tensor]:
+    """One file's training chunks [n, chunk_samples] (mono, at audio.sample_rate), decoding only those.
+
+    share: a validation file's chunk count (_share_validation), taken evenly from the chunks it gives otherwise.
+    """
+    try:
+        with AudioSource(folder / source, audio.sample_rate) as file:
+            if file.frames == 0:
+                raise _Unusable(EMPTY)
+            picks, available = _picks(file.length, audio, share)
+            chunks = _read_chunks(file, picks, audio.chunk_samples)
+    except AudioFileError as why:
+        raise _Unusable(str(why)) from None
+    if not file.finite:
         raise _Unusable("contains NaN or infinite samples")
-    if wave.abs().max() < SILENCE_PEAK:
+    if file.peak < SILENCE_PEAK:
         raise _Unusable(SILENT)
-    chunks, available = _chunk(resample(to_mono(wave), sample_rate, audio.sample_rate), audio)
-    return UsableFile(name, samples / sample_rate, sample_rate, channels, len(chunks), available), chunks
+    info = UsableFile(printable(source), source, file.frames / file.sample_rate, file.sample_rate, file.channels,
+                      len(picks), available)
+    return info, chunks
 
 
-def _chunk(mono: torch.Tensor, audio: AudioConfig) -> tuple[torch.Tensor, int]:
-    """[S] -> (chunks [n, chunk_samples], chunks the file holds before the max_chunks_per_file cap).
+def _picks(length: int, audio: AudioConfig, share: int | None = None) -> tuple[list[int], int]:
+    """(indices of the chunks used, chunks the file holds) for a file of length samples at audio.sample_rate.
 
     Short files become one zero-padded chunk (one-shots are the common case); a trailing remainder is
-    kept, padded, when it is at least a quarter of a chunk, as less would be mostly padding.
+    kept, padded, when it is at least a quarter of a chunk, as less would be mostly padding. Past
+    max_chunks_per_file, the middle chunk of each of that many equal stretches of the file.
     """
-    size, cap = audio.chunk_samples, audio.max_chunks_per_file
-    full, rest = divmod(mono.shape[0], size)
-    n = max(1, full + (4 * rest >= size))
-    chunks = F.pad(mono, (0, max(0, n * size - mono.shape[0])))[: n * size].reshape(n, size)
-    if n > cap:  # the middle chunk of each of cap equal stretches of the file
-        chunks = chunks[[(2 * i + 1) * n // (2 * cap) for i in range(cap)]]
-    return chunks, n
+    full, rest = divmod(length, audio.chunk_samples)
+    n = max(1, full + (4 * rest >= audio.chunk_samples))
+    picks = _spread(n, audio.max_chunks_per_file)
+    if share is not None:
+        picks = [picks[i] for i in _spread(len(picks), share)]
+    return picks, n
+
+
+def _spread(n: int, most: int) -> list[int]:
+    """range(n), or when n > most the middle index of each of `most` equal stretches of it."""
+    return list(range(n)) if n <= most else [(2 * i + 1) * n // (2 * most) for i in range(most)]
+
+
+def _read_chunks(file: AudioSource, picks: list[int], size: int) -> torch.Tensor:
+    """[len(picks), size]: the chunks at picks (ascending), each run of consecutive ones read at once."""
+    runs, parts = [], []
+    for k in picks:
+        if runs and runs[-1][1] == k:
+            runs[-1][1] = k + 1
+        else:
+            runs.append([k, k + 1])
+    for first, stop in runs:
+        parts.append(file.read(first * size, stop * size).reshape(stop - first, size))
+    return torch.cat(parts)
 
 
 def _check_enough(folder: Path, files: list[UsableFile], rejected: list[Rejection]) -> None:
     silent = [r for r in rejected if r.reason == SILENT]
     if not files and silent:
         raise OnlySilenceError(
-            f"No usable audio in {folder}: {_plural(len(silent), 'file')} decoded but "
+            f"No usable audio in {printable(str(folder))}: {_plural(len(silent), 'file')} decoded but "
             f"{'is' if len(silent) == 1 else 'are'} silent, and none has sound above -80 dBFS. "
             f"Rejected: {_list(rejected)}. Check that the files are not blank exports, or choose another folder.")
     if len(files) < MIN_FILES:
-        found = f"{_plural(len(files), 'usable audio file')} in {folder}, sda needs at least {MIN_FILES}"
+        found = (f"{_plural(len(files), 'usable audio file')} in {printable(str(folder))}, "
+                 f"sda needs at least {MIN_FILES}")
         why = f" Rejected: {_list(rejected)}." if rejected else ""
         raise TooFewFilesError(f"{found}.{why} Add more audio files to the folder (short one-shots are fine).")
 

@@ -1,12 +1,26 @@
 import math
+import os
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from sda.audio import AUDIO_EXTENSIONS, LogMel, MelInverter, is_audio_file, read_audio, resample, to_mono
-from sda.config import AudioConfig
+from sda import audio as audio_module
+from sda.audio import (
+    AUDIO_EXTENSIONS,
+    MAX_RATIO_TERMS,
+    AudioFileError,
+    AudioSource,
+    LogMel,
+    MelInverter,
+    is_audio_file,
+    read_audio,
+    resample,
+    resampling_ratio,
+    to_mono,
+)
+from sda.config import FILE_SAMPLE_RATES, AudioConfig
 
 SR = 22050
 # (extension, soundfile format, subtype, lossless)
@@ -75,6 +89,91 @@ def test_resample_changes_length_by_the_ratio_and_keeps_the_pitch(orig, new):
 def test_resample_is_a_no_op_at_the_same_rate():
     x = torch.randn(2, 100)
     assert resample(x, SR, SR) is x
+
+
+STANDARD_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400, 192000,
+                  352800, 384000, 705600, 768000)
+
+
+def test_resampling_ratios_are_exact_between_standard_rates_and_bounded_for_any_other(rng):
+    for orig in STANDARD_RATES:
+        for new in (8000, 16000, 22050, 44100, 48000):
+            p, q = resampling_ratio(orig, new)
+            assert p * new == q * orig and math.gcd(p, q) == 1
+    # 22051 is coprime with 22050: torchaudio built a 22050 x 22051 kernel for it (8.6 GB in the preflight)
+    odd = [22051, 44101, 1009, 767999, *torch.randint(*FILE_SAMPLE_RATES, (200,), generator=rng).tolist()]
+    for orig in odd:
+        for new in (16000, 22050, 48000):
+            p, q = resampling_ratio(orig, new)
+            assert 1 <= p <= MAX_RATIO_TERMS[0] and 1 <= q <= MAX_RATIO_TERMS[1]
+            assert abs(p * new / (q * orig) - 1) < 6e-4  # under a cent of pitch
+    with pytest.raises(ValueError, match="rates must be in 1000-768000 Hz"):
+        resampling_ratio(7, 22050)
+
+
+@pytest.mark.parametrize("orig", [22051, 44101, 96001, 1009, 767999, 44056])
+def test_resampling_an_odd_rate_keeps_frequency_and_level(orig):
+    seconds, freq = 2.0, 300.0
+    x = torch.from_numpy(0.5 * np.sin(2 * np.pi * freq * np.arange(int(seconds * orig)) / orig)).float()
+    y = resample(x, orig, SR)
+    assert y.shape[-1] == pytest.approx(len(x) * SR / orig, rel=6e-4)
+    spectrum = torch.fft.rfft(y * torch.hann_window(len(y), periodic=False)).abs()
+    k = spectrum.argmax().item()  # the peak, refined by a parabola through its neighbours
+    a, b, c = spectrum[k - 1: k + 2].tolist()
+    assert (k + (a - c) / (2 * (a - 2 * b + c))) * SR / len(y) == pytest.approx(freq, rel=1e-3)
+    middle = y[len(y) // 10: -len(y) // 10]  # the ends ramp in and out over the kernel
+    assert middle.square().mean().sqrt().item() == pytest.approx(0.5 / math.sqrt(2), rel=0.01)
+
+
+def test_audio_source_reads_any_stretch_as_the_whole_file_resampled(tmp_path):
+    rate = 44100
+    data = np.random.default_rng(0).uniform(-0.5, 0.5, (3 * rate, 2)).astype(np.float32)
+    sf.write(tmp_path / "x.wav", data, rate, subtype="FLOAT")
+    whole = resample(to_mono(torch.from_numpy(data.T.copy())), rate, SR)
+    with AudioSource(tmp_path / "x.wav", SR) as source:
+        assert (source.frames, source.sample_rate, source.channels, source.length) == (3 * rate, rate, 2, len(whole))
+        for start, stop in [(0, 100), (12345, 23456), (len(whole) - 50, len(whole) + 70), (5, 5)]:
+            part = source.read(start, stop)
+            assert part.shape == (stop - start,)
+            assert torch.allclose(part[: max(0, len(whole) - start)], whole[start:stop], atol=1e-6)
+            assert part[max(0, len(whole) - start):].eq(0).all()  # zeros past the end
+        assert source.finite and source.peak < np.abs(data).max()  # over what was decoded so far
+        source.read(0, source.length)
+        assert source.peak == np.abs(data).max()
+
+
+def test_a_source_reports_non_finite_samples(tmp_path):
+    data = np.zeros((1000, 2), dtype=np.float32)
+    data[700, 1] = np.inf
+    sf.write(tmp_path / "x.wav", data, SR, subtype="FLOAT")
+    with AudioSource(tmp_path / "x.wav", SR) as source:
+        source.read(0, 500)
+        assert source.finite
+        source.read(0, 1000)
+        assert not source.finite
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda p: os.mkfifo(p), "not a regular file (a named pipe)"),
+    (lambda p: p.mkdir(), "not a regular file (a folder)"),
+    (lambda p: os.symlink(p.name + ".gone", p), "a broken link (what it points to does not exist)"),
+    (lambda p: os.symlink(p.name, p), "a link loop (the link leads back to itself)"),
+    (lambda p: p.write_bytes(b"RIFF\0\0\0\0WAVEjunk"), "could not decode: "),
+], ids=["fifo", "folder", "broken-link", "link-loop", "garbage"])
+def test_read_audio_says_why_a_file_cannot_be_read(tmp_path, make, reason):
+    path = tmp_path / "x.wav"
+    make(path)
+    with pytest.raises(AudioFileError) as error:
+        read_audio(path)
+    assert str(error.value).startswith(reason)
+
+
+def test_mpg123_lines_are_dropped_and_everything_else_written_to_stderr_is_kept(capfd):
+    with audio_module._without_mpg123_notes():
+        os.write(2, b"Note: Trying to resync...\nfrom another thread\n")
+        os.write(2, b"[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length too large\n")
+        os.write(2, b"Warning: Xing stream size off by more than 1%\nlast words, no newline")
+    assert capfd.readouterr().err == "from another thread\nlast words, no newline"
 
 
 @pytest.mark.parametrize("samples", [256 * 64, 256 * 64 + 255, 1000])

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from sda import synth
-from sda.audio import LogMel
+from sda.audio import LogMel, read_audio, resample, to_mono
 from sda.config import AudioConfig, VQVAEConfig, auto_codebook_size
 from sda.data import (
     DataError,
@@ -16,7 +16,8 @@ from sda.data import (
     NoAudioError,
     OnlySilenceError,
     TooFewFilesError,
-    _chunk,
+    _decode,
+    _share_validation,
     load_dataset,
     preflight,
     split_files,
@@ -115,15 +116,85 @@ def test_chunking_pads_short_files_keeps_long_remainders_and_caps(tmp_path):
     assert "capped at 4 evenly spaced chunks: long.wav (10 available)" in report.format()
 
 
-def test_chunk_contents():
+def test_chunk_contents(tmp_path):
     audio = AudioConfig(chunk_frames=8, hop_length=4, n_fft=64, n_mels=8, max_chunks_per_file=3)  # 32 samples
-    ramp = torch.arange(1.0, 20 * 32 + 1)  # 20 chunks, each starting at a known value
-    chunks, available = _chunk(ramp, audio)
-    assert available == 20 and chunks.shape == (3, 32)
+    ramp = np.arange(1.0, 20 * 32 + 1, dtype=np.float32)  # 20 chunks, each starting at a known value
+    sf.write(tmp_path / "ramp.wav", ramp, audio.sample_rate, subtype="FLOAT")  # FLOAT keeps values above 1
+    info, chunks = _decode(tmp_path, "ramp.wav", audio)
+    assert (info.chunks, info.available_chunks) == (3, 20) and chunks.shape == (3, 32)
     assert chunks[:, 0].tolist() == [3 * 32 + 1, 10 * 32 + 1, 16 * 32 + 1]  # middles of three equal stretches
-    short, available = _chunk(torch.ones(5), audio)
-    assert available == 1 and short.shape == (1, 32)
+    assert torch.equal(chunks[1], torch.from_numpy(ramp[320:352]))
+    sf.write(tmp_path / "short.wav", np.ones(5, dtype=np.float32), audio.sample_rate, subtype="FLOAT")
+    info, short = _decode(tmp_path, "short.wav", audio)
+    assert info.available_chunks == 1 and short.shape == (1, 32)
     assert short[0, :5].eq(1).all() and short[0, 5:].eq(0).all()  # zero-padded, not stretched
+
+
+def whole_file_chunks(path, audio):
+    """The oracle: decode all of the file, resample it, then take the chunks (what sda did before it read
+    only the chunks it uses)."""
+    wave, rate = read_audio(path)
+    mono = resample(to_mono(wave), rate, audio.sample_rate)
+    size, cap = audio.chunk_samples, audio.max_chunks_per_file
+    full, rest = divmod(len(mono), size)
+    n = max(1, full + (4 * rest >= size))
+    chunks = torch.nn.functional.pad(mono, (0, n * size - len(mono)))[: n * size].reshape(n, size)
+    return chunks[[(2 * i + 1) * n // (2 * cap) for i in range(cap)]] if n > cap else chunks
+
+
+@pytest.mark.parametrize("rate, channels, seconds, subtype", [
+    (22050, 1, 9.0, "PCM_16"), (44100, 2, 9.3, "PCM_16"), (48000, 2, 8.1, "PCM_24"), (16000, 1, 7.7, "FLOAT"),
+    (96000, 3, 6.0, "PCM_16"), (11025, 1, 0.2, "PCM_16"), (32000, 2, 8.0, "VORBIS"), (44100, 2, 9.0, "MPEG_LAYER_III")])
+def test_reading_only_the_chunks_gives_those_of_a_whole_file_decode(tmp_path, rate, channels, seconds, subtype):
+    audio = AudioConfig(max_chunks_per_file=5)  # the 6-9 s files hold 8-12 chunks: capped, read in pieces
+    rng = np.random.default_rng(rate)
+    t = np.arange(int(seconds * rate)) / rate
+    wave = np.stack([0.3 * np.sin(2 * np.pi * (300 + 50 * c) * t) + 0.02 * rng.standard_normal(len(t))
+                     for c in range(channels)], axis=1)
+    # Lossy decoders need a run-up after a seek (audio.SEEK_PREROLL): without it the Vorbis case differs.
+    path = tmp_path / {"VORBIS": "x.ogg", "MPEG_LAYER_III": "x.mp3"}.get(subtype, "x.wav")
+    sf.write(path, wave, rate, subtype=subtype)
+    info, chunks = _decode(tmp_path, path.name, audio)
+    expected = whole_file_chunks(path, audio)
+    assert chunks.shape == expected.shape and info.chunks == len(expected)
+    assert torch.allclose(chunks, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("train, val, kept", [
+    ([1, 1, 1, 1], [256], {4: 2}),  # a 12-minute file among one-shots: half the training chunks
+    ([3, 2, 4, 3], [6], {}),  # half the training chunks: untouched
+    ([1] * 8, [1, 30, 2], {9: 3}),  # twice its share, 6 for the three: the short ones keep theirs
+    ([1, 1], [1, 1], {}),
+    ([1], [3, 3], {1: 2, 2: 2}),  # twice an average training file each
+])
+def test_validation_is_kept_to_its_share(train, val, kept):
+    files = [data_file(n) for n in train + val]
+    indices = list(range(len(train))), list(range(len(train), len(files)))
+    assert _share_validation(files, *indices) == kept
+
+
+def data_file(chunks):
+    from sda.data import UsableFile
+
+    return UsableFile("f.wav", "f.wav", 1.0, 22050, 1, chunks, chunks)
+
+
+def test_a_long_validation_file_gives_a_fraction_of_the_training_chunks(tmp_path):
+    """The file-level split stands; the long validation file is sampled evenly, in the report and in the data."""
+    audio = AudioConfig(max_chunks_per_file=64)
+    _, (val,) = split_files(6, seed=0, validation_fraction=0.1)
+    for i in range(6):  # f0..f5 sort in that order: f{val} is the one validation draws
+        write_tone(tmp_path / f"f{i}.wav", 40 * C if i == val else 3000)
+    data = load_dataset(tmp_path, VQVAEConfig(audio=audio, validation_fraction=0.1, seed=0))
+    report = data.preflight
+    (long_file,) = data.val_files
+    assert long_file.path == f"f{val}.wav" and long_file.available_chunks == 40
+    assert long_file.chunks == report.val_chunks == 3  # half the 5 training chunks, rounded up
+    assert data.val_mels.shape[0] == data.val_audio.shape[0] == 3 and data.train_mels.shape[0] == 5
+    assert torch.allclose(LogMel(audio)(data.val_audio), data.val_mels, atol=1e-4)
+    _, whole = _decode(tmp_path, long_file.source, audio)
+    assert torch.equal(data.val_audio, whole[[6, 20, 33]])  # spread over the file: the middles of its thirds
+    assert f"f{val}.wav (3 of 40)" in report.format()
 
 
 def test_missing_folder_and_file_instead_of_folder(tmp_path):
