@@ -24,19 +24,27 @@ from sda.engine import PREVIEW_CLIPS, RunOptions
 from sda.health import LevelHealth
 from sda.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView
 from sda.report import PAGE, describe
+from sda.text import printable
 from sda.ui_render import (
     SERIES,
     alerts_markdown,
     busy_banner,
     curve_frames,
     history_frames,
+    html_text,
     job_levels_html,
     levels_html,
+    md_text,
+    plain_json,
+    plain_text,
     report_text,
     status_markdown,
 )
 
 POLL_SECONDS = 1.0
+# Markdown that shows values from files, folders and users (escaped by sda.ui_render.md_text): no LaTeX,
+# so a "$$" in a file name stays text.
+TEXT = {"latex_delimiters": []}
 SERIES_COLORS = dict(zip(SERIES, ("#2563eb", "#ea580c"), strict=True))
 AUTO_EPOCHS = 0  # what the Epochs field holds for "automatic" (VQVAEConfig.epochs=None)
 CSS = """
@@ -82,7 +90,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
     with gr.Blocks(title="sda: train discrete audio models", delete_cache=(86400, 86400)) as app:
         seen = gr.State(None)  # what this page has shown of which job; see _changes
         gr.Markdown("# sda\nTrain an RVQ-VAE on a folder of sounds, with the health of every codebook level in view.")
-        banner = gr.Markdown("", elem_id="sda-banner")
+        banner = gr.Markdown("", elem_id="sda-banner", **TEXT)
         with gr.Tab("Training"), gr.Row():
             with gr.Column(scale=2, min_width=320):
                 folder = gr.Textbox(label="Audio folder", placeholder="/path/to/your/sounds", elem_id="sda-folder",
@@ -111,11 +119,11 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", elem_id="sda-start")
                     stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="sda-stop")
-                notice = gr.Markdown("", elem_id="sda-notice")
+                notice = gr.Markdown("", elem_id="sda-notice", **TEXT)
             with gr.Column(scale=3, min_width=420):
-                status = gr.Markdown(status_markdown(None), elem_id="sda-status")
+                status = gr.Markdown(status_markdown(None), elem_id="sda-status", **TEXT)
                 health = gr.HTML(levels_html([]), elem_id="sda-health")
-                alerts = gr.Markdown("", elem_id="sda-alerts")
+                alerts = gr.Markdown("", elem_id="sda-alerts", **TEXT)
                 recon_plot, commit_plot = _loss_plots("step")
                 players = []
                 for i in range(PREVIEW_CLIPS):
@@ -129,11 +137,12 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
 
         with gr.Tab("Models"):
             with gr.Row():
-                choice = gr.Dropdown(label=f"Models in {models_dir}", choices=_model_choices(models_dir), value=None,
+                choice = gr.Dropdown(label=plain_text(f"Models in {models_dir}"), choices=_model_choices(models_dir),
+                                     value=None,
                                      scale=3, elem_id="sda-model-choice")
                 refresh = gr.Button("Refresh list", scale=1, size="sm")
                 upload = gr.File(label="…or open a .sda file", file_types=[".sda"], type="filepath", scale=2)
-            model_notice = gr.Markdown("")
+            model_notice = gr.Markdown("", elem_id="sda-model-notice", **TEXT)
             model_info = gr.Textbox(label="Model", lines=10, max_lines=30, interactive=False, elem_id="sda-model-info")
             model_health = gr.HTML("", elem_id="sda-model-health")
             model_recon, model_commit = _loss_plots("epoch")
@@ -162,8 +171,8 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                                      health_every=_whole(every, "health update interval", low=1))
                 job = slot.start(config, options)
             except (ValueError, JobBusyError) as exc:
-                gr.Warning(str(exc), title="Cannot start")
-                return {notice: f"**Cannot start:** {exc}"}
+                _toast(gr.Warning, exc, "Cannot start")
+                return {notice: f"**Cannot start:** {md_text(exc)}"}
             return {notice: "", **_changes(job.view(), None, live, models_dir)}
 
         def on_stop(seen_now):
@@ -183,12 +192,15 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
             shown = _changes(view, drawn, live, models_dir)
             if view is not None and view.active and view.started is not None:
                 c, pf = view.started.config, view.started.preflight
-                shown.update({folder: str(pf.folder), found: pf.format(), codebook: _codebook_line(pf, c),
-                              levels: c.rvq_levels, commitment: c.commitment_weight, epochs: c.epochs,
-                              name: view.started.model_path.stem})
+                shown.update({folder: plain_text(pf.folder), found: plain_text(pf.format()),
+                              codebook: _codebook_line(pf, c), levels: c.rvq_levels, commitment: c.commitment_weight,
+                              epochs: c.epochs, name: plain_text(view.started.model_path.stem)})
             return shown
 
-        def on_choose(path):
+        def on_choose(listed):
+            return _show_model(_listed_model(models_dir, listed), model_views, listed)
+
+        def on_open(path):
             return _show_model(path, model_views)
 
         folder.submit(check_folder, folder, [found, codebook], api_name="check_folder")
@@ -201,7 +213,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
         timer.tick(on_poll, seen, live.outputs(), show_progress="hidden", concurrency_limit=None, api_name="poll")
         app.load(on_load, seen, [*live.outputs(), *controls], api_name=False)
         choice.change(on_choose, choice, model_views, api_name="show_model")
-        upload.upload(on_choose, upload, model_views, api_name="open_model")
+        upload.upload(on_open, upload, model_views, api_name="open_model")
         refresh.click(lambda: gr.update(choices=_model_choices(models_dir)), None, choice, api_name=False)
 
     app.slot, app.models_dir = slot, models_dir
@@ -242,7 +254,7 @@ def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir:
     if old.get("version") == view.version:
         return {ui.seen: seen}  # nothing new (an empty dict would read as one output value)
     for alert in view.alerts[old.get("toasted", 0):]:
-        gr.Warning(alert.message, title="Codebook health" if alert.level is not None else "Training")
+        _toast(gr.Warning, alert.message, "Codebook health" if alert.level is not None else "Training")
     new = {"job": view.job_id, "version": view.version, "toasted": len(view.alerts),
            "health": view.health.step if view.health else None, "curve": len(view.curve),
            "alerts": alerts_markdown(view), "preview": view.preview.epoch if view.preview else None,
@@ -265,10 +277,11 @@ def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir:
         out[ui.report] = report_text(view)
         if view.status in (DONE, STOPPED):
             how = "finished" if view.status == DONE else "stopped"
-            gr.Info(f"Model saved: {view.summary.model_path}", title=f"Training {how}")
-            out[ui.models] = gr.update(choices=_model_choices(models_dir), value=str(view.summary.model_path))
+            _toast(gr.Info, f"Model saved: {view.summary.model_path}", f"Training {how}")
+            out[ui.models] = gr.update(choices=_model_choices(models_dir),
+                                       value=printable(Path(view.summary.model_path).name))
         elif view.status == FAILED and old:
-            gr.Warning(view.error, title="Could not start training" if view.bad_input else "Training failed")
+            _toast(gr.Warning, view.error, "Could not start training" if view.bad_input else "Training failed")
     elif "version" not in old:
         out[ui.report] = report_text(view)
     return out
@@ -297,8 +310,8 @@ def _check_folder(path: str, base_config: VQVAEConfig) -> tuple[str, str]:
         pf = preflight(Path(path.strip()).expanduser(), base_config.audio, seed=base_config.seed,
                        validation_fraction=base_config.validation_fraction)
     except DataError as exc:
-        return f"⚠ {exc}", "—"
-    return pf.format(), _codebook_line(pf, base_config)
+        return plain_text(f"⚠ {exc}"), "—"
+    return plain_text(pf.format()), _codebook_line(pf, base_config)
 
 
 def _codebook_line(pf, config: VQVAEConfig) -> str:
@@ -306,28 +319,65 @@ def _codebook_line(pf, config: VQVAEConfig) -> str:
     return f"{size} codes per level (for {len(pf.files)} usable files)"
 
 
-def _model_choices(models_dir: Path) -> list[tuple[str, str]]:
-    """(label, path) of every .sda file in models_dir, newest first; checkpoints say so."""
+def _model_files(models_dir: Path) -> dict[str, Path]:
+    """The .sda files in models_dir, newest first, by the name the page shows (sda.text.printable: a name
+    that is not valid UTF-8 is shown, and chosen, by its escaped form)."""
     files = sorted(Path(models_dir).glob("*.sda"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [(p.name + ("  (checkpoint)" if p.name.endswith(".checkpoint.sda") else ""), str(p)) for p in files]
+    return {printable(p.name): p for p in files}
 
 
-def _show_model(path: str | None, views: list) -> dict:
-    """The Models tab for one file: its description, health table, loss curves and config; or why it cannot."""
+def _model_choices(models_dir: Path) -> list[tuple[str, str]]:
+    """(label, name) of every .sda file in models_dir, newest first; checkpoints say so. The value is the
+    file's name, never a path: the Models list opens only what is in models_dir (_listed_model)."""
+    return [(name + ("  (checkpoint)" if name.endswith(".checkpoint.sda") else ""), name)
+            for name in _model_files(models_dir)]
+
+
+def _listed_model(models_dir: Path, name) -> Path | str | None:
+    """The file a Models-list value names, looked up among models_dir's .sda files (so no value, whatever
+    a client sends, opens a file elsewhere); the value itself when it names none (_show_model says so)."""
+    if name in (None, ""):
+        return None
+    if not isinstance(name, str):
+        return name
+    return _model_files(models_dir).get(name, name)
+
+
+def _show_model(path, views: list, listed=None) -> dict:
+    """The Models tab for one file (a Path from the models list, or the path of an upload): its description,
+    health table, loss curves and config; or why it cannot."""
     notice, info, health, recon, commit, config = views
     cleared = {notice: "", info: "", health: "", recon: None, commit: None, config: None}
     if not path:
         return cleared
+    if listed is not None and not isinstance(path, Path):  # a list value that names no model file there
+        shown = listed if isinstance(listed, str) else type(listed).__name__
+        return {**cleared, notice: f"**Cannot open {md_text(shown[:200])}:** there is no such model in the models "
+                                   "folder; press Refresh list and choose one of the list"}
+    if not isinstance(path, str | Path):
+        return {**cleared, notice: f"**Cannot open the file:** expected an uploaded .sda file, got "
+                                   f"{md_text(type(path).__name__)}"}
     try:
         _, metadata, text = describe(Path(path), PAGE)  # prefix and metadata only: the weights are not read
         snapshot = [LevelHealth(**h) for h in metadata["health"]]
         frames = history_frames(metadata["history"]) if metadata["history"]["epochs"] else (None, None)
-    except (sdafile.SdaError, OSError, KeyError, TypeError) as exc:
-        message = str(exc) if not isinstance(exc, (KeyError, TypeError)) else f"its loss history lacks {exc}"
-        message = message.replace(str(path), Path(path).name)  # an upload's temporary path means nothing to anyone
-        return {**cleared, notice: f"**Cannot open {Path(path).name}:** {message}"}
-    return {notice: "", info: text, health: levels_html(snapshot, "Codebook health at the end of training"),
-            recon: frames[0], commit: frames[1], config: metadata["config"]}
+    except (sdafile.SdaError, OSError) as exc:
+        message = str(exc)
+    except KeyError as exc:  # describe() has read the rest: what is left is the health table and loss history
+        message = f"its metadata lacks {exc}"
+    except (TypeError, ValueError, AttributeError) as exc:
+        message = f"its health table or loss history has a bad entry ({exc})"
+    else:
+        return {notice: "", info: plain_text(text), health: levels_html(snapshot, "Codebook health at the end of "
+                                                                                  "training"),
+                recon: frames[0], commit: frames[1], config: plain_json(metadata["config"])}
+    message = message.replace(str(path), Path(path).name)  # an upload's temporary path means nothing to anyone
+    return {**cleared, notice: f"**Cannot open {md_text(Path(path).name)}:** {md_text(message)}"}
+
+
+def _toast(kind, message, title: str) -> None:
+    """gr.Warning or gr.Info: Gradio shows a toast's message as (sanitised) HTML, not Markdown: html_text."""
+    kind(html_text(message), title=html_text(title))
 
 
 def _number(value, what: str) -> float:

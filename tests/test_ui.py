@@ -1,6 +1,7 @@
 """The Gradio app, served for real and driven through gradio_client, the way a script or another page would."""
 
 import dataclasses
+import html
 import pathlib
 import re
 import socket
@@ -20,6 +21,12 @@ PLAYERS = [f"clip{i}-{which}" for i in (1, 2, 3) for which in ("original", "reco
 POLL = ["banner", "status", "health", "alerts", "recon", "commit", *PLAYERS, "report", "models"]
 START = ["notice", *POLL]
 MODEL = ["notice", "info", "health", "recon", "commit", "config"]
+
+
+def shown_markdown(markdown: str) -> str:
+    """The text a Markdown output shows for what sda.ui_render.md_text wrote: backslash escapes and
+    entities undone (a value's `_` reaches the page as `\\_`)."""
+    return html.unescape(re.sub(r"\\(.)", r"\1", markdown))
 
 
 def free_port() -> int:
@@ -103,7 +110,7 @@ def test_bad_settings_are_refused_on_the_page_and_the_server_keeps_serving(app, 
     wait_idle(app)
     page = Page(app)
     shown = page.start(**{"data": folder, **settings})
-    assert shown["notice"].startswith("**Cannot start:**") and message in shown["notice"]
+    assert shown["notice"].startswith("**Cannot start:**") and message in shown_markdown(shown["notice"])
     assert app.slot.job is None or not app.slot.job.view().active  # nothing was started
     assert "usable audio files" in page.client.predict(str(folder), api_name="/check_folder")[0]
 
@@ -142,7 +149,7 @@ def test_start_poll_stop_and_the_model_is_saved(app, folder):
     assert model.config.rvq_levels == 2 and model.config.commitment_weight == 0.5 and model.config.epochs == 500
     assert not (app.models_dir / "second.sda").exists()
 
-    info = page.call("/show_model", str(path), names=MODEL)
+    info = page.call("/show_model", path.name, names=MODEL)
     assert info["notice"] == "" and "sda model 'client-run'" in info["info"]
     assert info["config"]["rvq_levels"] == 2 and info["health"].count('<tr class="sda-level') == 2
 
@@ -165,7 +172,7 @@ def test_a_finished_run_shows_previews_the_report_and_the_new_model(app, folder)
     shown = page.poll_until(lambda s: s["status"].startswith("**Finished**"), "the finished run")
     assert shown["report"].startswith("Training finished: 2 of 2 epochs")
     assert shown["clip1-original"] and shown["clip1-reconstruction"]  # the validation set has at least one clip
-    assert str(app.models_dir / "short-run.sda") == shown["models"]  # the Models list selects the new model
+    assert shown["models"] == "short-run.sda"  # the Models list selects the new model (by name)
     modelfile.load_model(app.models_dir / "short-run.sda")
 
 
