@@ -169,16 +169,19 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from sda.text import printable
     from sda.ui import serve
 
     try:
-        app = serve(args.models, host=args.host, port=args.port, share=args.share, quiet=True)
+        app = serve(args.models, host=args.host, port=args.port, share=args.share, quiet=True,
+                    data_root=args.data_root)
     except OSError as exc:  # Gradio's own message advises launch() arguments, which mean nothing here
         reason = "the port is in use" if "empty port" in str(exc) else str(exc)
         raise OSError(f"cannot serve on {args.host}:{args.port}: {reason}; choose another port with --port "
                       "(or another address with --host)") from None
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop saves a running job, as Ctrl-C does
-    print(f"sda ui: open {app.local_url} (models in {args.models}); Ctrl-C to quit", flush=True)
+    audio = f", audio from folders under {printable(str(app.data_root))}" if app.data_root else ""
+    print(f"sda ui: open {app.local_url} (models in {args.models}{audio}); Ctrl-C to quit", flush=True)
     if app.share_url:
         print(f"sda ui: public share link {app.share_url} (anyone with it can train on this machine)", flush=True)
     try:
@@ -275,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--port", type=_int_at_least(1, 65535), default=7860, help="default 7860")
     u.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     u.add_argument("--models", type=Path, default=Path("models"), help="folder for models (default ./models)")
+    u.add_argument("--data-root", type=Path, metavar="DIR",
+                   help="the page reads audio only from folders under DIR (relative paths are taken there); "
+                        "required with --share or a --host other than loopback")
     u.set_defaults(run=cmd_ui)
     return parser
 

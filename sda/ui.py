@@ -11,6 +11,7 @@ on the page (and a toast), and the server keeps serving.
 """
 
 import dataclasses
+import ipaddress
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +81,10 @@ class LiveViews:
                 *self.players, self.report, self.start, self.stop, self.models]
 
 
-def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: JobSlot | None = None) -> gr.Blocks:
-    """The Blocks app. base_config holds every setting the page does not show (tests pass a small model)."""
+def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: JobSlot | None = None,
+              data_root: Path | None = None) -> gr.Blocks:
+    """The Blocks app. base_config holds every setting the page does not show (tests pass a small model);
+    data_root (resolved, see check_data_root): the only folder the folder box may read under (confine)."""
     models_dir, base_config = Path(models_dir), base_config or VQVAEConfig()
     slot = slot or JobSlot()
     defaults = RunOptions(data_dir=Path("."))
@@ -93,8 +96,11 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
         banner = gr.Markdown("", elem_id="sda-banner", **TEXT)
         with gr.Tab("Training"), gr.Row():
             with gr.Column(scale=2, min_width=320):
-                folder = gr.Textbox(label="Audio folder", placeholder="/path/to/your/sounds", elem_id="sda-folder",
-                                    info="5 to 500 sounds, searched recursively. Press Enter to check the folder.")
+                under = f" Folders under {data_root} only (a relative path is taken there)." if data_root else ""
+                folder = gr.Textbox(label="Audio folder", elem_id="sda-folder",
+                                    placeholder=plain_text(data_root or "/path/to/your/sounds"),
+                                    info=plain_text("5 to 500 sounds, searched recursively. Press Enter to check the "
+                                                    f"folder.{under}"))
                 found = gr.Textbox(label="What sda found", lines=6, max_lines=14, interactive=False,
                                    elem_id="sda-preflight")
                 codebook = gr.Textbox(label="Codebook size (automatic, from the number of usable files)",
@@ -154,7 +160,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
         model_views = [model_notice, model_info, model_health, model_recon, model_commit, model_config]
 
         def check_folder(path: str):
-            return _check_folder(path, base_config)
+            return _check_folder(path, base_config, data_root)
 
         def on_start(seen_now, path, n_levels, weight, n_epochs, model_name, every, batch, lr, seed_value):
             try:
@@ -166,7 +172,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                     seed=_whole(seed_value, "seed")).validate()
                 if not (path or "").strip():
                     raise ConfigError("choose the folder of audio to train on first")
-                options = RunOptions(data_dir=Path(path.strip()).expanduser(), out_dir=models_dir,
+                options = RunOptions(data_dir=confine(path.strip(), data_root), out_dir=models_dir,
                                      model_name=(model_name or "").strip() or None,
                                      health_every=_whole(every, "health update interval", low=1))
                 job = slot.start(config, options)
@@ -216,7 +222,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
         upload.upload(on_open, upload, model_views, api_name="open_model")
         refresh.click(lambda: gr.update(choices=_model_choices(models_dir)), None, choice, api_name=False)
 
-    app.slot, app.models_dir = slot, models_dir
+    app.slot, app.models_dir, app.data_root = slot, models_dir, data_root
     return app
 
 
@@ -229,14 +235,68 @@ def _loss_plots(x_title: str) -> tuple[gr.LinePlot, gr.LinePlot]:
 
 
 def serve(models_dir: Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-          base_config: VQVAEConfig | None = None, quiet: bool = False) -> gr.Blocks:
-    """Build the app and start serving it in the background; the caller keeps the main thread."""
-    app = build_app(models_dir, base_config)
+          base_config: VQVAEConfig | None = None, quiet: bool = False, data_root: Path | None = None) -> gr.Blocks:
+    """Build the app and start serving it in the background; the caller keeps the main thread.
+    data_root: the folder box reads only folders under it (see confine); required beyond loopback."""
+    if data_root is None and reachable_beyond_loopback(host, share):
+        raise ConfigError(f"serving beyond this machine ({'--share' if share else f'--host {host}'}) needs "
+                          "--data-root DIR: without it the folder box would let every visitor list and read any "
+                          "folder of this server. Give the folder that holds your audio collections")
+    root = check_data_root(data_root) if data_root is not None else None
+    app = build_app(models_dir, base_config, data_root=root)
     Path(models_dir).mkdir(parents=True, exist_ok=True)
     # allowed_paths: previews and models live in models_dir, which may be outside the working directory.
     app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=quiet,
                allowed_paths=[str(Path(models_dir).resolve())], css=CSS, show_error=True)
     return app
+
+
+def reachable_beyond_loopback(host: str, share: bool) -> bool:
+    """Whether a server on host (and a --share link) can be reached from other machines: anything but a
+    loopback address or the name localhost."""
+    if share:
+        return True
+    if host.lower() == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any address
+        return True
+
+
+def check_data_root(path: Path) -> Path:
+    """--data-root as the real folder it names (symlinks and .. resolved), or DataError saying why not."""
+    try:
+        real = Path(path).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, unreadable, a symlink loop
+        raise DataError(f"--data-root {path} does not exist: give the folder that holds your audio collections") \
+            from None
+    if not real.is_dir():
+        raise DataError(f"--data-root {path} is a file, not a folder: give the folder that holds your audio "
+                        "collections")
+    return real
+
+
+def confine(text: str, root: Path | None) -> Path:
+    """The folder typed in the folder box, as the path the page may read.
+
+    No data root (a page on loopback): the path as typed, ~ expanded. With a data root: a relative
+    path is taken under it, and the path, once symlinks and .. are resolved, must lie in it;
+    DataError, naming the root, otherwise. The resolved path is returned, so what is checked is what
+    is read. (The scan in sda.data bounds the work; a symlink inside the root that points out of it
+    is the root owner's choice.)
+    """
+    if root is None:
+        return Path(text).expanduser()
+    path = Path(text) if Path(text).is_absolute() else root / text
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        raise DataError(f"{text} cannot be resolved (a symlink loop?): choose a folder under {root}") from None
+    if real != root and root not in real.parents:
+        raise DataError(f"{text} is outside the data folder {root}: this page reads audio only from folders under "
+                        "it; give a path inside it, or one relative to it")
+    return real
 
 
 def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir: Path) -> dict:
@@ -302,12 +362,13 @@ def _preview_players(view: JobView, players: tuple) -> dict:
     return out
 
 
-def _check_folder(path: str, base_config: VQVAEConfig) -> tuple[str, str]:
-    """(preflight report, codebook size line) for a folder, or the reason it cannot be used."""
+def _check_folder(path: str, base_config: VQVAEConfig, data_root: Path | None = None) -> tuple[str, str]:
+    """(preflight report, codebook size line) for a folder, or the reason it cannot be used (one outside
+    data_root among them: confine)."""
     if not (path or "").strip():
         return "", ""
     try:
-        pf = preflight(Path(path.strip()).expanduser(), base_config.audio, seed=base_config.seed,
+        pf = preflight(confine(path.strip(), data_root), base_config.audio, seed=base_config.seed,
                        validation_fraction=base_config.validation_fraction)
     except DataError as exc:
         return plain_text(f"⚠ {exc}"), "—"
