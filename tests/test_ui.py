@@ -19,7 +19,8 @@ WAIT = 120  # seconds: generous, CI machines are shared
 PLAYERS = [f"clip{i}-{which}" for i in (1, 2, 3) for which in ("original", "reconstruction")]
 # The outputs of /poll in order (buttons are not part of the API), and of /start, /stop and /show_model.
 POLL = ["banner", "status", "health", "alerts", "recon", "commit", *PLAYERS, "report", "models"]
-START = ["notice", *POLL]
+START = ["notice", *POLL, "key"]  # key: the client key that may stop the run (sda.ui: who may do what)
+STOP = ["notice", *POLL]
 MODEL = ["notice", "info", "health", "recon", "commit", "config"]
 
 
@@ -49,8 +50,8 @@ def app(tmp_path_factory):
 class Page:
     """What one page would show, kept up to date from its own gradio_client session's results."""
 
-    def __init__(self, app):
-        self.client = Client(app.local_url, verbose=False)
+    def __init__(self, app, auth=None):
+        self.client = Client(app.local_url, verbose=False, auth=auth)
         self.shown = {}
 
     def call(self, api_name, *args, names=POLL):
@@ -64,8 +65,12 @@ class Page:
         return self.shown
 
     def start(self, data, levels=2, commitment=0.25, epochs=None, name="", health_every=2, batch=8, lr=1e-3, seed=0):
+        """/start with this page's key (none at first: the server makes one and returns it)."""
         return self.call("/start", str(data), levels, commitment, epochs, name, health_every, batch, lr, seed,
-                         names=START)
+                         self.shown.get("key"), names=START)
+
+    def stop(self):
+        return self.call("/stop", self.shown.get("key"), names=STOP)
 
     def poll_until(self, predicate, what):
         end = time.monotonic() + WAIT
@@ -140,7 +145,7 @@ def test_start_poll_stop_and_the_model_is_saved(app, folder):
     refused = other.start(folder, name="second")
     assert "already running" in refused["notice"] and "'client-run'" in refused["notice"]
 
-    page.call("/stop", names=START)
+    page.stop()
     shown = page.poll_until(lambda s: s["status"].startswith("**Stopped early**"), "the stopped run")
     path = app.models_dir / "client-run.sda"
     assert str(path) in shown["status"] and f"model: {path}" in shown["report"]
@@ -158,7 +163,7 @@ def test_epochs_0_means_automatic(app, folder):
     wait_idle(app)
     page = Page(app)
     page.start(folder, epochs=0, name="auto-epochs")
-    page.call("/stop", names=START)  # at once: the model is saved with its resolved settings all the same
+    page.stop()  # at once: the model is saved with its resolved settings all the same
     page.poll_until(lambda s: s["status"].startswith("**Stopped early**"), "the stopped run")
     model, _ = modelfile.load_model(app.models_dir / "auto-epochs.sda")
     auto = dataclasses.replace(SMALL, epochs=None).resolve(n_files=6, n_train_chunks=47)

@@ -172,3 +172,35 @@ def test_markup_everywhere_stays_text(browser, small_app, folder, tmp_path):
     if os.environ.get("SDA_SCREENSHOTS"):  # to look at them: SDA_SCREENSHOTS=DIR
         for png in ("models-tab.png", "training-tab.png"):
             shutil.copy(tmp_path / png, Path(os.environ["SDA_SCREENSHOTS"]) / png)
+
+
+def test_the_login_page_asks_for_the_password_and_lets_the_right_one_in(browser, tmp_path):
+    """Item 2 of issue 14: with a login (on by default beyond loopback) the page shows Gradio's login
+    form first; a wrong password is refused, the right one opens the page."""
+    from playwright.sync_api import expect
+
+    from sda.ui import Login
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    app = serve(tmp_path / "models", port=free_port(), base_config=SMALL, quiet=True,
+                login=Login("sda", "correct horse battery"))
+    try:
+        page = browser.new_page()
+        page.goto(app.local_url)
+        expect(page.get_by_text("log in as sda with the password sda ui printed")).to_be_visible()
+        expect(page.locator("#sda-folder")).to_have_count(0)  # nothing of the page before the login
+        page.screenshot(path=str(tmp_path / "login.png"), full_page=True)
+        page.get_by_label("username").fill("sda")
+        page.get_by_label("password").fill("wrong password")
+        page.get_by_role("button", name="Login").click()
+        expect(page.get_by_text("Incorrect Credentials")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "login-refused.png"), full_page=True)
+        page.get_by_label("username").fill("sda")
+        page.get_by_label("password").fill("correct horse battery")
+        page.get_by_role("button", name="Login").click()
+        expect(page.locator("#sda-folder textarea")).to_be_visible()
+    finally:
+        if os.environ.get("SDA_SCREENSHOTS"):
+            for png in tmp_path.glob("login*.png"):
+                shutil.copy(png, Path(os.environ["SDA_SCREENSHOTS"]) / png.name)
+        app.close()
