@@ -202,18 +202,31 @@ def _check_reconstruct_paths(source: Path, output: Path, force: bool) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from sda.ui import serve
+    from sda.text import printable
+    from sda.ui import login_for, reachable_beyond_loopback, serve
 
+    login = login_for(args.host, args.share, args.no_auth, args.password_file)
     try:
-        app = serve(args.models, host=args.host, port=args.port, share=args.share, quiet=True)
+        app = serve(args.models, host=args.host, port=args.port, share=args.share, quiet=True,
+                    data_root=args.data_root, login=login, no_auth=args.no_auth)
     except OSError as exc:  # Gradio's own message advises launch() arguments, which mean nothing here
         reason = "the port is in use" if "empty port" in str(exc) else str(exc)
         raise OSError(f"cannot serve on {args.host}:{args.port}: {reason}; choose another port with --port "
                       "(or another address with --host)") from None
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop saves a running job, as Ctrl-C does
-    print(f"sda ui: open {app.local_url} (models in {args.models}); Ctrl-C to quit", flush=True)
+    audio = f", audio from folders under {printable(str(app.data_root))}" if app.data_root else ""
+    print(f"sda ui: open {app.local_url} (models in {args.models}{audio}); Ctrl-C to quit", flush=True)
+    if login is not None:
+        password = (f"password {login.password} (made for this run; set SDA_UI_PASSWORD or --password-file for a "
+                    "fixed one)" if login.made_here else "the password you gave")
+        print(f"sda ui: log in as {login.user} with {password}", flush=True)
+    elif args.no_auth and reachable_beyond_loopback(args.host, args.share):
+        print(f"sda ui: warning: serving {'a public share link' if args.share else args.host} with no login "
+              "(--no-auth): anyone who can reach it can start and stop training, list the folders under "
+              f"{printable(str(app.data_root))} and open the models", file=sys.stderr, flush=True)
     if app.share_url:
-        print(f"sda ui: public share link {app.share_url} (anyone with it can train on this machine)", flush=True)
+        print(f"sda ui: public share link {app.share_url} (anyone with it and the login can train on this machine)",
+              flush=True)
     try:
         threading.Event().wait()  # the server runs in its own threads; this one waits for Ctrl-C
     except KeyboardInterrupt:
@@ -322,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--port", type=_int_at_least(1, 65535), default=7860, help="default 7860")
     u.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     u.add_argument("--models", type=Path, default=Path("models"), help="folder for models (default ./models)")
+    u.add_argument("--data-root", type=Path, metavar="DIR",
+                   help="the page reads audio only from folders under DIR (relative paths are taken there); "
+                        "required with --share or a --host other than loopback")
+    u.add_argument("--password-file", type=Path, metavar="FILE",
+                   help="the login password, from FILE's first line (default: $SDA_UI_PASSWORD, or beyond loopback "
+                        "a password made at start and printed); the user is sda")
+    u.add_argument("--no-auth", action="store_true",
+                   help="serve beyond loopback without a login (every visitor can train and stop runs): not advised")
     u.set_defaults(run=cmd_ui)
     return parser
 

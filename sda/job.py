@@ -1,9 +1,10 @@
 """Training as a background job, for frontends that poll (the Gradio tab) instead of iterating events.
 
     slot = JobSlot()                                  # one per process: one training run at a time
-    job = slot.start(config, RunOptions(data_dir=...))  # JobBusyError while another run is going
+    job = slot.start(config, RunOptions(data_dir=...), owner=key)  # JobBusyError while another run is going
     view = job.view()                                 # any thread, any time: a consistent snapshot
-    job.stop()                                        # engine stop flag: model and checkpoint are saved
+    slot.stop_for(key)                                # a client: only the one that started it (NotYourJobError)
+    job.stop()                                        # the server itself (Ctrl-C): model and checkpoint are saved
 
 The job runs sda.engine.train in a thread and folds each event into its state, under a lock; a view
 is a frozen copy of that state plus a version number that changes with every event, so a poller can
@@ -11,6 +12,7 @@ skip redrawing when nothing happened. There is no training logic here: only book
 """
 
 import itertools
+import secrets
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -26,6 +28,10 @@ _job_ids = itertools.count(1)
 
 class JobBusyError(RuntimeError):
     """A training job is already running in this process."""
+
+
+class NotYourJobError(RuntimeError):
+    """A client asked to stop a job that another client started."""
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,11 @@ class JobView:
 
 
 class TrainingJob:
-    def __init__(self, config: VQVAEConfig, options: RunOptions):
+    def __init__(self, config: VQVAEConfig, options: RunOptions, owner: str | None = None):
+        """owner: the key of the client that starts it (sda.ui keeps one per browser); None: no client
+        may stop it, only the server (job.stop())."""
         self.id = next(_job_ids)
-        self._config, self._options = config, options
+        self._config, self._options, self.owner = config, options, owner
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._state = {"status": RUNNING, "began": datetime.now(), "model_name": options.model_name,
@@ -150,17 +158,29 @@ class JobSlot:
     job: TrainingJob | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self, config: VQVAEConfig, options: RunOptions) -> TrainingJob:
+    def start(self, config: VQVAEConfig, options: RunOptions, owner: str | None = None) -> TrainingJob:
         with self._lock:
             running = self.job.view() if self.job is not None else None
             if running is not None and running.active:
                 name = running.started.model_path.stem if running.started else running.model_name or "unnamed"
                 raise JobBusyError(f"a training job is already running (model {name!r}, started "
                                    f"{running.began:%H:%M:%S}): wait for it to finish, or press Stop first")
-            self.job = TrainingJob(config, options)
+            self.job = TrainingJob(config, options, owner)
             return self.job
 
     def stop(self) -> TrainingJob | None:
+        """The server's own stop (Ctrl-C, SIGTERM, tests): whoever started the job."""
         if self.job is not None:
             self.job.stop()
         return self.job
+
+    def stop_for(self, client: str | None) -> TrainingJob | None:
+        """A client's Stop: only the client whose key started the running job may stop it."""
+        job = self.job
+        if job is not None and job.view().active:
+            if job.owner is None or not isinstance(client, str) or not secrets.compare_digest(
+                    job.owner.encode(), client.encode("utf-8", "surrogatepass")):
+                raise NotYourJobError("this run was started from another browser or client, and only that one "
+                                      "can stop it (the server's operator can stop it with Ctrl-C on sda ui)")
+            job.stop()
+        return job

@@ -7,38 +7,73 @@ Training runs as the process's one background job (sda.job.JobSlot), so every pa
 reloaded mid-run, shows the same run. Each page polls it with a gr.Timer; a poll sends only what
 changed since that page's last one. Stop sets the engine's stop flag: the engine finishes the step
 and saves the model and a checkpoint. Handlers never raise at the user: bad input becomes a message
-on the page (and a toast), and the server keeps serving.
+on the page (and a toast), and the server keeps serving. Every API input is checked for its type
+and size here (_text, _number, _whole) before use, and settings for their range by
+VQVAEConfig.validate.
+
+Who may do what (issue 14):
+- Beyond loopback (serve: --share, or a host that is not a loopback address or localhost) the page
+  asks for a login: user "sda" and a password that is made at start and printed once, or given
+  (SDA_UI_PASSWORD, --password-file). Without one, serve refuses unless told no_auth (--no-auth),
+  and the CLI then warns. On loopback there is no login unless a password is given.
+- Beyond loopback a data root is required: the folder box reads only folders under it (confine).
+- Stop: only the client that started the run may stop it. The page keeps a random client key in
+  the browser's local storage (gr.BrowserState), so a reload or another tab of the same browser can
+  stop it; an API client passes the key /start returned. A login is no such proof: every user of
+  the page shares the one password. The server's operator stops any run with Ctrl-C.
+- Files: the page serves no file of the models folder or the data root (no allowed_paths); preview
+  clips go to the page as samples, and Gradio serves its own copies. Uploads (.sda files to open)
+  are capped at MAX_UPLOAD.
 """
 
 import dataclasses
+import ipaddress
 import math
+import os
+import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import soundfile as sf
 
 from sda import sdafile
-from sda.config import ConfigError, VQVAEConfig
+from sda.config import ConfigError, VQVAEConfig, check_setting
 from sda.data import DataError, preflight
 from sda.engine import PREVIEW_CLIPS, RunOptions
 from sda.health import LevelHealth
-from sda.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView
+from sda.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView, NotYourJobError
 from sda.report import PAGE, describe
+from sda.text import printable
 from sda.ui_render import (
     SERIES,
     alerts_markdown,
     busy_banner,
     curve_frames,
     history_frames,
+    html_text,
     job_levels_html,
     levels_html,
+    md_text,
+    plain_json,
+    plain_text,
     report_text,
     status_markdown,
 )
 
 POLL_SECONDS = 1.0
+# Markdown that shows values from files, folders and users (escaped by sda.ui_render.md_text): no LaTeX,
+# so a "$$" in a file name stays text.
+TEXT = {"latex_delimiters": []}
 SERIES_COLORS = dict(zip(SERIES, ("#2563eb", "#ea580c"), strict=True))
 AUTO_EPOCHS = 0  # what the Epochs field holds for "automatic" (VQVAEConfig.epochs=None)
+LOGIN_USER, PASSWORD_ENV, MIN_PASSWORD = "sda", "SDA_UI_PASSWORD", 8
+MAX_UPLOAD = "100mb"  # the page takes uploads only to open a .sda model or checkpoint
+# The largest whole number a page's number field holds exactly (a browser's numbers are doubles).
+MAX_WHOLE = 2**53 - 1
+MAX_PATH_CHARS, MAX_NAME_CHARS = 4096, 1000  # sda.engine.check_model_name then allows 100
+_CLIENT_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
 CSS = """
 .sda-levels { width: 100%; border-collapse: collapse; }
 .sda-levels caption { text-align: left; opacity: 0.75; padding-bottom: 4px; }
@@ -72,8 +107,10 @@ class LiveViews:
                 *self.players, self.report, self.start, self.stop, self.models]
 
 
-def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: JobSlot | None = None) -> gr.Blocks:
-    """The Blocks app. base_config holds every setting the page does not show (tests pass a small model)."""
+def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: JobSlot | None = None,
+              data_root: Path | None = None) -> gr.Blocks:
+    """The Blocks app. base_config holds every setting the page does not show (tests pass a small model);
+    data_root (resolved, see check_data_root): the only folder the folder box may read under (confine)."""
     models_dir, base_config = Path(models_dir), base_config or VQVAEConfig()
     slot = slot or JobSlot()
     defaults = RunOptions(data_dir=Path("."))
@@ -81,12 +118,16 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
     # delete_cache: uploads and copies of previews older than a day go, checked daily.
     with gr.Blocks(title="sda: train discrete audio models", delete_cache=(86400, 86400)) as app:
         seen = gr.State(None)  # what this page has shown of which job; see _changes
+        client = gr.BrowserState(None, storage_key="sda-client")  # this browser's key: who may stop (module doc)
         gr.Markdown("# sda\nTrain an RVQ-VAE on a folder of sounds, with the health of every codebook level in view.")
-        banner = gr.Markdown("", elem_id="sda-banner")
+        banner = gr.Markdown("", elem_id="sda-banner", **TEXT)
         with gr.Tab("Training"), gr.Row():
             with gr.Column(scale=2, min_width=320):
-                folder = gr.Textbox(label="Audio folder", placeholder="/path/to/your/sounds", elem_id="sda-folder",
-                                    info="5 to 500 sounds, searched recursively. Press Enter to check the folder.")
+                under = f" Folders under {data_root} only (a relative path is taken there)." if data_root else ""
+                folder = gr.Textbox(label="Audio folder", elem_id="sda-folder",
+                                    placeholder=plain_text(data_root or "/path/to/your/sounds"),
+                                    info=plain_text("5 to 500 sounds, searched recursively. Press Enter to check the "
+                                                    f"folder.{under}"))
                 found = gr.Textbox(label="What sda found", lines=6, max_lines=14, interactive=False,
                                    elem_id="sda-preflight")
                 codebook = gr.Textbox(label="Codebook size (automatic, from the number of usable files)",
@@ -111,11 +152,11 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", elem_id="sda-start")
                     stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="sda-stop")
-                notice = gr.Markdown("", elem_id="sda-notice")
+                notice = gr.Markdown("", elem_id="sda-notice", **TEXT)
             with gr.Column(scale=3, min_width=420):
-                status = gr.Markdown(status_markdown(None), elem_id="sda-status")
+                status = gr.Markdown(status_markdown(None), elem_id="sda-status", **TEXT)
                 health = gr.HTML(levels_html([]), elem_id="sda-health")
-                alerts = gr.Markdown("", elem_id="sda-alerts")
+                alerts = gr.Markdown("", elem_id="sda-alerts", **TEXT)
                 recon_plot, commit_plot = _loss_plots("step")
                 players = []
                 for i in range(PREVIEW_CLIPS):
@@ -129,11 +170,12 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
 
         with gr.Tab("Models"):
             with gr.Row():
-                choice = gr.Dropdown(label=f"Models in {models_dir}", choices=_model_choices(models_dir), value=None,
+                choice = gr.Dropdown(label=plain_text(f"Models in {models_dir}"), choices=_model_choices(models_dir),
+                                     value=None,
                                      scale=3, elem_id="sda-model-choice")
                 refresh = gr.Button("Refresh list", scale=1, size="sm")
                 upload = gr.File(label="…or open a .sda file", file_types=[".sda"], type="filepath", scale=2)
-            model_notice = gr.Markdown("")
+            model_notice = gr.Markdown("", elem_id="sda-model-notice", **TEXT)
             model_info = gr.Textbox(label="Model", lines=10, max_lines=30, interactive=False, elem_id="sda-model-info")
             model_health = gr.HTML("", elem_id="sda-model-health")
             model_recon, model_commit = _loss_plots("epoch")
@@ -145,29 +187,37 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
         model_views = [model_notice, model_info, model_health, model_recon, model_commit, model_config]
 
         def check_folder(path: str):
-            return _check_folder(path, base_config)
+            return _check_folder(path, base_config, data_root)
 
-        def on_start(seen_now, path, n_levels, weight, n_epochs, model_name, every, batch, lr, seed_value):
+        def on_start(seen_now, path, n_levels, weight, n_epochs, model_name, every, batch, lr, seed_value,
+                     key=None):
+            key = _client_key(key) or _new_client_key()
             try:
                 config = dataclasses.replace(
                     base_config, rvq_levels=_whole(n_levels, "RVQ levels"),
                     commitment_weight=_number(weight, "commitment weight"),
-                    epochs=None if n_epochs in (None, "", AUTO_EPOCHS) else _whole(n_epochs, "epochs"),
+                    epochs=None if _auto(n_epochs) else _whole(n_epochs, "epochs"),
                     batch_size=_whole(batch, "batch size"), learning_rate=_number(lr, "learning rate"),
                     seed=_whole(seed_value, "seed")).validate()
-                if not (path or "").strip():
+                path = _text(path, "the audio folder", MAX_PATH_CHARS)
+                if not path:
                     raise ConfigError("choose the folder of audio to train on first")
-                options = RunOptions(data_dir=Path(path.strip()).expanduser(), out_dir=models_dir,
-                                     model_name=(model_name or "").strip() or None,
-                                     health_every=_whole(every, "health update interval", low=1))
-                job = slot.start(config, options)
+                every = check_setting("health_every", _whole(every, "health update interval"))
+                options = RunOptions(data_dir=confine(path, data_root), out_dir=models_dir,
+                                     model_name=_text(model_name, "the model name", MAX_NAME_CHARS) or None,
+                                     health_every=every)
+                job = slot.start(config, options, owner=key)
             except (ValueError, JobBusyError) as exc:
-                gr.Warning(str(exc), title="Cannot start")
-                return {notice: f"**Cannot start:** {exc}"}
-            return {notice: "", **_changes(job.view(), None, live, models_dir)}
+                _toast(gr.Warning, exc, "Cannot start")
+                return {notice: f"**Cannot start:** {md_text(exc)}", client: key}
+            return {notice: "", client: key, **_changes(job.view(), None, live, models_dir)}
 
-        def on_stop(seen_now):
-            job = slot.stop()
+        def on_stop(seen_now, key=None):
+            try:
+                job = slot.stop_for(_client_key(key))
+            except NotYourJobError as exc:
+                _toast(gr.Warning, exc, "Cannot stop")
+                return {notice: f"**Cannot stop:** {md_text(exc)}"}
             view = job.view() if job else None
             return {notice: "" if view and view.active else "Nothing is training.",
                     **_changes(view, seen_now, live, models_dir)}
@@ -176,35 +226,41 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
             """The timer's tick: what changed since this page's last poll."""
             return _changes(slot.job.view() if slot.job else None, seen_now, live, models_dir)
 
-        def on_load(seen_now):
-            """A fresh or reloaded page: draw everything, restore the running job's controls, toast nothing old."""
+        def on_load(seen_now, key):
+            """A fresh or reloaded page: draw everything, restore the running job's controls, toast nothing old;
+            a browser without a client key gets one."""
             view = slot.job.view() if slot.job else None
             drawn = {"job": view.job_id, "toasted": len(view.alerts), "ended": not view.active} if view else None
-            shown = _changes(view, drawn, live, models_dir)
+            shown = {**_changes(view, drawn, live, models_dir), client: _client_key(key) or _new_client_key()}
             if view is not None and view.active and view.started is not None:
                 c, pf = view.started.config, view.started.preflight
-                shown.update({folder: str(pf.folder), found: pf.format(), codebook: _codebook_line(pf, c),
-                              levels: c.rvq_levels, commitment: c.commitment_weight, epochs: c.epochs,
-                              name: view.started.model_path.stem})
+                shown.update({folder: plain_text(pf.folder), found: plain_text(pf.format()),
+                              codebook: _codebook_line(pf, c), levels: c.rvq_levels, commitment: c.commitment_weight,
+                              epochs: c.epochs, name: plain_text(view.started.model_path.stem)})
             return shown
 
-        def on_choose(path):
+        def on_choose(listed):
+            return _show_model(_listed_model(models_dir, listed), model_views, listed)
+
+        def on_open(path):
             return _show_model(path, model_views)
 
-        folder.submit(check_folder, folder, [found, codebook], api_name="check_folder")
-        folder.blur(check_folder, folder, [found, codebook], api_name=False)
-        # preprocess=False: out-of-range values reach VQVAEConfig.validate, whose messages name the setting.
+        # preprocess=False: every value reaches the handler as sent, and is checked there (_text, _number,
+        # _whole; ranges by VQVAEConfig.validate, whose messages name the setting), not coerced first.
+        folder.submit(check_folder, folder, [found, codebook], preprocess=False, api_name="check_folder")
+        folder.blur(check_folder, folder, [found, codebook], preprocess=False, api_name=False)
         start.click(on_start, [seen, folder, levels, commitment, epochs, name, health_every, batch_size,
-                               learning_rate, seed], [notice, *live.outputs()], preprocess=False, api_name="start")
-        stop.click(on_stop, seen, [notice, *live.outputs()], api_name="stop")
+                               learning_rate, seed, client], [notice, *live.outputs(), client], preprocess=False,
+                    api_name="start")
+        stop.click(on_stop, [seen, client], [notice, *live.outputs()], preprocess=False, api_name="stop")
         timer = gr.Timer(POLL_SECONDS)
         timer.tick(on_poll, seen, live.outputs(), show_progress="hidden", concurrency_limit=None, api_name="poll")
-        app.load(on_load, seen, [*live.outputs(), *controls], api_name=False)
-        choice.change(on_choose, choice, model_views, api_name="show_model")
-        upload.upload(on_choose, upload, model_views, api_name="open_model")
+        app.load(on_load, [seen, client], [*live.outputs(), *controls, client], preprocess=False, api_name=False)
+        choice.change(on_choose, choice, model_views, preprocess=False, api_name="show_model")
+        upload.upload(on_open, upload, model_views, api_name="open_model")
         refresh.click(lambda: gr.update(choices=_model_choices(models_dir)), None, choice, api_name=False)
 
-    app.slot, app.models_dir = slot, models_dir
+    app.slot, app.models_dir, app.data_root = slot, models_dir, data_root
     return app
 
 
@@ -216,15 +272,113 @@ def _loss_plots(x_title: str) -> tuple[gr.LinePlot, gr.LinePlot]:
                      for kind, title in (("recon", "Reconstruction loss"), ("commit", "Commitment loss")))
 
 
+@dataclass(frozen=True)
+class Login:
+    """The page's one login. made_here: the password was generated at start, so the CLI prints it."""
+
+    user: str
+    password: str = dataclasses.field(repr=False)
+    made_here: bool = False
+
+
+def login_for(host: str, share: bool, no_auth: bool = False, password_file: Path | None = None,
+              environ=os.environ) -> Login | None:
+    """The login `sda ui` asks for: a given password (password_file's first line, or SDA_UI_PASSWORD)
+    wherever the page is served; else, beyond loopback, a random one made now; else none. no_auth:
+    none, and no password may be given with it."""
+    if password_file is not None:
+        lines = Path(password_file).read_text(encoding="utf-8").splitlines()  # OSError: the CLI says so
+        password, source = (lines[0].strip() if lines else ""), f"the first line of {password_file}"
+    else:
+        password, source = environ.get(PASSWORD_ENV), PASSWORD_ENV
+    if no_auth:
+        if password:
+            raise ConfigError(f"--no-auth and a password ({source}) contradict each other: give one of them")
+        return None
+    if password is not None:
+        if len(password) < MIN_PASSWORD:
+            raise ConfigError(f"the password in {source} has {len(password)} characters: give at least "
+                              f"{MIN_PASSWORD}")
+        return Login(LOGIN_USER, password)
+    if reachable_beyond_loopback(host, share):
+        return Login(LOGIN_USER, secrets.token_urlsafe(16), made_here=True)
+    return None
+
+
 def serve(models_dir: Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-          base_config: VQVAEConfig | None = None, quiet: bool = False) -> gr.Blocks:
-    """Build the app and start serving it in the background; the caller keeps the main thread."""
-    app = build_app(models_dir, base_config)
+          base_config: VQVAEConfig | None = None, quiet: bool = False, data_root: Path | None = None,
+          login: Login | None = None, no_auth: bool = False) -> gr.Blocks:
+    """Build the app and start serving it in the background; the caller keeps the main thread.
+    data_root: the folder box reads only folders under it (see confine). login: the user and password
+    the page asks for (login_for). Beyond loopback both are required, the login unless no_auth."""
+    where = "--share" if share else f"--host {host}"
+    if reachable_beyond_loopback(host, share):
+        if data_root is None:
+            raise ConfigError(f"serving beyond this machine ({where}) needs --data-root DIR: without it the folder "
+                              "box would let every visitor list and read any folder of this server. Give the "
+                              "folder that holds your audio collections")
+        if login is None and not no_auth:
+            raise ConfigError(f"serving beyond this machine ({where}) needs a login: the default makes a password "
+                              f"and prints it, or give one ({PASSWORD_ENV} or --password-file); --no-auth serves "
+                              "every visitor without one")
+    root = check_data_root(data_root) if data_root is not None else None
+    app = build_app(models_dir, base_config, data_root=root)
     Path(models_dir).mkdir(parents=True, exist_ok=True)
-    # allowed_paths: previews and models live in models_dir, which may be outside the working directory.
-    app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=quiet,
-               allowed_paths=[str(Path(models_dir).resolve())], css=CSS, show_error=True)
+    # No allowed_paths: Gradio serves only its own cache (preview clips are sent as samples, _clip) and
+    # the uploads, which max_file_size caps.
+    app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=quiet, css=CSS,
+               show_error=True, max_file_size=MAX_UPLOAD,
+               auth=(login.user, login.password) if login else None,
+               auth_message="sda: log in as sda with the password sda ui printed at start (or the one you gave it)")
     return app
+
+
+def reachable_beyond_loopback(host: str, share: bool) -> bool:
+    """Whether a server on host (and a --share link) can be reached from other machines: anything but a
+    loopback address or the name localhost."""
+    if share:
+        return True
+    if host.lower() == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any address
+        return True
+
+
+def check_data_root(path: Path) -> Path:
+    """--data-root as the real folder it names (symlinks and .. resolved), or DataError saying why not."""
+    try:
+        real = Path(path).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, unreadable, a symlink loop
+        raise DataError(f"--data-root {path} does not exist: give the folder that holds your audio collections") \
+            from None
+    if not real.is_dir():
+        raise DataError(f"--data-root {path} is a file, not a folder: give the folder that holds your audio "
+                        "collections")
+    return real
+
+
+def confine(text: str, root: Path | None) -> Path:
+    """The folder typed in the folder box, as the path the page may read.
+
+    No data root (a page on loopback): the path as typed, ~ expanded. With a data root: a relative
+    path is taken under it, and the path, once symlinks and .. are resolved, must lie in it;
+    DataError, naming the root, otherwise. The resolved path is returned, so what is checked is what
+    is read. (The scan in sda.data bounds the work; a symlink inside the root that points out of it
+    is the root owner's choice.)
+    """
+    if root is None:
+        return Path(text).expanduser()
+    path = Path(text) if Path(text).is_absolute() else root / text
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        raise DataError(f"{text} cannot be resolved (a symlink loop?): choose a folder under {root}") from None
+    if real != root and root not in real.parents:
+        raise DataError(f"{text} is outside the data folder {root}: this page reads audio only from folders under "
+                        "it; give a path inside it, or one relative to it")
+    return real
 
 
 def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir: Path) -> dict:
@@ -242,7 +396,7 @@ def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir:
     if old.get("version") == view.version:
         return {ui.seen: seen}  # nothing new (an empty dict would read as one output value)
     for alert in view.alerts[old.get("toasted", 0):]:
-        gr.Warning(alert.message, title="Codebook health" if alert.level is not None else "Training")
+        _toast(gr.Warning, alert.message, "Codebook health" if alert.level is not None else "Training")
     new = {"job": view.job_id, "version": view.version, "toasted": len(view.alerts),
            "health": view.health.step if view.health else None, "curve": len(view.curve),
            "alerts": alerts_markdown(view), "preview": view.preview.epoch if view.preview else None,
@@ -267,10 +421,11 @@ def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir:
             gr.Info(view.error, title="Training stopped")
         elif view.status in (DONE, STOPPED):
             how = "finished" if view.status == DONE else "stopped"
-            gr.Info(f"Model saved: {view.summary.model_path}", title=f"Training {how}")
-            out[ui.models] = gr.update(choices=_model_choices(models_dir), value=str(view.summary.model_path))
+            _toast(gr.Info, f"Model saved: {view.summary.model_path}", f"Training {how}")
+            out[ui.models] = gr.update(choices=_model_choices(models_dir),
+                                       value=printable(Path(view.summary.model_path).name))
         elif view.status == FAILED and old:
-            gr.Warning(view.error, title="Could not start training" if view.bad_input else "Training failed")
+            _toast(gr.Warning, view.error, "Could not start training" if view.bad_input else "Training failed")
     elif "version" not in old:
         out[ui.report] = report_text(view)
     return out
@@ -282,25 +437,38 @@ def _preview_players(view: JobView, players: tuple) -> dict:
     out = {}
     for i, player in enumerate(players):
         clip, which = divmod(i, 2)
-        if clip < len(clips):
+        samples = _clip(clips[clip][which]) if clip < len(clips) else None
+        if samples is not None:
             label = f"Clip {clip + 1}: " + ("original" if which == 0 else
                                             f"reconstruction after epoch {view.preview.epoch}")
-            out[player] = gr.update(value=str(clips[clip][which]), visible=True, label=label)
+            out[player] = gr.update(value=samples, visible=True, label=label)
         else:
             out[player] = gr.update(value=None, visible=False)
     return out
 
 
-def _check_folder(path: str, base_config: VQVAEConfig) -> tuple[str, str]:
-    """(preflight report, codebook size line) for a folder, or the reason it cannot be used."""
-    if not (path or "").strip():
-        return "", ""
+def _clip(path: Path):
+    """A preview wav as (rate, int16 samples), which Gradio copies into its own cache and serves from
+    there: the models folder itself is never served (module doc). None if it is gone or unreadable."""
     try:
-        pf = preflight(Path(path.strip()).expanduser(), base_config.audio, seed=base_config.seed,
+        samples, rate = sf.read(str(path), dtype="int16")
+    except (OSError, RuntimeError, sf.LibsndfileError):
+        return None
+    return rate, samples
+
+
+def _check_folder(path: str, base_config: VQVAEConfig, data_root: Path | None = None) -> tuple[str, str]:
+    """(preflight report, codebook size line) for a folder, or the reason it cannot be used (one outside
+    data_root among them: confine)."""
+    try:
+        path = _text(path, "the audio folder", MAX_PATH_CHARS)
+        if not path:
+            return "", ""
+        pf = preflight(confine(path, data_root), base_config.audio, seed=base_config.seed,
                        validation_fraction=base_config.validation_fraction)
-    except DataError as exc:
-        return f"⚠ {exc}", "—"
-    return pf.format(), _codebook_line(pf, base_config)
+    except (DataError, ConfigError) as exc:
+        return plain_text(f"⚠ {exc}"), "—"
+    return plain_text(pf.format()), _codebook_line(pf, base_config)
 
 
 def _codebook_line(pf, config: VQVAEConfig) -> str:
@@ -308,44 +476,117 @@ def _codebook_line(pf, config: VQVAEConfig) -> str:
     return f"{size} codes per level (for {len(pf.files)} usable files)"
 
 
-def _model_choices(models_dir: Path) -> list[tuple[str, str]]:
-    """(label, path) of every .sda file in models_dir, newest first; checkpoints say so."""
+def _model_files(models_dir: Path) -> dict[str, Path]:
+    """The .sda files in models_dir, newest first, by the name the page shows (sda.text.printable: a name
+    that is not valid UTF-8 is shown, and chosen, by its escaped form)."""
     files = sorted(Path(models_dir).glob("*.sda"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [(p.name + ("  (checkpoint)" if p.name.endswith(".checkpoint.sda") else ""), str(p)) for p in files]
+    return {printable(p.name): p for p in files}
 
 
-def _show_model(path: str | None, views: list) -> dict:
-    """The Models tab for one file: its description, health table, loss curves and config; or why it cannot."""
+def _model_choices(models_dir: Path) -> list[tuple[str, str]]:
+    """(label, name) of every .sda file in models_dir, newest first; checkpoints say so. The value is the
+    file's name, never a path: the Models list opens only what is in models_dir (_listed_model)."""
+    return [(name + ("  (checkpoint)" if name.endswith(".checkpoint.sda") else ""), name)
+            for name in _model_files(models_dir)]
+
+
+def _listed_model(models_dir: Path, name) -> Path | str | None:
+    """The file a Models-list value names, looked up among models_dir's .sda files (so no value, whatever
+    a client sends, opens a file elsewhere); the value itself when it names none (_show_model says so)."""
+    if name in (None, ""):
+        return None
+    if not isinstance(name, str):
+        return name
+    return _model_files(models_dir).get(name, name)
+
+
+def _show_model(path, views: list, listed=None) -> dict:
+    """The Models tab for one file (a Path from the models list, or the path of an upload): its description,
+    health table, loss curves and config; or why it cannot."""
     notice, info, health, recon, commit, config = views
     cleared = {notice: "", info: "", health: "", recon: None, commit: None, config: None}
     if not path:
         return cleared
+    if listed is not None and not isinstance(path, Path):  # a list value that names no model file there
+        shown = listed if isinstance(listed, str) else type(listed).__name__
+        return {**cleared, notice: f"**Cannot open {md_text(shown[:200])}:** there is no such model in the models "
+                                   "folder; press Refresh list and choose one of the list"}
+    if not isinstance(path, str | Path):
+        return {**cleared, notice: f"**Cannot open the file:** expected an uploaded .sda file, got "
+                                   f"{md_text(type(path).__name__)}"}
     try:
         _, metadata, text = describe(Path(path), PAGE)  # prefix and metadata only: the weights are not read
         snapshot = [LevelHealth(**h) for h in metadata["health"]]
         frames = history_frames(metadata["history"]) if metadata["history"]["epochs"] else (None, None)
-    except (sdafile.SdaError, OSError, KeyError, TypeError) as exc:
-        message = str(exc) if not isinstance(exc, (KeyError, TypeError)) else f"its loss history lacks {exc}"
-        message = message.replace(str(path), Path(path).name)  # an upload's temporary path means nothing to anyone
-        return {**cleared, notice: f"**Cannot open {Path(path).name}:** {message}"}
-    return {notice: "", info: text, health: levels_html(snapshot, "Codebook health at the end of training"),
-            recon: frames[0], commit: frames[1], config: metadata["config"]}
+    except (sdafile.SdaError, OSError) as exc:
+        message = str(exc)
+    except KeyError as exc:  # describe() has read the rest: what is left is the health table and loss history
+        message = f"its metadata lacks {exc}"
+    except (TypeError, ValueError, AttributeError) as exc:
+        message = f"its health table or loss history has a bad entry ({exc})"
+    else:
+        return {notice: "", info: plain_text(text), health: levels_html(snapshot, "Codebook health at the end of "
+                                                                                  "training"),
+                recon: frames[0], commit: frames[1], config: plain_json(metadata["config"])}
+    message = message.replace(str(path), Path(path).name)  # an upload's temporary path means nothing to anyone
+    return {**cleared, notice: f"**Cannot open {md_text(Path(path).name)}:** {md_text(message)}"}
+
+
+def _toast(kind, message, title: str) -> None:
+    """gr.Warning or gr.Info: Gradio shows a toast's message as (sanitised) HTML, not Markdown: html_text."""
+    kind(html_text(message), title=html_text(title))
+
+
+def _shown(value) -> str:
+    """A value as a message quotes it: its repr, cut to 60 characters (a client may send megabytes)."""
+    text = repr(value)
+    return printable(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _text(value, what: str, limit: int) -> str:
+    """A text input, stripped ("" for none), or ConfigError: not text, longer than limit, or holding a
+    character no file name can (NUL, a lone surrogate)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be text, got {type(value).__name__} {_shown(value)}")
+    if len(value) > limit:
+        raise ConfigError(f"{what} is {len(value)} characters long: at most {limit}")
+    if "\0" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ConfigError(f"{what} holds a character no file name can (NUL or a lone surrogate): {_shown(value)}")
+    return value.strip()
 
 
 def _number(value, what: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number):
-        raise ConfigError(f"{what} must be a number, got {value!r}")
-    return number
+    """A finite number sent as a number (not text, not true/false), or ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{what} must be a number, got {_shown(value)}")
+    return float(value)
 
 
-def _whole(value, what: str, low: int | None = None) -> int:
-    number = _number(value, what)
-    if number != int(number):
-        raise ConfigError(f"{what} must be a whole number, got {value!r}")
-    if low is not None and number < low:
-        raise ConfigError(f"{what} must be at least {low}, got {int(number)}")
+def _whole(value, what: str) -> int:
+    """A whole number within what a page's number field holds exactly (|n| <= MAX_WHOLE), or ConfigError;
+    its range is checked after, by sda.config (RANGES)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        number = _number(value, what)
+        if number != int(number):
+            raise ConfigError(f"{what} must be a whole number, got {_shown(value)}")
+    if abs(number) > MAX_WHOLE:
+        raise ConfigError(f"{what} must be a whole number of at most {MAX_WHOLE}, got {_shown(value)}")
     return int(number)
+
+
+def _auto(epochs) -> bool:
+    """Whether the Epochs field says automatic: AUTO_EPOCHS, or nothing (an API client); false is no number."""
+    return epochs is None or epochs == "" or (type(epochs) in (int, float) and epochs == AUTO_EPOCHS)
+
+
+def _client_key(value) -> str | None:
+    """A client key as the page keeps it (url-safe text of 16 to 128 characters), or None."""
+    return value if isinstance(value, str) and _CLIENT_KEY.fullmatch(value) else None
+
+
+def _new_client_key() -> str:
+    return secrets.token_urlsafe(24)

@@ -2,6 +2,13 @@
 
 Kept apart from the layout in sda.ui so they can be tested without a server. The words come from
 sda.report wherever the CLI says the same thing, so both frontends report alike.
+
+Every value that comes from a file, a folder or a user (a model's metadata, a file name, a path, an
+error message quoting any of them) reaches the page through one of three functions, chosen by what
+the component does with text: `html_text` for gr.HTML and for toasts (gr.Info / gr.Warning: Gradio
+shows their message as HTML, not Markdown), `md_text` for gr.Markdown, `plain_text` for components
+that show text as text (Textbox, Dropdown labels); `plain_json` for gr.JSON. All of them make control
+characters and lone surrogates visible first (sda.text.printable).
 """
 
 import math
@@ -12,32 +19,77 @@ import pandas as pd
 from sda import report
 from sda.health import LOW_UTILIZATION, LevelHealth, percent
 from sda.job import DONE, FAILED, STOPPED, STOPPING, JobView
+from sda.text import printable
 
 CURVE_COLUMNS = ("x", "loss", "series")
 SERIES = ("train", "validation")
+# Markdown's inline markup: code spans, emphasis, links and images, strikethrough, tables; a backslash
+# makes each one literal. Block markup (#, -, 1.) needs a line start, and printable() leaves no newline.
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_[]~|"})
+
+
+def plain_text(value) -> str:
+    """A value shown as text (Textbox, Dropdown label): control characters made visible, nothing else;
+    its lines stay lines (a report is several)."""
+    return "\n".join(printable(line) for line in str(value).split("\n"))
+
+
+def html_text(value) -> str:
+    """A value inside HTML (text or a quoted attribute): markup escaped, so `<img onerror=...>` reads as text.
+    One line: a newline is shown as \\x0a."""
+    return escape(printable(str(value)), quote=True)
+
+
+def md_text(value) -> str:
+    """A value inside Markdown: one line, HTML escaped, every inline Markdown mark made literal."""
+    return escape(printable(str(value)), quote=False).translate(_MARKDOWN)
+
+
+def plain_json(value):
+    """A JSON value from a file (a model's config) with every key and string made printable, for gr.JSON;
+    a lone surrogate would otherwise fail the whole response."""
+    if isinstance(value, dict):
+        return {printable(str(key)): plain_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_json(item) for item in value]
+    return printable(value) if isinstance(value, str) else value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _cell(value, spec: str = "") -> str:
+    """A figure formatted with spec, or, when a file holds something else there, that thing as text."""
+    return html_text(format(value, spec) if _is_number(value) else value)
 
 
 def levels_html(levels: list[LevelHealth], caption: str = "", warmup_steps: int | None = None,
                 judged: bool = True) -> str:
     """One table row per RVQ level; a level under LOW_UTILIZATION gets class "weak" and says so in words.
     warmup_steps: the quantizer is not on yet (sda.warmup), so the rows say that instead of figures.
-    judged False: the window is too short to judge (sda.health.judged), so no row gets a verdict."""
+    judged False: the window is too short to judge (sda.health.judged), so no row gets a verdict.
+    Every cell is escaped: a model file can hold anything where a figure belongs."""
     if not levels:
         return '<p class="sda-muted">Codebook health appears after the first steps.</p>'
     rows = []
     for h in levels:
+        number = html_text(h.level + 1 if _is_number(h.level) else h.level)
         if warmup_steps is not None:
-            rows.append(f'<tr class="sda-level warming" data-level="{h.level + 1}"><td>{h.level + 1}</td>'
-                        f'<td colspan="5">warming up: the quantizer starts after step {warmup_steps}</td></tr>')
+            rows.append(f'<tr class="sda-level warming" data-level="{number}"><td>{number}</td>'
+                        f'<td colspan="5">warming up: the quantizer starts after step {_cell(warmup_steps)}</td></tr>')
             continue
-        weak = judged and report.is_weak(h)
+        counted = _is_number(h.assignments) and _is_number(h.utilization)
+        weak = judged and counted and report.is_weak(h)
         flag = ("too few steps to judge" if not judged else f"under {LOW_UTILIZATION:.0%}" if weak
-                else "ok" if h.assignments else "no data")
+                else "ok" if counted and h.assignments else "no data")
+        utilization = html_text(percent(h.utilization)) if _is_number(h.utilization) else _cell(h.utilization)
         rows.append(
-            f'<tr class="sda-level{" weak" if weak else ""}" data-level="{h.level + 1}">'
-            f"<td>{h.level + 1}</td><td>{percent(h.utilization)}</td><td>{h.perplexity:.1f}</td>"
-            f"<td>{h.dead} / {h.codebook_size}</td><td>{h.replaced}</td><td>{'⚠ ' if weak else ''}{flag}</td></tr>")
-    return (f'<table class="sda-levels"><caption>{escape(caption)}</caption><thead><tr><th>Level</th>'
+            f'<tr class="sda-level{" weak" if weak else ""}" data-level="{number}">'
+            f"<td>{number}</td><td>{utilization}</td><td>{_cell(h.perplexity, '.1f')}</td>"
+            f"<td>{_cell(h.dead)} / {_cell(h.codebook_size)}</td><td>{_cell(h.replaced)}</td>"
+            f"<td>{'⚠ ' if weak else ''}{flag}</td></tr>")
+    return (f'<table class="sda-levels"><caption>{html_text(caption)}</caption><thead><tr><th>Level</th>'
             "<th>Utilization</th><th>Perplexity</th><th>Dead codes</th><th>Replaced</th><th>Health</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
@@ -63,13 +115,13 @@ def alerts_markdown(view: JobView) -> str:
     other = [a.message for a in reversed(view.alerts) if a.warning is None]
     parts = []
     if weak or other:
-        items = [f"- {escape(w.message())}; {escape(w.outcome())}. {report.advice(w, report.PAGE, levels)}"
-                 for w in weak] + [f"- {escape(m)}" for m in other]
+        items = [f"- {md_text(w.message())}; {md_text(w.outcome())}. {report.advice(w, report.PAGE, levels)}"
+                 for w in weak] + [f"- {md_text(m)}" for m in other]
         parts.append(f"**Warnings ({len(items)})**\n" + "\n".join(items))
     dips = [w for w in reversed(health) if not w.still_weak]
     if dips:
         parts.append("**Earlier dips, not a problem now**\n" + "\n".join(
-            f"- level {w.level + 1} at {percent(w.utilization)} at step {w.step}: {escape(w.outcome())}"
+            f"- level {w.level + 1} at {percent(w.utilization)} at step {w.step}: {md_text(w.outcome())}"
             for w in dips))
     return "\n\n".join(parts)
 
@@ -107,17 +159,18 @@ def status_markdown(view: JobView | None) -> str:
     started, step = view.started, view.step
     if view.status == FAILED:
         what = "Could not start training" if view.bad_input else "Training failed"
-        return f"**{what}:** {escape(view.error or '')}"
+        return f"**{what}:** {md_text(view.error or '')}"
     if view.status == STOPPED and view.summary is None:
-        return f"**Stopped** {escape(view.error or '')}"
+        return f"**Stopped** {md_text(view.error or '')}"
     if view.status in (DONE, STOPPED):
         s = view.summary
         how = "Finished" if view.status == DONE else "Stopped early"
         return (f"**{how}** after {s.epochs_done} of {s.epochs} epochs ({s.steps} steps, "
-                f"{report.duration(s.elapsed_s)}). Model saved: `{s.model_path}`")
+                f"{report.duration(s.elapsed_s)}). Model saved: {md_text(s.model_path)}")
     if started is None:
         return "**Loading** and checking the audio…"
-    where = f"`{started.model_path}` on {started.device} ({started.precision}), kernels {started.backend}"
+    where = (f"{md_text(started.model_path)} on {md_text(started.device)} ({md_text(started.precision)}), "
+             f"kernels {md_text(started.backend)}")
     if step is None:
         line = f"**Epoch 1 of {started.config.epochs}**, starting · {where}"
     else:
@@ -133,16 +186,16 @@ def busy_banner(view: JobView | None) -> str:
     if view is None or not view.active:
         return ""
     name = view.started.model_path.stem if view.started else (view.model_name or "a new model")
-    return (f"A training job is running (**{escape(name)}**, started {view.began:%H:%M:%S}). sda trains one model "
+    return (f"A training job is running (**{md_text(name)}**, started {view.began:%H:%M:%S}). sda trains one model "
             "at a time: **Start** is available again when it finishes or is stopped.")
 
 
 def report_text(view: JobView | None) -> str:
-    """The CLI's end report (sda.report.summary_text), or the error that ended the run."""
+    """The CLI's end report (sda.report.summary_text), or the error that ended the run, for a text box."""
     if view is None:
         return ""
     if view.summary is not None:
-        return report.summary_text(view.summary, report.PAGE)
+        return plain_text(report.summary_text(view.summary, report.PAGE))
     if view.status == FAILED:
-        return f"sda: error: {view.error}"
-    return view.error or ""  # stopped before the first step: what happened
+        return plain_text(f"sda: error: {view.error}")
+    return plain_text(view.error or "")  # stopped before the first step: what happened

@@ -1,6 +1,7 @@
 """The Gradio app, served for real and driven through gradio_client, the way a script or another page would."""
 
 import dataclasses
+import html
 import pathlib
 import re
 import socket
@@ -18,8 +19,15 @@ WAIT = 120  # seconds: generous, CI machines are shared
 PLAYERS = [f"clip{i}-{which}" for i in (1, 2, 3) for which in ("original", "reconstruction")]
 # The outputs of /poll in order (buttons are not part of the API), and of /start, /stop and /show_model.
 POLL = ["banner", "status", "health", "alerts", "recon", "commit", *PLAYERS, "report", "models"]
-START = ["notice", *POLL]
+START = ["notice", *POLL, "key"]  # key: the client key that may stop the run (sda.ui: who may do what)
+STOP = ["notice", *POLL]
 MODEL = ["notice", "info", "health", "recon", "commit", "config"]
+
+
+def shown_markdown(markdown: str) -> str:
+    """The text a Markdown output shows for what sda.ui_render.md_text wrote: backslash escapes and
+    entities undone (a value's `_` reaches the page as `\\_`)."""
+    return html.unescape(re.sub(r"\\(.)", r"\1", markdown))
 
 
 def free_port() -> int:
@@ -42,8 +50,8 @@ def app(tmp_path_factory):
 class Page:
     """What one page would show, kept up to date from its own gradio_client session's results."""
 
-    def __init__(self, app):
-        self.client = Client(app.local_url, verbose=False)
+    def __init__(self, app, auth=None):
+        self.client = Client(app.local_url, verbose=False, auth=auth)
         self.shown = {}
 
     def call(self, api_name, *args, names=POLL):
@@ -57,8 +65,12 @@ class Page:
         return self.shown
 
     def start(self, data, levels=2, commitment=0.25, epochs=None, name="", health_every=2, batch=8, lr=1e-3, seed=0):
+        """/start with this page's key (none at first: the server makes one and returns it)."""
         return self.call("/start", str(data), levels, commitment, epochs, name, health_every, batch, lr, seed,
-                         names=START)
+                         self.shown.get("key"), names=START)
+
+    def stop(self):
+        return self.call("/stop", self.shown.get("key"), names=STOP)
 
     def poll_until(self, predicate, what):
         end = time.monotonic() + WAIT
@@ -96,14 +108,14 @@ def test_a_folder_that_cannot_be_used_is_explained(app, tmp_path):
     ({"epochs": -1}, "epochs=-1 is out of range"),
     ({"commitment": "lots"}, "commitment weight must be a number, got 'lots'"),
     ({"lr": 3.0}, "learning_rate=3.0 is out of range"),
-    ({"health_every": 0}, "health update interval must be at least 1"),
+    ({"health_every": 0}, "health_every=0 is out of range: expected a whole number from 1 to"),
     ({"data": "  "}, "choose the folder of audio to train on first"),
 ])
 def test_bad_settings_are_refused_on_the_page_and_the_server_keeps_serving(app, folder, settings, message):
     wait_idle(app)
     page = Page(app)
     shown = page.start(**{"data": folder, **settings})
-    assert shown["notice"].startswith("**Cannot start:**") and message in shown["notice"]
+    assert shown["notice"].startswith("**Cannot start:**") and message in shown_markdown(shown["notice"])
     assert app.slot.job is None or not app.slot.job.view().active  # nothing was started
     assert "usable audio files" in page.client.predict(str(folder), api_name="/check_folder")[0]
 
@@ -133,7 +145,7 @@ def test_start_poll_stop_and_the_model_is_saved(app, folder):
     refused = other.start(folder, name="second")
     assert "already running" in refused["notice"] and "'client-run'" in refused["notice"]
 
-    page.call("/stop", names=START)
+    page.stop()
     shown = page.poll_until(lambda s: s["status"].startswith("**Stopped early**"), "the stopped run")
     path = app.models_dir / "client-run.sda"
     assert str(path) in shown["status"] and f"model: {path}" in shown["report"]
@@ -142,7 +154,7 @@ def test_start_poll_stop_and_the_model_is_saved(app, folder):
     assert model.config.rvq_levels == 2 and model.config.commitment_weight == 0.5 and model.config.epochs == 500
     assert not (app.models_dir / "second.sda").exists()
 
-    info = page.call("/show_model", str(path), names=MODEL)
+    info = page.call("/show_model", path.name, names=MODEL)
     assert info["notice"] == "" and "sda model 'client-run'" in info["info"]
     assert info["config"]["rvq_levels"] == 2 and info["health"].count('<tr class="sda-level') == 2
 
@@ -151,7 +163,8 @@ def test_epochs_0_means_automatic(app, folder):
     wait_idle(app)
     page = Page(app)
     page.start(folder, epochs=0, name="auto-epochs")
-    page.call("/stop", names=START)  # at once: the model is saved with its resolved settings all the same
+    page.poll_until(lambda s: "· step " in s["status"], "the first step")  # a stop before it saves nothing
+    page.stop()  # early: the model is saved with its resolved settings all the same
     page.poll_until(lambda s: s["status"].startswith("**Stopped early**"), "the stopped run")
     model, _ = modelfile.load_model(app.models_dir / "auto-epochs.sda")
     auto = dataclasses.replace(SMALL, epochs=None).resolve(n_files=6, n_train_chunks=47)
@@ -165,7 +178,7 @@ def test_a_finished_run_shows_previews_the_report_and_the_new_model(app, folder)
     shown = page.poll_until(lambda s: s["status"].startswith("**Finished**"), "the finished run")
     assert shown["report"].startswith("Training finished: 2 of 2 epochs")
     assert shown["clip1-original"] and shown["clip1-reconstruction"]  # the validation set has at least one clip
-    assert str(app.models_dir / "short-run.sda") == shown["models"]  # the Models list selects the new model
+    assert shown["models"] == "short-run.sda"  # the Models list selects the new model (by name)
     modelfile.load_model(app.models_dir / "short-run.sda")
 
 

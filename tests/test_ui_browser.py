@@ -117,3 +117,90 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):
     page.get_by_role("tab", name="Models").click()
     expect(page.locator("#sda-model-info textarea")).to_have_value(re.compile("sda model 'browser-run'"))
     expect(page.locator("#sda-model-health tr.sda-level")).to_have_count(2)
+
+
+@pytest.fixture
+def small_app(tmp_path):
+    app = serve(tmp_path / "models", port=free_port(), base_config=dataclasses.replace(SMALL, epochs=2), quiet=True)
+    yield app
+    if app.slot.job is not None:
+        app.slot.stop()
+        app.slot.job.wait(120)
+    app.close()
+
+
+def test_markup_everywhere_stays_text(browser, small_app, folder, tmp_path):
+    """Item 1 of issue 14: a model file with markup in every field, a folder and a model name that are
+    markup. Selecting the model, training on the folder under that name, the toasts and the report:
+    no script runs (window.__xss stays unset) and the markup is on the page as text."""
+    from playwright.sync_api import expect
+
+    from tests.attacks.test_page import MARK, hostile_model, trained_model
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    hostile_model(trained_model(folder, tmp_path / "source"), small_app.models_dir / f"{MARK}.sda")
+    page = browser.new_page()
+    page.goto(small_app.local_url)
+
+    page.get_by_role("tab", name="Models").click()
+    page.get_by_role("button", name="Refresh list").click()  # the file was written after the page was built
+    page.locator("#sda-model-choice input").click()
+    page.get_by_role("option", name=f"{MARK}.sda").click()
+    expect(page.locator("#sda-model-info textarea")).to_have_value(re.compile(re.escape(f"sda model '{MARK}source")))
+    expect(page.locator("#sda-model-health tr.sda-level").first).to_contain_text(MARK)  # the replaced codes
+    expect(page.locator("#sda-model-health caption")).to_have_text("Codebook health at the end of training")
+    page.screenshot(path=str(tmp_path / "models-tab.png"), full_page=True)
+    assert page.evaluate("window.__xss") is None
+
+    kit = tmp_path / MARK  # a folder whose name is markup, holding the collection
+    shutil.copytree(folder, kit)
+    page.get_by_role("tab", name="Training").click()
+    page.locator("#sda-folder textarea").fill(str(kit))
+    page.locator("#sda-folder textarea").press("Enter")
+    expect(page.locator("#sda-preflight textarea")).to_have_value(re.compile(re.escape(str(kit))))
+    run = f"{MARK}-run"  # the hostile file above already holds the name MARK
+    page.locator("#sda-name textarea").fill(run)
+    page.locator("#sda-start").click()
+    expect(page.locator("#sda-banner")).to_contain_text(f"A training job is running ({run}")
+    expect(page.locator("#sda-status")).to_contain_text("Finished")
+    expect(page.locator("#sda-status")).to_contain_text(f"{run}.sda")
+    expect(page.locator('[data-testid="toast-body"]').filter(has_text="Model saved")).to_contain_text(run)
+    expect(page.locator("#sda-report textarea")).to_have_value(re.compile(re.escape(
+        f"model: {small_app.models_dir / run}.sda")))
+    page.screenshot(path=str(tmp_path / "training-tab.png"), full_page=True)
+    assert page.evaluate("window.__xss") is None
+    if os.environ.get("SDA_SCREENSHOTS"):  # to look at them: SDA_SCREENSHOTS=DIR
+        for png in ("models-tab.png", "training-tab.png"):
+            shutil.copy(tmp_path / png, Path(os.environ["SDA_SCREENSHOTS"]) / png)
+
+
+def test_the_login_page_asks_for_the_password_and_lets_the_right_one_in(browser, tmp_path):
+    """Item 2 of issue 14: with a login (on by default beyond loopback) the page shows Gradio's login
+    form first; a wrong password is refused, the right one opens the page."""
+    from playwright.sync_api import expect
+
+    from sda.ui import Login
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    app = serve(tmp_path / "models", port=free_port(), base_config=SMALL, quiet=True,
+                login=Login("sda", "correct horse battery"))
+    try:
+        page = browser.new_page()
+        page.goto(app.local_url)
+        expect(page.get_by_text("log in as sda with the password sda ui printed")).to_be_visible()
+        expect(page.locator("#sda-folder")).to_have_count(0)  # nothing of the page before the login
+        page.screenshot(path=str(tmp_path / "login.png"), full_page=True)
+        page.get_by_label("username").fill("sda")
+        page.get_by_label("password").fill("wrong password")
+        page.get_by_role("button", name="Login").click()
+        expect(page.get_by_text("Incorrect Credentials")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "login-refused.png"), full_page=True)
+        page.get_by_label("username").fill("sda")
+        page.get_by_label("password").fill("correct horse battery")
+        page.get_by_role("button", name="Login").click()
+        expect(page.locator("#sda-folder textarea")).to_be_visible()
+    finally:
+        if os.environ.get("SDA_SCREENSHOTS"):
+            for png in tmp_path.glob("login*.png"):
+                shutil.copy(png, Path(os.environ["SDA_SCREENSHOTS"]) / png.name)
+        app.close()
