@@ -9,6 +9,8 @@
 Every write is atomic (sdafile.write): a crash mid-save leaves the previous file as it was.
 """
 
+import dataclasses
+import functools
 import math
 import platform
 from dataclasses import dataclass
@@ -53,7 +55,7 @@ def load_model(path: Path) -> tuple[ConvVQVAE, dict]:
     allocate more than the file holds; any problem is an SdaError."""
     tensors, metadata = _read(path, "model")
     config = _config(path, metadata)
-    _check_tensors(path, _shapes(path, config).state_dict(), tensors)
+    _check_tensors(path, _layout(config)[0], tensors)
     model = ConvVQVAE(config)
     _load_weights(path, model, tensors)
     return model.eval(), metadata
@@ -85,10 +87,9 @@ def load_checkpoint(path: Path) -> TrainingState:
     part): weights, AdamW's per-parameter state, the RNG state and the training position."""
     tensors, metadata = _read(path, "checkpoint")
     config = _config(path, metadata)
-    shapes = _shapes(path, config)
+    expected, params = _layout(config)
     model = {k: v for k, v in tensors.items() if _is_model_tensor(k)}
-    _check_tensors(path, shapes.state_dict(), model)
-    params = [p.shape for p in shapes.parameters()]
+    _check_tensors(path, expected, model)
     state: dict[int, dict] = {}
     for name, tensor in tensors.items():
         if name.startswith(OPTIMIZER_PREFIX):
@@ -179,25 +180,41 @@ def _config(path: Path, metadata: dict) -> VQVAEConfig:
                                      "was not written by sda") from None
 
 
-def _shapes(path: Path, config: VQVAEConfig) -> ConvVQVAE:
-    """The model of config on the meta device: its tensors' names, shapes and dtypes, and no memory."""
-    try:
-        with torch.device("meta"):
-            return ConvVQVAE(config)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise sdafile.SdaFormatError(f"{path} has a training config sda cannot build a model from ({exc})") from None
+# The tensors a config implies come from a stand-in model too small to cost anything: building the real one
+# is what a crafted config turns into a huge allocation, and torch's meta device takes over a second to start
+# in a fresh process. Each size the architecture's shapes are made of gets a prime that no other dimension of
+# it equals (kernels are 1, 3 and 4 wide), so every dimension of the stand-in's tensors maps back to its
+# setting; tests/attacks/test_model_files.py checks the result against real models of many configs.
+_STAND_INS = {"n_mels": 11, "hidden_channels": 13, "codebook_dim": 17, "codebook_size": 19}
+
+
+@functools.lru_cache(maxsize=8)
+def _layout(config: VQVAEConfig) -> tuple[dict[str, tuple[tuple, torch.dtype]], tuple[tuple, ...]]:
+    """({tensor name: (shape, dtype)} of ConvVQVAE(config)'s state dict, its parameters' shapes in order)."""
+    stand_in = dataclasses.replace(config, audio=dataclasses.replace(config.audio, n_mels=_STAND_INS["n_mels"]),
+                                   **{k: v for k, v in _STAND_INS.items() if k != "n_mels"})
+    real = {size: getattr(config.audio if k == "n_mels" else config, k) for k, size in _STAND_INS.items()}
+
+    def shape(tensor: torch.Tensor) -> tuple:
+        return tuple(real.get(d, d) for d in tensor.shape)
+
+    with torch.random.fork_rng(devices=[]):  # building initialises weights: the caller's RNG stays as it was
+        model = ConvVQVAE(stand_in)
+    return ({name: (shape(t), t.dtype) for name, t in model.state_dict().items()},
+            tuple(shape(p) for p in model.parameters()))
 
 
 def _check_tensors(path: Path, expected: dict, tensors: dict) -> None:
-    """Every tensor the config implies, with its shape and dtype, and no other; all float values finite."""
+    """Every tensor the config implies (expected: {name: (shape, dtype)}), and no other; all floats finite."""
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or extra:
         _damaged(path, f"it does not hold the weights its config describes (missing: {', '.join(missing[:3]) or 'none'}"
                        f"; unexpected: {', '.join(extra[:3]) or 'none'})")
-    for name, want in expected.items():
+    for name, (shape, dtype) in expected.items():
         got = tensors[name]
-        if got.shape != want.shape or got.dtype != want.dtype:
-            _damaged(path, f"tensor {name!r} is {_form(got)}, its config needs {_form(want)}")
+        if tuple(got.shape) != shape or got.dtype != dtype:
+            _damaged(path, f"tensor {name!r} is {_form(got)}, its config needs "
+                           f"{str(dtype).removeprefix('torch.')} {list(shape)}")
         if got.is_floating_point() and not bool(torch.isfinite(got).all()):
             _damaged(path, f"tensor {name!r} holds NaN or infinite values")
 

@@ -13,8 +13,9 @@ import torch
 
 from attacks.harness import refused, sda_limited
 from sda import events, modelfile, sdafile
-from sda.config import VQVAEConfig
+from sda.config import AudioConfig, VQVAEConfig
 from sda.engine import RunOptions, train
+from sda.model import ConvVQVAE
 
 TINY = VQVAEConfig(hidden_channels=16, codebook_dim=8, batch_size=8, epochs=2, kmeans_iters=2, warmup_steps=1)
 
@@ -189,3 +190,21 @@ def test_reconstruct_with_force_replaces_an_output_atomically(trained, kick, tmp
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert sf.info(out).format == format and not list(tmp_path.glob(f".{name}.*.tmp"))
+
+
+@pytest.mark.parametrize("config", [
+    VQVAEConfig(codebook_size=64, epochs=1),
+    VQVAEConfig(codebook_size=2, epochs=1, rvq_levels=4, downsample=1, hidden_channels=8, codebook_dim=1,
+                audio=AudioConfig(n_mels=8)),
+    VQVAEConfig(codebook_size=512, epochs=1, rvq_levels=2, downsample=8, hidden_channels=96, codebook_dim=13,
+                audio=AudioConfig(n_mels=17)),
+    VQVAEConfig(codebook_size=11, epochs=1, rvq_levels=3, downsample=2, hidden_channels=19, codebook_dim=11,
+                audio=AudioConfig(n_mels=13)),  # every size one of the stand-in's own primes, crossed
+])
+def test_the_tensors_a_config_implies_are_those_of_the_real_model(config):
+    """load_model and load_checkpoint check tensors against a stand-in model (sda.modelfile._layout): it must
+    agree with the real model, whatever sizes the real one has, sizes equal to the stand-in's included."""
+    real = ConvVQVAE(config)
+    tensors, params = modelfile._layout(config)
+    assert tensors == {name: (tuple(t.shape), t.dtype) for name, t in real.state_dict().items()}
+    assert params == tuple(tuple(p.shape) for p in real.parameters())
