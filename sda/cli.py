@@ -85,14 +85,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_and_show(config, options) -> int:
     from sda.engine import train
-    from sda.events import Cancelled, Error
+    from sda.events import Cancelled, Error, Step
     from sda.progress import Progress
 
-    stop = threading.Event()
-    interrupted = _stop_on_first_ctrl_c(stop)
+    stop, training = threading.Event(), threading.Event()
+    interrupted = _stop_on_first_ctrl_c(stop, training)
     progress = Progress(interactive=sys.stdout.isatty())
     try:
         for event in train(config, options, stop):
+            if isinstance(event, Step):
+                training.set()
             if isinstance(event, Error):
                 if not event.quiet:
                     progress.show(event)
@@ -109,8 +111,9 @@ def _train_and_show(config, options) -> int:
     return EXIT_INTERRUPTED if interrupted.is_set() else 0
 
 
-def _stop_on_first_ctrl_c(stop: threading.Event) -> threading.Event:
-    """First Ctrl-C (or SIGTERM, as from a service manager): finish the step, save, report. Second: abort."""
+def _stop_on_first_ctrl_c(stop: threading.Event, training: threading.Event) -> threading.Event:
+    """First Ctrl-C (or SIGTERM, as from a service manager): finish the step, save, report; before the first
+    step (training not set), stop with nothing saved. Second: abort."""
     from sda import distributed
 
     interrupted = threading.Event()
@@ -120,9 +123,11 @@ def _stop_on_first_ctrl_c(stop: threading.Event) -> threading.Event:
             raise KeyboardInterrupt
         interrupted.set()
         stop.set()
-        if distributed.first_process():  # the others of a distributed run stop with it, silently
-            print("\nsda: stopping after this step; saving the model and a checkpoint (Ctrl-C again to abort)",
-                  file=sys.stderr, flush=True)
+        if not distributed.first_process():  # the others of a distributed run stop with it, silently
+            return
+        what = ("stopping after this step; saving the model and a checkpoint" if training.is_set() else
+                "stopping before training begins; nothing will be saved")
+        print(f"\nsda: {what} (Ctrl-C again to abort)", file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

@@ -22,6 +22,7 @@ of them can be shown and stored in metadata; files are opened by the names the f
 import dataclasses
 import math
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -57,6 +58,10 @@ VALIDATION_SHARE, VALIDATION_SLACK = Fraction(1, 2), 2
 
 class DataError(ValueError):
     """The folder cannot be trained on as it is; the message says what was found and what to do."""
+
+
+class LoadingStopped(Exception):
+    """load_dataset's stop flag was set: it stopped between files, keeping nothing. Not bad input."""
 
 
 class FolderNotFoundError(DataError):
@@ -243,8 +248,9 @@ def preflight(folder: str | Path, audio: AudioConfig | None = None, *, seed: int
     return report
 
 
-def load_dataset(folder: str | Path, config: VQVAEConfig) -> Dataset:
-    """One decoding pass: the report, plus every usable file's chunks as cached log-mels.
+def load_dataset(folder: str | Path, config: VQVAEConfig, stop: threading.Event | None = None) -> Dataset:
+    """One decoding pass: the report, plus every usable file's chunks as cached log-mels. Setting stop ends it
+    before the next file (LoadingStopped): a folder of long files takes a while, and Ctrl-C must not wait for it.
 
     Waveforms are kept only for validation chunks. Which files validate is known only once every file
     has been decoded (the split depends on how many are usable), so rather than holding every waveform
@@ -253,8 +259,8 @@ def load_dataset(folder: str | Path, config: VQVAEConfig) -> Dataset:
     audio = config.validate().audio
     log_mel = LogMel(audio)
     with torch.no_grad():
-        report, mels = _survey(folder, audio, config.seed, config.validation_fraction, keep=log_mel)
-        val_audio = _validation_audio(report)
+        report, mels = _survey(folder, audio, config.seed, config.validation_fraction, keep=log_mel, stop=stop)
+        val_audio = _validation_audio(report, stop)
     train_mels = torch.cat([mels[i] for i in report.train_indices])
     return Dataset(
         preflight=report,
@@ -265,11 +271,13 @@ def load_dataset(folder: str | Path, config: VQVAEConfig) -> Dataset:
     )
 
 
-def _validation_audio(report: Preflight) -> torch.Tensor:
+def _validation_audio(report: Preflight, stop: threading.Event | None) -> torch.Tensor:
     """[N_val, chunk_samples]: the validation files decoded again (see load_dataset)."""
+    chunks = []
     try:
-        chunks = [_decode(report.folder, f.source, report.audio, share=f.chunks)[1] for f in
-                  (report.files[i] for i in report.val_indices)]
+        for file in (report.files[i] for i in report.val_indices):
+            _check_stop(stop)
+            chunks.append(_decode(report.folder, file.source, report.audio, share=file.chunks)[1])
     except _Unusable as why:
         raise DataError(f"A validation file changed while loading ({why}): run again.") from None
     if sum(len(c) for c in chunks) != report.val_chunks:
@@ -289,12 +297,18 @@ def split_files(n_files: int, seed: int, validation_fraction: float) -> tuple[li
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
+def _check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise LoadingStopped("stopped while reading the audio")
+
+
 class _Unusable(Exception):
     """Why one file cannot be used; recorded in the report, fatal only if too few files remain."""
 
 
 def _survey(folder: str | Path, audio: AudioConfig, seed: int, validation_fraction: float,
-            keep: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[Preflight, list[torch.Tensor]]:
+            keep: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            stop: threading.Event | None = None) -> tuple[Preflight, list[torch.Tensor]]:
     """The pass shared by preflight and load_dataset: (Preflight, [keep(chunks) per usable file])."""
     folder = _check_folder(folder)
     candidates, skipped = _scan(folder)
@@ -304,6 +318,7 @@ def _survey(folder: str | Path, audio: AudioConfig, seed: int, validation_fracti
                            f"it and its subfolders; {what}). Add audio files, or choose the folder that holds them.")
     files, rejected, kept = [], [], []
     for source in candidates:
+        _check_stop(stop)
         try:
             info, chunks = _decode(folder, source, audio)
         except _Unusable as why:

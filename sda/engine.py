@@ -36,7 +36,7 @@ from torch.utils.data import DistributedSampler
 from sda import distributed, events, modelfile, runfiles, warmup
 from sda.audio import MelInverter, write_audio
 from sda.config import ConfigError, VQVAEConfig, check_setting
-from sda.data import DataError, load_dataset
+from sda.data import DataError, LoadingStopped, load_dataset
 from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step, Summary
 from sda.health import HealthWarning, HealthWindow, LowUtilizationMonitor, judged, level_health
 from sda.kernels import backend
@@ -131,7 +131,11 @@ def pick_precision(requested: str, device: torch.device) -> str:
 def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop: threading.Event) -> Iterator:
     start_time = time.monotonic()
     precision = pick_precision(options.precision, device)
-    state, files, data = _prepare(config, options, distributed.rank() == 0, stop)
+    try:
+        state, files, data = _prepare(config, options, distributed.rank() == 0, stop)
+    except LoadingStopped:
+        yield _cancelled(options.model_name, resuming=options.resume is not None)
+        return
     try:  # the name stays this run's until it ends, however it ends
         yield from _run(state, files, data, options, device, precision, stop, start_time)
     finally:
@@ -332,9 +336,8 @@ def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device
     if not main:
         return
     if stopped and step == first_step and state is None:
-        # Stopped in preflight, k-means or before the first step: nothing trained, nothing to keep; the name is free.
-        yield events.Cancelled(f"stopped before the first training step: nothing was saved, and the name {name!r} "
-                               "is free")
+        # Stopped before the first step: nothing trained, nothing to keep; the name is free.
+        yield _cancelled(name, resuming=False)
         return
     yield from save_at_end("stop" if stopped else "end")
     last = history["epochs"][-1] if history["epochs"] else None
@@ -370,7 +373,10 @@ def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threadi
                 files.run_id = files.run_id or uuid.uuid4().hex  # a checkpoint from before run identities: one now
             else:
                 files = RunFiles(out_dir, name or "", run_id)
-            data = load_dataset(Path(options.data_dir).expanduser(), config)
+            # Alone, the run may stop while it reads the audio; a distributed run's processes stop only together,
+            # at a step, so theirs read on.
+            data = load_dataset(Path(options.data_dir).expanduser(), config,
+                                stop if distributed.world_size() == 1 else None)
             if state is not None:
                 _check_same_data(state.metadata["dataset"], data.preflight)
             if distributed.world_size() > 1:
@@ -383,6 +389,15 @@ def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threadi
             files.release()
         raise
     return state, files, data
+
+
+def _cancelled(name: str | None, resuming: bool) -> events.Cancelled:
+    """The end of a run stopped before its first step."""
+    if resuming:
+        return events.Cancelled("stopped before the first training step: nothing was changed; the model and its "
+                                "checkpoint are as they were, and --resume goes on from them")
+    named = f"the name {name!r} is free" if name else "no model name was taken"
+    return events.Cancelled(f"stopped before the first training step: nothing was saved, and {named}")
 
 
 def _identity(state, options: RunOptions) -> tuple[str | None, str | None]:

@@ -168,6 +168,8 @@ def status_markdown(view: JobView | None) -> str:
         return (f"**{how}** after {s.epochs_done} of {s.epochs} epochs ({s.steps} steps, "
                 f"{report.duration(s.elapsed_s)}). Model saved: {md_text(s.model_path)}")
     if started is None:
+        if view.status == STOPPING:
+            return "**Stopping** before training begins: nothing will be saved…"
         return "**Loading** and checking the audio…"
     where = (f"{md_text(started.model_path)} on {md_text(started.device)} ({md_text(started.precision)}), "
              f"kernels {md_text(started.backend)}")

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -267,3 +268,45 @@ def test_a_writer_killed_mid_save_leaves_the_previous_file_and_its_temporary_is_
     claim = runfiles.claim(tmp_path, "kit", "a-run", resuming=True)  # what a resumed run of kit does first
     claim.release()
     assert not sdafile.temporaries(target) and target.read_bytes() == previous
+
+
+# ---- Item 16: a stop before the first step ---------------------------------------------------------------------
+
+
+def test_a_stop_while_the_audio_is_read_ends_at_the_next_file_saves_nothing_and_frees_the_name(
+        folder, tmp_path, monkeypatch):
+    from sda import data
+
+    stop, decoded, real_decode = threading.Event(), [], data._decode
+
+    def decode(*args, **kwargs):  # the stop arrives while the second file is decoded
+        decoded.append(args[1])
+        if len(decoded) == 2:
+            stop.set()
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(data, "_decode", decode)
+    out = tmp_path / "models"
+    seen = list(train(SMALL, RunOptions(folder, out, "kit"), stop))
+    assert len(decoded) == 2 < len(list(folder.iterdir()))  # not one file more
+    assert [type(e) for e in seen] == [events.Cancelled]
+    assert "nothing was saved" in seen[0].message and "'kit' is free" in seen[0].message
+    assert files_in(out) == []  # not even the name's lock
+    monkeypatch.setattr(data, "_decode", real_decode)
+    assert isinstance(run(RunOptions(folder, out, "kit"))[-1], events.Done)  # the name is free
+
+
+def test_ctrl_c_during_preflight_stops_there_saves_nothing_and_frees_the_name(tmp_path):
+    from sda.synth import write_collection
+
+    data = write_collection(tmp_path / "data", n_files=60, seed=3)[0].parent
+    out = tmp_path / "models"
+    proc = sda("train", data, "--model-name", "kit", "--out", out)
+    wait_for(lambda: (out / ".kit.lock").exists())  # claimed: the audio is being read now
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "stopping before training begins; nothing will be saved" in stderr, stderr
+    assert "nothing was saved, and the name 'kit' is free" in stderr and "Traceback" not in stderr
+    assert "epoch" not in stdout.lower()  # it stopped before training began
+    assert files_in(out) == []
