@@ -43,6 +43,7 @@ from sda.config import FILE_SAMPLE_RATES, AudioConfig
 from sda.text import printable
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
+WRITABLE_AUDIO = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")  # what write_audio writes (not MP3)
 LOG_FLOOR = 1e-5  # magnitude floor before the log: -100 dB, well under any audible content
 # Resampling takes blocks of p input samples to q output samples (the rates' ratio, reduced), with a kernel of
 # q x (p + 2 x width) taps and about q multiply-adds per input sample. Terms beyond these bounds (a rate such as

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import sda
-from sda.text import printable_lines
+from sda.text import printable, printable_lines
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -101,7 +101,7 @@ def _train_and_show(config, options) -> int:
                 return EXIT_BAD_INPUT if event.bad_input else EXIT_FAILED
             if isinstance(event, Cancelled):
                 progress.close()
-                print(f"sda: {event.message}", file=sys.stderr)
+                print(f"sda: {printable_lines(event.message)}", file=sys.stderr)
                 return EXIT_INTERRUPTED
             progress.show(event)
     finally:
@@ -177,37 +177,34 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         out = MelInverter(audio)(model.decode(codes))[0, : len(mono)]
     write_audio(args.output, out, audio.sample_rate)
     positions, levels = codes.shape[1], codes.shape[2]
-    print(f"{args.input}: {len(mono) / audio.sample_rate:.2f} s -> code grid {levels} levels x {positions} time "
-          f"positions ({model.config.codebook_size} codes per level)")
-    print(f"wrote {args.output} ({audio.sample_rate} Hz, mono)")
+    print(f"{printable(str(args.input))}: {len(mono) / audio.sample_rate:.2f} s -> code grid {levels} levels x "
+          f"{positions} time positions ({model.config.codebook_size} codes per level)")
+    print(f"wrote {printable(str(args.output))} ({audio.sample_rate} Hz, mono)")
     return 0
-
-
-WRITABLE_AUDIO = (".wav", ".flac", ".ogg", ".aiff", ".aif")  # what write_audio can write as 16-bit PCM
 
 
 def _check_reconstruct_paths(source: Path, output: Path, force: bool) -> None:
     """Refuse, before any work, what would block, fail late or lose a file: a non-regular input (a FIFO would
     block), an output that is the input, a folder, in a missing folder, of a format sda cannot write, or an
     existing file without --force."""
+    from sda.audio import WRITABLE_AUDIO
+
     mode = os.stat(source).st_mode  # FileNotFoundError names the path
     if not stat.S_ISREG(mode):
         raise ValueError(f"{source} is not a regular file (a folder, FIFO or device): give an audio file")
     if output.is_dir():
         raise ValueError(f"{output} is a folder: give the path of the audio file to write, e.g. {output / 'out.wav'}")
+    if output.exists() and os.path.samefile(source, output):
+        raise ValueError(f"{output} is the input file: writing it would destroy it; give another output path")
     if output.suffix.lower() not in WRITABLE_AUDIO:
         raise ValueError(f"cannot write {output}: its extension is not one of {', '.join(WRITABLE_AUDIO)}")
     if not output.parent.is_dir():
         raise ValueError(f"the folder of {output} does not exist: create it first, or write somewhere else")
-    if output.exists():
-        if os.path.samefile(source, output):
-            raise ValueError(f"{output} is the input file: writing it would destroy it; give another output path")
-        if not force:
-            raise ValueError(f"{output} exists: give another output path, or --force to replace it")
+    if output.exists() and not force:
+        raise ValueError(f"{output} exists: give another output path, or --force to replace it")
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from sda.text import printable
     from sda.ui import login_for, reachable_beyond_loopback, serve
 
     login = login_for(args.host, args.share, args.no_auth, args.password_file)
@@ -220,7 +217,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
                       "(or another address with --host)") from None
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop saves a running job, as Ctrl-C does
     audio = f", audio from folders under {printable(str(app.data_root))}" if app.data_root else ""
-    print(f"sda ui: open {app.local_url} (models in {args.models}{audio}); Ctrl-C to quit", flush=True)
+    print(f"sda ui: open {app.local_url} (models in {printable(str(args.models))}{audio}); Ctrl-C to quit", flush=True)
     if login is not None:
         password = (f"password {login.password} (made for this run; set SDA_UI_PASSWORD or --password-file for a "
                     "fixed one)" if login.made_here else "the password you gave")

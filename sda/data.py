@@ -42,7 +42,7 @@ from sda.config import (
     VQVAEConfig,
     auto_codebook_size,
 )
-from sda.text import printable
+from sda.text import plural, printable
 
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below this a file holds nothing to learn from
 SILENT = "silent (peak below -80 dBFS)"
@@ -163,15 +163,15 @@ class Preflight:
             f"  sample rates: {_counts(self.sample_rates, lambda sr: f'{sr} Hz')}",
             f"  channels: {_counts(self.channels, _channels)}",
             f"  -> {self.n_chunks} chunks of {a.chunk_seconds:.2f} s, mono at {a.sample_rate} Hz: {train_chunks} for "
-            f"training ({_plural(len(self.train_indices), 'file')}), {self.val_chunks} for validation "
-            f"({_plural(len(self.val_indices), 'file')})",
+            f"training ({plural(len(self.train_indices), 'file')}), {self.val_chunks} for validation "
+            f"({plural(len(self.val_indices), 'file')})",
             f"  codebook size: {self.codebook_size} (auto for {n} files)",
             f"  memory for the cached chunks: {_size(self.memory_bytes)}",
         ]
         if n <= LISTED_FILES:
             width = max(len(f.path) for f in self.files)
             lines += [f"    {f.path:<{width}}  {_duration(f.seconds):>9}  {f.sample_rate:>6} Hz  "
-                      f"{_channels(f.channels):<8}  {_plural(f.chunks, 'chunk')}" for f in self.files]
+                      f"{_channels(f.channels):<8}  {plural(f.chunks, 'chunk')}" for f in self.files]
         else:
             by_length = sorted(self.files, key=lambda f: f.seconds)
             lines.append(f"  shortest {by_length[0].path} ({_duration(by_length[0].seconds)}), "
@@ -190,12 +190,12 @@ class Preflight:
                 names = ", ".join(s.path for s in not_audio)
             else:
                 names = _counts(Counter(Path(s.path).suffix.lower() or "no extension" for s in not_audio))
-            lines.append(f"  skipped {_plural(len(not_audio), 'file')} that are not audio: {names}")
+            lines.append(f"  skipped {plural(len(not_audio), 'file')} that are not audio: {names}")
         others = [s for s in self.skipped if not s.reason.startswith(NOT_AUDIO)]
         if others:
             lines.append("  skipped: " + ", ".join(f"{s.path} ({s.reason})" for s in others))
         if self.rejected:
-            lines.append(f"  rejected {_plural(len(self.rejected), 'audio file')}:")
+            lines.append(f"  rejected {plural(len(self.rejected), 'audio file')}:")
             lines += [f"    {r.path}: {r.reason}" for r in self.rejected]
         return "\n".join(lines)
 
@@ -313,7 +313,7 @@ def _survey(folder: str | Path, audio: AudioConfig, seed: int, validation_fracti
     folder = _check_folder(folder)
     candidates, skipped = _scan(folder)
     if not candidates:
-        what = f"skipped {_plural(len(skipped), 'other file')}" if skipped else "the folder is empty"
+        what = f"skipped {plural(len(skipped), 'other file')}" if skipped else "the folder is empty"
         raise NoAudioError(f"No audio files in {printable(str(folder))} (looked for {' '.join(AUDIO_EXTENSIONS)} in "
                            f"it and its subfolders; {what}). Add audio files, or choose the folder that holds them.")
     files, rejected, kept = [], [], []
@@ -494,11 +494,11 @@ def _check_enough(folder: Path, files: list[UsableFile], rejected: list[Rejectio
     silent = [r for r in rejected if r.reason == SILENT]
     if not files and silent:
         raise OnlySilenceError(
-            f"No usable audio in {printable(str(folder))}: {_plural(len(silent), 'file')} decoded but "
+            f"No usable audio in {printable(str(folder))}: {plural(len(silent), 'file')} decoded but "
             f"{'is' if len(silent) == 1 else 'are'} silent, and none has sound above -80 dBFS. "
             f"Rejected: {_list(rejected)}. Check that the files are not blank exports, or choose another folder.")
     if len(files) < MIN_FILES:
-        found = (f"{_plural(len(files), 'usable audio file')} in {printable(str(folder))}, "
+        found = (f"{plural(len(files), 'usable audio file')} in {printable(str(folder))}, "
                  f"sda needs at least {MIN_FILES}")
         why = f" Rejected: {_list(rejected)}." if rejected else ""
         raise TooFewFilesError(f"{found}.{why} Add more audio files to the folder (short one-shots are fine).")
@@ -507,10 +507,6 @@ def _check_enough(folder: Path, files: list[UsableFile], rejected: list[Rejectio
 def _list(rejections: list[Rejection], limit: int = 10) -> str:
     shown = ", ".join(f"{r.path} ({r.reason})" for r in rejections[:limit])
     return shown + (f", and {len(rejections) - limit} more" if len(rejections) > limit else "")
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _channels(n: int) -> str:

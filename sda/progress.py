@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from sda import report
 from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step
-from sda.text import printable_lines
+from sda.text import plural, printable_lines
 
 YELLOW, RED, RESET = "\033[33m", "\033[31m", "\033[0m"
 
@@ -68,8 +68,8 @@ class Progress:
                     f"({report.batch(c.batch_size, event.processes)}); device {event.device} ({event.precision}), "
                     f"kernels {event.backend}")
         if c.warmup_steps:
-            self._print(f"warm-up: {c.warmup_steps} steps as a plain autoencoder, then k-means starts the codebooks; "
-                        "their health is judged from then on")
+            self._print(f"warm-up: {plural(c.warmup_steps, 'step')} as a plain autoencoder, then k-means starts the "
+                        "codebooks; their health is judged from then on")
         if event.resumed_at:
             self._print(f"resuming {event.checkpoint_path} at epoch {event.resumed_at[0]}, step "
                         f"{event.resumed_at[1]}, with the settings stored in it")

@@ -7,6 +7,7 @@ from sda import sdafile
 from sda.config import smaller_codebook_size
 from sda.events import Summary
 from sda.health import LOW_UTILIZATION, HealthWarning, LevelHealth, percent
+from sda.text import plural
 
 CLI, PAGE = "cli", "page"  # the frontends, for advice that names what each one offers
 MIN_VALIDATION_CHUNKS = 8  # fewer validation chunks than this measure too little to judge a model by
@@ -197,7 +198,7 @@ def _validation_size(data: dict) -> tuple[int, int]:
 def _warmup_text(steps: int) -> str:
     if not steps:
         return "warm-up: none (the quantizer was on from the first step)"
-    return f"warm-up: {steps} steps as a plain autoencoder, then k-means (sda.warmup)"
+    return f"warm-up: {plural(steps, 'step')} as a plain autoencoder, then k-means (sda.warmup)"
 
 
 def _weights_text(metadata: dict, epochs: list) -> str:

@@ -41,3 +41,8 @@ def printable(text: str) -> str:
 def printable_lines(text: str) -> str:
     """printable() of each line: a multi-line text for a terminal, its own line breaks kept."""
     return "\n".join(printable(line) for line in str(text).split("\n"))
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 step', '3 steps': English plurals by -s, for the nouns sda counts."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -154,10 +154,21 @@ def kick(folder, tmp_path):
     return path
 
 
-def test_reconstruct_never_overwrites_its_input(trained, kick):
+@pytest.mark.parametrize("name", ["kick.wav", "kick.oga", "kick.mp3"])  # .mp3: a format sda cannot even write
+def test_reconstruct_never_overwrites_its_input(trained, kick, name):
+    kick = kick.rename(kick.with_name(name))
     before = kick.read_bytes()
     refused(sda_limited("reconstruct", trained[0], kick, kick, "--force", timeout=60), "is the input file")
     assert kick.read_bytes() == before
+
+
+def test_reconstruct_shows_control_characters_in_paths_escaped(trained, kick, tmp_path):
+    source = kick.rename(kick.with_name("k\x1b]52;c;aGk=\x07\x1b[2J.wav"))
+    result = subprocess.run([sys.executable, "-m", "sda", "reconstruct", trained[0], source, tmp_path / "o.wav"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout
+    assert "k\\x1b]52;c;aGk=\\x07\\x1b[2J.wav: " in result.stdout
 
 
 @pytest.mark.parametrize("output, words", [
