@@ -1,11 +1,11 @@
 """Codebook quality: sda's ResidualVQ against vector-quantize-pytorch's, in the same model on the same data.
 
-    .venv/bin/python bench/codebook_quality.py                       # generated collection (sda.synth)
+    .venv/bin/python bench/codebook_quality.py                       # generated collection (sda.data.synth)
     .venv/bin/python bench/codebook_quality.py --data /usr/share/sounds/freedesktop/stereo
     .venv/bin/python bench/codebook_quality.py --smoke               # seconds: every code path, tiny budget
 
 For each seed, the same ConvVQVAE (same initial weights, same batches in the same order) is trained
-for a fixed number of steps twice: once with sda.quantizer.ResidualVQ and once with
+for a fixed number of steps twice: once with sda.model.quantizer.ResidualVQ and once with
 vector_quantize_pytorch.ResidualVQ (same levels, codebook size, dim, EMA decay, k-means init with the
 same iterations on the first batch, dead-code threshold; plain straight-through, no rotation trick).
 The two runs alternate, so machine noise hits both alike. Reported per quantizer, mean and standard
@@ -33,12 +33,12 @@ from torch import nn
 
 import sda
 from sda.config import AudioConfig, VQVAEConfig
-from sda.data import load_dataset
-from sda.health import HealthWindow, level_health
+from sda.data.dataset import load_dataset
+from sda.data.synth import write_collection
 from sda.kernels import backend
-from sda.model import ConvVQVAE
-from sda.quantizer import QuantizerOutput
-from sda.synth import write_collection
+from sda.model.health import HealthWindow, level_health
+from sda.model.quantizer import QuantizerOutput
+from sda.model.vqvae import ConvVQVAE
 
 try:
     from vector_quantize_pytorch import ResidualVQ as PeerResidualVQ
@@ -47,7 +47,7 @@ except ImportError:  # bench extra not installed: measure sda alone and say so
 
 
 class PeerQuantizer(nn.Module):
-    """vector-quantize-pytorch's ResidualVQ behind sda.quantizer.ResidualVQ's interface."""
+    """vector-quantize-pytorch's ResidualVQ behind sda.model.quantizer.ResidualVQ's interface."""
 
     def __init__(self, cfg: VQVAEConfig):
         super().__init__()
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
         data = load_dataset(folder, cfg)
     cfg = data.config
     args.window = args.window or -(-len(data.train_mels) // cfg.batch_size)
-    data_name = str(args.data) if args.data else f"generated collection (sda.synth, {args.files} files)"
+    data_name = str(args.data) if args.data else f"generated collection (sda.data.synth, {args.files} files)"
 
     names = ["sda", "vqp"] if PeerResidualVQ is not None else ["sda"]
     results = {name: [] for name in names}

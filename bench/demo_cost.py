@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RUN = "import sys; from sda.cli import main; sys.exit(main(['train', '--demo']))"
+RUN = "import sys; from sda.cli.main import main; sys.exit(main(['train', '--demo']))"
 
 
 def one_run(tree: Path, cwd: Path) -> tuple[float, float, float, float]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sda import sdafile  # noqa: E402
+from sda.format import container  # noqa: E402
 
 
 def run(data: Path, out: Path, name: str, nproc: int, batch: int, epochs: int, smoke: bool) -> tuple[float, float]:
@@ -35,7 +35,7 @@ def run(data: Path, out: Path, name: str, nproc: int, batch: int, epochs: int, s
     start = time.monotonic()
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     wall = time.monotonic() - start
-    position = sdafile.read_metadata(out / f"{name}.checkpoint.sda")["position"]
+    position = container.read_metadata(out / f"{name}.checkpoint.sda")["position"]
     return wall, position["elapsed_s"]
 
 
@@ -53,7 +53,7 @@ def main() -> None:
         tmp = Path(tmp)
         data = args.data
         if data is None:
-            from sda.synth import write_collection
+            from sda.data.synth import write_collection
             data = write_collection(tmp / "data", n_files=6 if args.smoke else 24)[0].parent
         rows = []
         for r in range(args.rounds):

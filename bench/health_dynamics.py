@@ -1,15 +1,15 @@
-"""Codebook health over a whole training run: the default schedule (sda.warmup) against sda before it
+"""Codebook health over a whole training run: the default schedule (sda.train.warmup) against sda before it
 and against vector-quantize-pytorch's ResidualVQ in the same model, on real and generated collections.
 
     .venv/bin/python bench/health_dynamics.py --data /usr/share/sounds/freedesktop/stereo --generated 24 120
     .venv/bin/python bench/health_dynamics.py --variants new ae lr --seeds 0 1     # the schedule's parts
     .venv/bin/python bench/health_dynamics.py --smoke                             # seconds: every code path
 
-Every run is a real `sda.engine.train` with every default (auto codebook size, epochs, warm-up; batch
+Every run is a real `sda.train.engine.train` with every default (auto codebook size, epochs, warm-up; batch
 16), so the figures are what `sda train DIR` shows. Variants (same seed -> same initial weights, same
 batches in the same order; they alternate per seed, so machine noise hits all alike):
 
-    new      the default: sda.warmup.RULE (the autoencoder warm-up, step-scaled k-means counts) with
+    new      the default: sda.train.warmup.RULE (the autoencoder warm-up, step-scaled k-means counts) with
              the automatic warm-up length
     today    warmup_steps=0: sda before the warm-up (k-means at step 0, k-means-sized counts, constant lr)
     vqp      vector-quantize-pytorch's ResidualVQ (k-means init on its first batch, same decay and
@@ -45,13 +45,13 @@ from pathlib import Path
 import torch
 
 import sda
-from sda import engine, warmup
 from sda.config import AudioConfig, VQVAEConfig
-from sda.engine import RunOptions
-from sda.events import Alert, Done, Epoch, Error, Health, Step
-from sda.health import LOW_UTILIZATION
-from sda.model import ConvVQVAE
-from sda.synth import write_collection
+from sda.data.synth import write_collection
+from sda.model.health import LOW_UTILIZATION
+from sda.model.vqvae import ConvVQVAE
+from sda.train import engine, warmup
+from sda.train.engine import RunOptions
+from sda.train.events import Alert, Done, Epoch, Error, Health, Step
 
 sys.path.insert(0, str(Path(__file__).parent))
 from codebook_quality import PeerQuantizer, PeerResidualVQ  # noqa: E402 (the same peer, one definition)
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
         for n in args.generated:
             folder = Path(tmp) / f"generated-{n}"
             write_collection(folder, n_files=n)
-            collections.append((f"generated collection (sda.synth, {n} files)", folder))
+            collections.append((f"generated collection (sda.data.synth, {n} files)", folder))
         for title, folder in collections:
             rows = []
             for seed in args.seeds:

@@ -14,7 +14,8 @@ import zlib
 
 import torch
 
-from sda import _sdafile, sdafile
+from sda import _sdafile
+from sda.format import container
 
 
 def best_ms(work, rounds: int = 7) -> float:
@@ -36,10 +37,11 @@ def main() -> None:
     fill = best_ms(lambda: torch.empty(data.numel(), dtype=torch.uint8).copy_(data))
     print(f"allocate + fill 200 MB (torch.empty + copy_): {fill:.1f} ms")
     path = os.path.join(tempfile.mkdtemp(), "m.sda")
-    sdafile.write(path, tensors, {})
+    container.write(path, tensors, {})
     for backend in ("cpp", "python"):
-        sdafile.set_backend(backend)
-        verified, unverified = best_ms(lambda: sdafile.read(path)), best_ms(lambda: sdafile.read(path, verify=False))
+        container.set_backend(backend)
+        verified = best_ms(lambda: container.read(path))
+        unverified = best_ms(lambda: container.read(path, verify=False))
         print(f"{backend}: verified read {verified:.1f} ms, unverified {unverified:.1f} ms")
 
 

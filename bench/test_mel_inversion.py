@@ -11,9 +11,9 @@ import pytest
 import torch
 import torchaudio.transforms as AT
 
-from sda.audio import LogMel, MelInverter, read_audio, resample, to_mono
 from sda.config import AudioConfig
-from sda.synth import write_collection
+from sda.data.audio import LogMel, MelInverter, read_audio, resample, to_mono
+from sda.data.synth import write_collection
 
 AUDIO = AudioConfig()
 SECONDS = 5

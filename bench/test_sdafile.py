@@ -22,7 +22,7 @@ import os
 import pytest
 import torch
 
-from sda import sdafile
+from sda.format import container
 
 try:
     from safetensors.torch import load_file as safetensors_load
@@ -58,22 +58,22 @@ def same(loaded: dict, tensors: dict) -> None:
 
 @pytest.fixture(params=["cpp", "python"])
 def sda_backend(request):
-    if not hasattr(sdafile, "set_backend"):
+    if not hasattr(container, "set_backend"):
         pytest.skip("this sdafile has one backend only")
     try:
-        previous = sdafile.set_backend(request.param)
-    except sdafile.SdaError as exc:
+        previous = container.set_backend(request.param)
+    except container.SdaError as exc:
         pytest.skip(f"{request.param} backend unavailable: {exc}")
     yield request.param
-    sdafile.set_backend(previous)
+    container.set_backend(previous)
 
 
 def test_save_sda(benchmark, payload, tmp_path, sda_backend):
     mb, tensors = payload
     benchmark.group, benchmark.extra_info["baseline"] = f"save {mb} MB", sda_backend == "cpp"
     path = tmp_path / "m.sda"
-    benchmark.pedantic(sdafile.write, args=(path, tensors, {"name": "bench"}), rounds=rounds(mb), iterations=1)
-    same(sdafile.read(path)[0], tensors)
+    benchmark.pedantic(container.write, args=(path, tensors, {"name": "bench"}), rounds=rounds(mb), iterations=1)
+    same(container.read(path)[0], tensors)
 
 
 def test_save_torch(benchmark, payload, tmp_path):
@@ -115,9 +115,9 @@ def test_load_sda_verified(benchmark, payload, tmp_path, sda_backend):
     mb, tensors = payload
     benchmark.group, benchmark.extra_info["baseline"] = f"load {mb} MB", sda_backend == "cpp"
     path = tmp_path / "m.sda"
-    sdafile.write(path, tensors, {"name": "bench"})
-    same(sdafile.read(path)[0], tensors)
-    benchmark.pedantic(sdafile.read, args=(path,), rounds=rounds(mb), iterations=1, warmup_rounds=1)
+    container.write(path, tensors, {"name": "bench"})
+    same(container.read(path)[0], tensors)
+    benchmark.pedantic(container.read, args=(path,), rounds=rounds(mb), iterations=1, warmup_rounds=1)
 
 
 def test_load_torch(benchmark, payload, tmp_path):

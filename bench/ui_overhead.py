@@ -3,7 +3,7 @@
     python bench/ui_overhead.py [--data FOLDER] [--rounds 2]
     python bench/ui_overhead.py --smoke      # a tiny model for 2 epochs: checks the script, not the figures
 
-Each round trains the same seeded model twice, alternating: once as a bare background job (sda.job,
+Each round trains the same seeded model twice, alternating: once as a bare background job (sda.ui.job,
 what the page runs, with nothing polling it), once started from a headless chromium page on a
 served app that polls it every POLL_SECONDS. Reported: the engine's elapsed time for each, their
 ratio, and the CPU seconds chromium used during the page run. Needs playwright and Debian's chromium.
@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sda.config import VQVAEConfig  # noqa: E402
-from sda.engine import RunOptions  # noqa: E402
-from sda.job import TrainingJob  # noqa: E402
-from sda.ui import POLL_SECONDS, serve  # noqa: E402
+from sda.train.engine import RunOptions  # noqa: E402
+from sda.ui.app import POLL_SECONDS, serve  # noqa: E402
+from sda.ui.job import TrainingJob  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -72,7 +72,7 @@ def main() -> None:
         tmp = Path(tmp)
         data = args.data
         if data is None:
-            from sda.synth import write_collection
+            from sda.data.synth import write_collection
             data = write_collection(tmp / "data", n_files=6 if args.smoke else 24)[0].parent
         app = serve(tmp / "models", port=args.port, base_config=config, quiet=True)
         bare, paged, cpu = [], [], []

@@ -1,3 +1,3 @@
-from sda.cli import main
+from sda.cli.main import main
 
 raise SystemExit(main())

@@ -19,9 +19,9 @@ MIN_FILES = 5
 # Auto epochs: at least this many passes, and enough of them for MIN_STEPS optimizer steps, so that
 # five drum hits (one batch per epoch) train as long as a folder of stems does.
 MIN_EPOCHS, MIN_STEPS, MAX_AUTO_EPOCHS = 30, 400, 1000
-# Auto warm-up (sda.warmup): this share of the run's steps, and never more than MAX_WARMUP_STEPS.
+# Auto warm-up (sda.train.warmup): this share of the run's steps, and never more than MAX_WARMUP_STEPS.
 WARMUP_FRACTION, MAX_WARMUP_STEPS = 0.1, 100
-# Reading a folder (sda.data): the scan stops past these bounds, which no folder of samples comes near,
+# Reading a folder (sda.data.dataset): the scan stops past these bounds, which no folder of samples comes near,
 # rather than walk a whole disk; and sda decodes files at sample rates in FILE_SAMPLE_RATES only.
 MAX_SCAN_ENTRIES, MAX_SCAN_DEPTH, MAX_SCAN_SECONDS = 50_000, 32, 30.0
 FILE_SAMPLE_RATES = (1000, 768_000)  # Hz, both included
@@ -66,7 +66,7 @@ class Range:
 
 MAX_EPOCHS = 100_000
 SEED_RANGE = Range(True, 0, 2**32 - 1)  # what every generator seeded from it (torch, numpy) accepts
-# Every numeric setting's type and range: VQVAEConfig's, AudioConfig's and the run options of sda.engine.RunOptions.
+# Every numeric setting's type and range: VQVAEConfig's, AudioConfig's and the run options of engine.RunOptions.
 RANGES = {
     "sample_rate": Range(True, 8000, 192_000),
     "n_fft": Range(True, 64, 16_384),
@@ -90,7 +90,7 @@ RANGES = {
     "grad_clip": Range(False, 0, 1e6, low_open=True),
     "validation_fraction": Range(False, 0, 1, low_open=True, high_open=True),
     "seed": SEED_RANGE,
-    # run options (sda.engine.RunOptions)
+    # run options (sda.train.engine.RunOptions)
     "health_every": Range(True, 1, 100_000),
     "checkpoint_every": Range(True, 1, MAX_EPOCHS),
     "preview_every": Range(True, 1, MAX_EPOCHS),
@@ -172,7 +172,7 @@ class VQVAEConfig:
     ema_decay: float = 0.95
     dead_code_threshold: float = 0.25  # EMA assignments per step under which a code is replaced
     kmeans_iters: int = 10
-    # Early training (sda.warmup): None = auto_warmup_steps of the run; 0 = quantize from the first step.
+    # Early training (sda.train.warmup): None = auto_warmup_steps of the run; 0 = quantize from the first step.
     warmup_steps: int | None = None
     epochs: int | None = None  # None: auto, enough passes for MIN_STEPS steps on this dataset
     batch_size: int = 16
@@ -214,7 +214,7 @@ class VQVAEConfig:
         """Rebuild from to_dict() output; unknown or missing-type keys raise ConfigError."""
         data = dict(data)
         audio = data.pop("audio", {})
-        # Files written before sda.warmup existed trained without one; resuming them must not add it.
+        # Files written before sda.train.warmup existed trained without one; resuming them must not add it.
         data.setdefault("warmup_steps", 0)
         _reject_unknown(AudioConfig, audio)
         _reject_unknown(cls, data)

@@ -3,11 +3,11 @@
 Both frontends print these, so the CLI's report and the Gradio tab's are the same words.
 """
 
-from sda import sdafile
 from sda.config import smaller_codebook_size
-from sda.events import Summary
-from sda.health import LOW_UTILIZATION, HealthWarning, LevelHealth, percent
+from sda.format import container
+from sda.model.health import LOW_UTILIZATION, HealthWarning, LevelHealth, percent
 from sda.text import plural
+from sda.train.events import Summary
 
 CLI, PAGE = "cli", "page"  # the frontends, for advice that names what each one offers
 MIN_VALIDATION_CHUNKS = 8  # fewer validation chunks than this measure too little to judge a model by
@@ -15,7 +15,7 @@ MIN_VALIDATION_CHUNKS = 8  # fewer validation chunks than this measure too littl
 
 def level_line(h: LevelHealth, judged: bool = True) -> str:
     """'level 1  util  87.5%  perplexity  70.1  dead  16' plus a flag when the level is weak; a window too
-    short to judge (sda.health.judged: just after warm-up) gets no verdict, and says so."""
+    short to judge (sda.model.health.judged: just after warm-up) gets no verdict, and says so."""
     verdict = f"  << under {LOW_UTILIZATION:.0%}" if is_weak(h) else ""
     flag = verdict if judged else "  (too few steps to judge)"
     return (f"level {h.level + 1}  util {percent(h.utilization):>6}  perplexity {h.perplexity:6.1f}  "
@@ -23,7 +23,7 @@ def level_line(h: LevelHealth, judged: bool = True) -> str:
 
 
 def warming_up_line(level: int, warmup_steps: int) -> str:
-    """The row of a level while sda.warmup has the quantizer off: no figures that mean nothing yet."""
+    """The row of a level while sda.train.warmup has the quantizer off: no figures that mean nothing yet."""
     return f"level {level + 1}  warming up: the quantizer starts after step {warmup_steps}"
 
 
@@ -148,13 +148,13 @@ def describe(path, frontend: str = CLI) -> tuple[str, dict, str]:
 
     A valid .sda container whose metadata is not what sda writes raises SdaFormatError, like any damage.
     """
-    header = sdafile.read_header(path)
+    header = container.read_header(path)
     kind, metadata = header["kind"], header["metadata"]
     try:
         return kind, metadata, info_text(path, metadata, kind, frontend)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         what = f"no {exc}" if isinstance(exc, KeyError) else f"a bad entry ({exc})"
-        raise sdafile.SdaFormatError(f"{path} is an .sda file but not an sda model or checkpoint: its metadata has "
+        raise container.SdaFormatError(f"{path} is an .sda file but not an sda model or checkpoint: its metadata has "
                                      f"{what}. It was written by another program, or by a newer sda.") from None
 
 
@@ -198,7 +198,7 @@ def _validation_size(data: dict) -> tuple[int, int]:
 def _warmup_text(steps: int) -> str:
     if not steps:
         return "warm-up: none (the quantizer was on from the first step)"
-    return f"warm-up: {plural(steps, 'step')} as a plain autoencoder, then k-means (sda.warmup)"
+    return f"warm-up: {plural(steps, 'step')} as a plain autoencoder, then k-means (sda.train.warmup)"
 
 
 def _weights_text(metadata: dict, epochs: list) -> str:

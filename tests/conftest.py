@@ -37,6 +37,6 @@ def seeded(rng):
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """A small generated collection (6 files, mixed formats, rates and channels) for training runs."""
-    from sda.synth import write_collection
+    from sda.data.synth import write_collection
 
     return write_collection(tmp_path_factory.mktemp("kit"), n_files=6, seed=1)[0].parent

@@ -1,7 +1,7 @@
 """One process of a test run: `python -m torch.distributed.run ... distributed_worker.py SPEC.json`, or plain
 `python distributed_worker.py SPEC.json` for one process (tests/test_distributed.py starts both).
 
-It trains through sda.engine.train exactly as `sda train` does, and then leaves what only the test
+It trains through sda.train.engine.train exactly as `sda train` does, and then leaves what only the test
 needs: this process's model state before the first step and at the end (OUT/rank{R}.pt, sda saves
 only process 0's model) and, from
 process 0, the run's summary (OUT/summary.json). SPEC.json holds:
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from sda import distributed, engine
 from sda.config import VQVAEConfig
-from sda.events import Done, Error
-from sda.model import ConvVQVAE
+from sda.model.vqvae import ConvVQVAE
+from sda.train import distributed, engine
+from sda.train.events import Done, Error
 
 spec = json.loads(Path(sys.argv[1]).read_text())
 built = []

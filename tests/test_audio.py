@@ -6,8 +6,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from sda import audio as audio_module
-from sda.audio import (
+from sda.config import FILE_SAMPLE_RATES, AudioConfig
+from sda.data import audio as audio_module
+from sda.data.audio import (
     AUDIO_EXTENSIONS,
     MAX_RATIO_TERMS,
     AudioFileError,
@@ -20,7 +21,6 @@ from sda.audio import (
     resampling_ratio,
     to_mono,
 )
-from sda.config import FILE_SAMPLE_RATES, AudioConfig
 
 SR = 22050
 # (extension, soundfile format, subtype, lossless)

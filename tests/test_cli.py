@@ -10,7 +10,7 @@ import time
 import pytest
 import soundfile as sf
 
-from sda.synth import write_collection
+from sda.data.synth import write_collection
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "golden.sda"  # a valid container that is not a model
 FAST = ["--epochs", "2", "--codebook-dim", "16", "--batch-size", "8", "--seed", "3"]
@@ -122,7 +122,7 @@ def test_ui_serves_on_localhost_and_ctrl_c_stops_training_with_the_model_saved(f
 
     from gradio_client import Client
 
-    from sda import modelfile
+    from sda.format import modelfile
     from tests.test_ui import free_port
 
     port = free_port()
@@ -176,7 +176,7 @@ def test_sigterm_stops_training_like_ctrl_c(folder, tmp_path):
 def test_reconstruct_refuses_a_model_saved_in_its_warm_up_and_says_what_to_do(folder, tmp_path):
     import dataclasses
 
-    from sda.engine import RunOptions
+    from sda.train.engine import RunOptions
     from tests.test_engine import SMALL, run
 
     run(dataclasses.replace(SMALL, warmup_steps=5), RunOptions(folder, tmp_path, "early"), stop_after=2)

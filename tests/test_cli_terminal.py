@@ -11,7 +11,7 @@ import time
 import pyte
 import pytest
 
-from sda.synth import write_collection
+from sda.data.synth import write_collection
 
 COLUMNS, LINES = 140, 50
 

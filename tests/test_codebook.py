@@ -1,9 +1,9 @@
-"""sda.codebook: k-means, the EMA update, dead-code replacement, and the invariant that ties them."""
+"""sda.model.codebook: k-means, the EMA update, dead-code replacement, and the invariant that ties them."""
 
 import pytest
 import torch
 
-from sda.codebook import EMACodebook, kmeans, laplace
+from sda.model.codebook import EMACodebook, kmeans, laplace
 
 
 def mixture(rng, centers, n):

@@ -74,6 +74,6 @@ def test_from_dict_rejects_unknown_settings():
 
 def test_a_config_written_before_the_warm_up_existed_loads_without_one():
     data = VQVAEConfig().to_dict()
-    del data["warmup_steps"]  # files from before sda.warmup: resuming them must not add a warm-up
+    del data["warmup_steps"]  # files from before sda.train.warmup: resuming them must not add a warm-up
     assert VQVAEConfig.from_dict(data).warmup_steps == 0
     assert VQVAEConfig.from_dict(data).with_warmup(5000).warmup_steps == 0

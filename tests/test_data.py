@@ -7,10 +7,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from sda import synth
-from sda.audio import LogMel, read_audio, resample, to_mono
 from sda.config import AudioConfig, VQVAEConfig, auto_codebook_size
-from sda.data import (
+from sda.data import synth
+from sda.data.audio import LogMel, read_audio, resample, to_mono
+from sda.data.dataset import (
     DataError,
     FolderNotFoundError,
     NoAudioError,
@@ -174,7 +174,7 @@ def test_validation_is_kept_to_its_share(train, val, kept):
 
 
 def data_file(chunks):
-    from sda.data import UsableFile
+    from sda.data.dataset import UsableFile
 
     return UsableFile("f.wav", "f.wav", 1.0, 22050, 1, chunks, chunks)
 

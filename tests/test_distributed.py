@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from sda import distributed, launch, modelfile
+from sda.cli import launch
 from sda.config import ConfigError, VQVAEConfig
-from sda.data import load_dataset
-from sda.synth import write_collection
+from sda.data.dataset import load_dataset
+from sda.data.synth import write_collection
+from sda.format import modelfile
+from sda.train import distributed
 from tests.test_cli import sda
 from tests.test_engine import SMALL  # batch size and epochs are set by each test
 from tests.test_ui import free_port
@@ -99,7 +101,7 @@ def test_two_processes_of_batch_b_match_one_process_of_batch_2b(folder, tmp_path
 
 def _codebook_process(rank: int, port: int, out: str) -> None:
     """One of two processes holding an EMACodebook, each with its own data and its own random stream."""
-    from sda.codebook import EMACodebook
+    from sda.model.codebook import EMACodebook
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
     with distributed.joined(torch.device("cpu"), timeout_s=60):

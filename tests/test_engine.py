@@ -1,4 +1,4 @@
-"""sda.engine: the event stream, saving, stopping, exact resume, the NaN guard and the warnings."""
+"""sda.train.engine: the event stream, saving, stopping, exact resume, the NaN guard and the warnings."""
 
 import dataclasses
 import io
@@ -7,10 +7,11 @@ import threading
 import pytest
 import torch
 
-from sda import engine, events, modelfile, sdafile
 from sda.config import AudioConfig, VQVAEConfig
-from sda.engine import RunOptions, train
-from sda.synth import write_collection
+from sda.data.synth import write_collection
+from sda.format import container, modelfile
+from sda.train import engine, events
+from sda.train.engine import RunOptions, train
 
 SMALL = VQVAEConfig(hidden_channels=16, codebook_dim=8, batch_size=8, epochs=3, kmeans_iters=2,
                     audio=AudioConfig(n_mels=32, chunk_frames=16))
@@ -58,7 +59,7 @@ def test_a_run_yields_its_events_and_saves_a_loadable_model(folder, tmp_path):
     assert metadata["config"] == started.config.to_dict()
     assert [f["path"] for f in metadata["dataset"]["files"]] == [f.path for f in started.preflight.files]
     assert len(metadata["health"]) == 3
-    assert sdafile.read_metadata(summary.checkpoint_path)["position"]["epoch"] == 4  # past the end
+    assert container.read_metadata(summary.checkpoint_path)["position"]["epoch"] == 4  # past the end
 
 
 def final_weights(path):
@@ -178,13 +179,13 @@ def test_low_utilization_warns_once_per_level_and_ends_weak(folder, tmp_path):
     summary = seen[-1].summary
     assert summary.warnings == [] and [w.level for w in summary.health_warnings] == [0, 1, 2]
     assert all(w.still_weak for w in summary.health_warnings)
-    saved = sdafile.read_metadata(summary.model_path)["history"]["health_warnings"]
+    saved = container.read_metadata(summary.model_path)["history"]["health_warnings"]
     assert [w["level"] for w in saved] == [0, 1, 2] and saved[0]["latest_utilization"] < 0.3
 
 
 @pytest.mark.parametrize("interactive", [True, False])
 def test_the_cli_view_shows_every_level_in_place_on_a_terminal_and_as_lines_otherwise(folder, tmp_path, interactive):
-    from sda.progress import Progress
+    from sda.cli.progress import Progress
 
     out = io.StringIO()
     progress = Progress(interactive=interactive, out=out)
@@ -204,7 +205,7 @@ def test_the_cli_view_shows_every_level_in_place_on_a_terminal_and_as_lines_othe
 def test_bf16_autocast_trains_with_float32_distances(folder, tmp_path, monkeypatch):
     """The CUDA default, exercised with CPU autocast: the encoder runs in bfloat16, the quantizer
     turns autocast off and computes in float32."""
-    from sda.quantizer import ResidualVQ
+    from sda.model.quantizer import ResidualVQ
 
     seen = {"latents": set(), "autocast_inside": set(), "quantized": set()}
     forward, quantize = ResidualVQ.forward, ResidualVQ._quantize
@@ -236,7 +237,7 @@ def test_a_model_name_that_is_not_a_plain_file_name_is_refused(folder, tmp_path,
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
-    """sda.synth's 24-file collection: on it, k-means at step 0 (sda before sda.warmup) collapses."""
+    """sda.data.synth's 24-file collection: on it, k-means at step 0 (sda before sda.train.warmup) collapses."""
     folder = tmp_path_factory.mktemp("kit")
     write_collection(folder, n_files=24, seed=0)
     return folder

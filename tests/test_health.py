@@ -1,4 +1,4 @@
-"""sda.health: exact figures on hand-made counts, windows, and the low-utilization warning."""
+"""sda.model.health: exact figures on hand-made counts, windows, and the low-utilization warning."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sda import report
-from sda.health import (
+from sda.model.health import (
     LOW_UTILIZATION,
     RECOVERED_UTILIZATION,
     HealthWarning,

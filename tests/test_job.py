@@ -1,4 +1,4 @@
-"""sda.job: a training run in a background thread, folded into views any thread can read."""
+"""sda.ui.job: a training run in a background thread, folded into views any thread can read."""
 
 import dataclasses
 import threading
@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from sda import job as jobs
-from sda import modelfile
-from sda.engine import RunOptions
-from sda.events import Done, Step
-from sda.job import DONE, FAILED, RUNNING, STOPPED, STOPPING, JobBusyError, JobSlot, TrainingJob
+from sda.format import modelfile
+from sda.train.engine import RunOptions
+from sda.train.events import Done, Step
+from sda.ui import job as jobs
+from sda.ui.job import DONE, FAILED, RUNNING, STOPPED, STOPPING, JobBusyError, JobSlot, TrainingJob
 from tests.test_engine import SMALL
 
 WAIT = 120  # seconds: generous, CI machines are shared
@@ -46,7 +46,7 @@ def test_a_finished_job_holds_the_whole_run(folder, tmp_path):
 
 def test_train_points_are_the_means_of_the_steps_since_the_last_point(tmp_path, monkeypatch):
     def fake_train(config, options, stop):
-        from sda.events import Health
+        from sda.train.events import Health
         for step, (recon, commit) in enumerate([(1.0, 0.1), (3.0, 0.3), (5.0, 0.5)], start=1):
             yield Step(1, step, step, 3, 3, recon + commit, recon, commit, False, 0.0, 0.0)
             if step in (2, 3):
@@ -123,7 +123,7 @@ def test_stop_after_the_end_changes_nothing(tmp_path, monkeypatch):
 
 
 def _summary(tmp_path):
-    from sda.events import Summary
+    from sda.train.events import Summary
     return Summary("m", tmp_path / "m.sda", 1, tmp_path / "m.checkpoint.sda", "cpu", "fp32", "torch", 1, 1, 1, 0.1,
                    False, False, 1.0, 1.0, 1.0, [])
 

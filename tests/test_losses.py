@@ -1,9 +1,9 @@
-"""sda.losses: the multi-resolution reconstruction term and the total."""
+"""sda.model.losses: the multi-resolution reconstruction term and the total."""
 
 import pytest
 import torch
 
-from sda.losses import SCALES, reconstruction_loss, total_loss
+from sda.model.losses import SCALES, reconstruction_loss, total_loss
 
 
 def test_zero_for_identical_inputs(rng):

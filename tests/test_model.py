@@ -1,4 +1,4 @@
-"""sda.model.ConvVQVAE: shapes through the whole model, the losses it returns, and that it learns."""
+"""sda.model.vqvae.ConvVQVAE: shapes through the whole model, the losses it returns, and that it learns."""
 
 import dataclasses
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from sda.config import AudioConfig, VQVAEConfig
-from sda.losses import reconstruction_loss
-from sda.model import ConvVQVAE
+from sda.model.losses import reconstruction_loss
+from sda.model.vqvae import ConvVQVAE
 
 
 def small_config(**changes):

@@ -30,19 +30,19 @@ def run_python(code, *flags, cwd=None, **env):
 def test_the_extension_was_built_where_a_compiler_exists():
     if not cxx_compiler():
         pytest.skip("no C++ compiler on this machine: the pure-Python fallback is expected")
-    from sda import native
+    from sda.format import native
 
     assert native.BACKEND == "cpp", "a C++ compiler exists but sda._sdafile did not build: see the pip log"
-    from sda import sdafile
+    from sda.format import container
 
     # Raises SdaError if the built extension is out of date (lacks the container's functions).
-    sdafile.set_backend(sdafile.set_backend("cpp"))
+    container.set_backend(container.set_backend("cpp"))
 
 
 @pytest.mark.parametrize("pure", ["0", "1"])
 def test_crc32_matches_zlib_in_both_backends(pure):
     code = (
-        "import random, zlib\nfrom sda import native\nrnd = random.Random(0)\n"
+        "import random, zlib\nfrom sda.format import native\nrnd = random.Random(0)\n"
         "for n in [0, 1, 7, 8, 9, 63, 64, 1000, 1 << 20]:\n"
         "    data = rnd.randbytes(n)\n"
         "    assert native.crc32(data) == zlib.crc32(data), n\n"
@@ -56,7 +56,7 @@ def test_crc32_matches_zlib_in_both_backends(pure):
 
 
 def test_crc32_in_process_over_large_buffer():
-    from sda import native
+    from sda.format import native
 
     data = random.Random(1).randbytes(3 << 20)
     assert native.crc32(data) == zlib.crc32(data)
@@ -120,7 +120,7 @@ def test_install_without_a_compiler_falls_back_to_python(tmp_path):
 
     code = (
         "import warnings\nwarnings.simplefilter('always')\n"
-        "from sda import native\nprint(native.BACKEND, native.crc32(b'sda'))"
+        "from sda.format import native\nprint(native.BACKEND, native.crc32(b'sda'))"
     )
     # -S: without site-packages, so the editable install of this checkout cannot lend its .so.
     out = run_python(code, "-S", cwd=tmp_path, PYTHONPATH=str(target))
@@ -131,11 +131,11 @@ def test_install_without_a_compiler_falls_back_to_python(tmp_path):
     # The .sda container works there on its pure-Python backend (torch from this environment's
     # site-packages on the path, without running its .pth files, so again without this checkout).
     code = (
-        "import torch\nfrom sda import sdafile\n"
-        "sdafile.write('m.sda', {'w': torch.arange(3.0)}, {'a': 1})\n"
-        "tensors, metadata = sdafile.read('m.sda')\n"
-        "print(sdafile.BACKEND, tensors['w'].tolist(), metadata)\n"
-        "try:\n    sdafile.set_backend('cpp')\nexcept sdafile.SdaError as exc:\n    print(exc)\n"
+        "import torch\nfrom sda.format import container\n"
+        "container.write('m.sda', {'w': torch.arange(3.0)}, {'a': 1})\n"
+        "tensors, metadata = container.read('m.sda')\n"
+        "print(container.BACKEND, tensors['w'].tolist(), metadata)\n"
+        "try:\n    container.set_backend('cpp')\nexcept container.SdaError as exc:\n    print(exc)\n"
     )
     path = os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]])
     out = run_python(code, "-S", cwd=tmp_path, PYTHONPATH=path)

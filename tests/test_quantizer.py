@@ -1,9 +1,9 @@
-"""sda.quantizer.ResidualVQ: residual levels, straight-through gradients, and it finds real clusters."""
+"""sda.model.quantizer.ResidualVQ: residual levels, straight-through gradients, and it finds real clusters."""
 
 import torch
 
-from sda.health import HealthWindow
-from sda.quantizer import ResidualVQ
+from sda.model.health import HealthWindow
+from sda.model.quantizer import ResidualVQ
 
 
 def as_latents(x, t=8):

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from sda.config import VQVAEConfig
-from sda.events import Summary
-from sda.health import HealthWarning, level_health
+from sda.model.health import HealthWarning, level_health
 from sda.report import CLI, PAGE, advice, info_text, level_line, summary_text, validation_note
+from sda.train.events import Summary
 
 
 def test_level_line_flags_only_weak_levels():
@@ -18,7 +18,7 @@ def test_level_line_flags_only_weak_levels():
     assert "<< under 30%" not in level_line(healthy)
     assert level_line(weak).startswith("level 2  util  20.0%") and level_line(weak).endswith("<< under 30%")
     assert "<<" not in level_line(level_health(torch.zeros(10, dtype=torch.int64)))  # nothing counted: no verdict
-    # Just after warm-up the window is too short to judge (sda.health.judged): figures, no verdict.
+    # Just after warm-up the window is too short to judge (sda.model.health.judged): figures, no verdict.
     assert level_line(weak, judged=False).endswith("replaced 0  (too few steps to judge)")
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from sda import sdafile
-from sda.sdafile import SdaCorruptError, SdaError, SdaFormatError, SdaVersionError
+from sda.format import container
+from sda.format.container import SdaCorruptError, SdaError, SdaFormatError, SdaVersionError
 
 MAGIC = b"\x89SDA\r\n\x1a\n"
 DTYPES = {
@@ -29,10 +29,10 @@ DTYPES = {
 def _cpp_unavailable():
     """Why the C++ backend cannot run here, or None."""
     try:
-        previous = sdafile.set_backend("cpp")
+        previous = container.set_backend("cpp")
     except SdaError as exc:
         return str(exc)
-    sdafile.set_backend(previous)
+    container.set_backend(previous)
     return None
 
 
@@ -45,11 +45,11 @@ def backend(request):
     """Runs each test with each backend. A test parametrized with BOTH runs once and switches itself."""
     if request.param != "python" and CPP_UNAVAILABLE:
         pytest.skip(CPP_UNAVAILABLE)
-    previous = sdafile.BACKEND
+    previous = container.BACKEND
     if request.param in BACKENDS:
-        sdafile.set_backend(request.param)
+        container.set_backend(request.param)
     yield request.param
-    sdafile.set_backend(previous)
+    container.set_backend(previous)
 
 
 BOTH = pytest.mark.parametrize("backend", ["both"], indirect=True)
@@ -136,12 +136,12 @@ def random_tensor(dtype, shape, rng):
 
 
 def sample(tmp_path, rng, name="m.sda"):
-    """A file written by sdafile.write with three tensors, metadata, and padding after the header."""
+    """A file written by container.write with three tensors, metadata, and padding after the header."""
     path = tmp_path / name
     tensors = {"enc.weight": random_tensor(torch.float32, (5, 3), rng),
                "enc.bias": random_tensor(torch.float16, (5,), rng),
                "codebook": random_tensor(torch.bfloat16, (4, 2), rng)}
-    sdafile.write(path, tensors, {"name": "sample", "epochs": 3})
+    container.write(path, tensors, {"name": "sample", "epochs": 3})
     return path, tensors
 
 
@@ -157,14 +157,14 @@ def layout(path):
 
 
 def test_set_backend(backend):
-    assert backend == sdafile.BACKEND
-    assert sdafile.set_backend("python") == backend
-    assert sdafile.BACKEND == "python"
+    assert backend == container.BACKEND
+    assert container.set_backend("python") == backend
+    assert container.BACKEND == "python"
     with pytest.raises(SdaError, match="the backend must be 'cpp' or 'python', not 'rust'"):
-        sdafile.set_backend("rust")
-    assert sdafile.BACKEND == "python"
-    assert sdafile.set_backend(backend) == "python"
-    assert backend == sdafile.BACKEND
+        container.set_backend("rust")
+    assert container.BACKEND == "python"
+    assert container.set_backend(backend) == "python"
+    assert backend == container.BACKEND
 
 
 def test_crc32_matches_zlib(rng):
@@ -172,8 +172,8 @@ def test_crc32_matches_zlib(rng):
     for n in [*range(0, 130), 255, 256, 1000, 4097, 65_536]:  # the table tail, the 16- and 64-byte folds
         for start in (0, 1, 7, 16):
             part = data[start:start + n]
-            assert sdafile._crc(part) == zlib.crc32(part), (n, start)
-            assert sdafile._crc(part, 0xDEADBEEF) == zlib.crc32(part, 0xDEADBEEF), (n, start)
+            assert container._crc(part) == zlib.crc32(part), (n, start)
+            assert container._crc(part, 0xDEADBEEF) == zlib.crc32(part, 0xDEADBEEF), (n, start)
 
 
 @pytest.mark.parametrize("code", list(DTYPES))
@@ -185,22 +185,22 @@ def test_round_trip_every_dtype_and_shape(tmp_path, rng, code):
     if dtype.is_floating_point:  # the bytes go through untouched: NaN, infinities, -0.0
         tensors["special"] = torch.tensor([float("nan"), float("inf"), float("-inf"), -0.0], dtype=dtype)
     path = tmp_path / "m.sda"
-    sdafile.write(path, tensors, {})
-    back, metadata = sdafile.read(path)
+    container.write(path, tensors, {})
+    back, metadata = container.read(path)
     assert metadata == {}
     assert list(back) == sorted(tensors)
     for name, t in tensors.items():
         assert same(back[name], t), name
         assert back[name].is_contiguous() and back[name].device.type == "cpu"
-    table = {e["name"]: e for e in sdafile.read_header(path)["tensors"]}
+    table = {e["name"]: e for e in container.read_header(path)["tensors"]}
     assert table["scalar"]["shape"] == [] and table["empty3d"]["nbytes"] == 0
     assert all(e["dtype"] == code for e in table.values())
 
 
 def test_no_tensors(tmp_path):
     path = tmp_path / "m.sda"
-    sdafile.write(path, {}, {"a": 1})
-    assert sdafile.read(path) == ({}, {"a": 1})
+    container.write(path, {}, {"a": 1})
+    assert container.read(path) == ({}, {"a": 1})
     h, d, _ = layout(path)
     assert path.stat().st_size == d == align(64 + h)  # prefix + header, padded to the data offset; no data
 
@@ -220,8 +220,8 @@ def test_non_contiguous_and_shared_inputs(tmp_path, rng):
         "first_rows": base[:2],
     }
     path = tmp_path / "m.sda"
-    sdafile.write(path, tensors, {})
-    back, _ = sdafile.read(path)
+    container.write(path, tensors, {})
+    back, _ = container.read(path)
     for name, t in tensors.items():
         assert same(back[name], t.detach().resolve_neg()), name
     # Shared storage is written once per name: the loaded tensors are independent.
@@ -240,7 +240,7 @@ def test_metadata_round_trip(tmp_path):
         "text": 'quotes " and \\ and \n newline and [brackets {',
     }
     path = tmp_path / "m.sda"
-    sdafile.write(path, {}, metadata)
+    container.write(path, {}, metadata)
     expected = {
         "name": "tiny ✓ модель",
         "config": {"codebook_size": 512, "levels": [4, 8], "commitment": 0.25, "nested": {"deep": [[1, [2, {}]], []]}},
@@ -250,24 +250,24 @@ def test_metadata_round_trip(tmp_path):
         "flags": [True, False, None],
         "text": 'quotes " and \\ and \n newline and [brackets {',
     }
-    assert sdafile.read(path)[1] == expected
-    assert sdafile.read_metadata(path) == expected
+    assert container.read(path)[1] == expected
+    assert container.read_metadata(path) == expected
     assert b"NaN" not in path.read_bytes() and b"Infinity" not in path.read_bytes()
 
 
 def test_kind(tmp_path):
     path = tmp_path / "c.sda"
-    sdafile.write(path, {"w": torch.ones(2)}, {"epoch": 3}, kind="checkpoint")
-    header_ = sdafile.read_header(path)
+    container.write(path, {"w": torch.ones(2)}, {"epoch": 3}, kind="checkpoint")
+    header_ = container.read_header(path)
     assert header_["kind"] == "checkpoint" and header_["version"] == [2, 0] and header_["format"] == "sda"
-    assert sdafile.read(path, kind="checkpoint")[1] == {"epoch": 3}
-    assert sdafile.read_metadata(path, kind="checkpoint") == {"epoch": 3}
+    assert container.read(path, kind="checkpoint")[1] == {"epoch": 3}
+    assert container.read_metadata(path, kind="checkpoint") == {"epoch": 3}
     with pytest.raises(SdaFormatError, match="is an sda checkpoint, not a model"):
-        sdafile.read(path, kind="model")
+        container.read(path, kind="model")
     with pytest.raises(SdaFormatError, match="is an sda checkpoint, not a model"):
-        sdafile.read_metadata(path, kind="model")
+        container.read_metadata(path, kind="model")
     with pytest.raises(SdaError, match="kind must be one of model, checkpoint"):
-        sdafile.write(path, {}, {}, kind="weights")
+        container.write(path, {}, {}, kind="weights")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def test_kind(tmp_path):
 def test_bytes_match_the_spec_exactly(tmp_path):
     """The whole file, rebuilt here from SDA_FORMAT.md alone: a byte-identical target for every backend."""
     path = tmp_path / "m.sda"
-    sdafile.write(path, {"b": torch.arange(3, dtype=torch.int32), "a": torch.tensor([1.0, -2.0])},
+    container.write(path, {"b": torch.arange(3, dtype=torch.int32), "a": torch.tensor([1.0, -2.0])},
                   {"z": 1, "a": [True, None, "é", 0.5]})
     a, b = struct.pack("<2f", 1.0, -2.0), struct.pack("<3i", 0, 1, 2)
     text = ('{"format":"sda","kind":"model","metadata":{"a":[true,null,"é",0.5],"z":1},"tensors":['
@@ -295,12 +295,12 @@ def test_bytes_match_the_spec_exactly(tmp_path):
 def test_identical_inputs_give_identical_bytes(tmp_path, rng):
     tensors = {"w": random_tensor(torch.float32, (4, 4), rng), "b": random_tensor(torch.int8, (3,), rng)}
     metadata = {"z": {"y": 1, "x": [2, 3]}, "a": "first", "m": 0.1}
-    sdafile.write(tmp_path / "1.sda", tensors, metadata)
-    sdafile.write(tmp_path / "2.sda", tensors, metadata)
+    container.write(tmp_path / "1.sda", tensors, metadata)
+    container.write(tmp_path / "2.sda", tensors, metadata)
     # Insertion order of neither dict matters; non-contiguous inputs give the same bytes as contiguous ones.
     reordered_tensors = {"b": tensors["b"], "w": tensors["w"].t().contiguous().t()}
     reordered_metadata = {"m": 0.1, "a": "first", "z": {"x": [2, 3], "y": 1}}
-    sdafile.write(tmp_path / "3.sda", reordered_tensors, reordered_metadata)
+    container.write(tmp_path / "3.sda", reordered_tensors, reordered_metadata)
     first = (tmp_path / "1.sda").read_bytes()
     assert first == (tmp_path / "2.sda").read_bytes() == (tmp_path / "3.sda").read_bytes()
 
@@ -312,10 +312,10 @@ def test_read_metadata_reads_only_the_header(tmp_path, rng):
     for e in table:  # damage every tensor
         raw[d + e["offset"]] ^= 0xFF
     path.write_bytes(bytes(raw))
-    assert sdafile.read_metadata(path) == {"name": "sample", "epochs": 3}
-    assert [e["name"] for e in sdafile.read_header(path)["tensors"]] == ["codebook", "enc.bias", "enc.weight"]
+    assert container.read_metadata(path) == {"name": "sample", "epochs": 3}
+    assert [e["name"] for e in container.read_header(path)["tensors"]] == ["codebook", "enc.bias", "enc.weight"]
     with pytest.raises(SdaCorruptError):
-        sdafile.read(path)
+        container.read(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def test_read_metadata_reads_only_the_header(tmp_path, rng):
 
 def test_valid_reference_file_reads(tmp_path):
     """The base that the malformed cases below each change in one way."""
-    tensors, metadata = sdafile.read(put(tmp_path, build(header(VALID), VALID_DATA)))
+    tensors, metadata = container.read(put(tmp_path, build(header(VALID), VALID_DATA)))
     assert tensors["x"].tolist() == [1.0, 2.0] and tensors["y"].tolist() == [1, 2, 3] and metadata == {}
 
 
@@ -333,18 +333,18 @@ def test_each_magic_byte_damaged(tmp_path, index):
     raw = bytearray(build(header(VALID), VALID_DATA))
     raw[index] ^= 0x01
     with pytest.raises(SdaFormatError, match="sda"):
-        sdafile.read(put(tmp_path, bytes(raw)))
+        container.read(put(tmp_path, bytes(raw)))
     raw[index] ^= 0x81  # a different damage to the same byte
     with pytest.raises(SdaFormatError):
-        sdafile.read_metadata(put(tmp_path, bytes(raw)))
+        container.read_metadata(put(tmp_path, bytes(raw)))
 
 
 def test_damaged_signature_is_named(tmp_path):
     raw = build(header(VALID), VALID_DATA)
     with pytest.raises(SdaFormatError, match="signature is damaged.*binary mode"):
-        sdafile.read(put(tmp_path, b"\x09" + raw[1:]))  # the high bit stripped by a 7-bit transfer
+        container.read(put(tmp_path, b"\x09" + raw[1:]))  # the high bit stripped by a 7-bit transfer
     with pytest.raises(SdaFormatError, match="signature is damaged"):
-        sdafile.read(put(tmp_path, raw[:4] + b"\n" + raw[6:]))  # CRLF -> LF
+        container.read(put(tmp_path, raw[:4] + b"\n" + raw[6:]))  # CRLF -> LF
 
 
 def test_truncation_at_each_region(tmp_path, rng):
@@ -363,43 +363,43 @@ def test_truncation_at_each_region(tmp_path, rng):
     for where, size in cuts.items():
         short = put(tmp_path, raw[:size], "short.sda")
         with pytest.raises(SdaCorruptError, match="is truncated.*copy it again") as info:
-            sdafile.read(short)
+            container.read(short)
         assert str(short) in str(info.value), where
         with pytest.raises(SdaCorruptError, match="is truncated"):
-            sdafile.read_metadata(short)
+            container.read_metadata(short)
     with pytest.raises(SdaFormatError, match="is empty"):
-        sdafile.read(put(tmp_path, b"", "short.sda"))
+        container.read(put(tmp_path, b"", "short.sda"))
 
 
 def test_trailing_data(tmp_path, rng):
     path, _ = sample(tmp_path, rng)
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(SdaCorruptError, match="1 bytes of trailing data"):
-        sdafile.read(path)
+        container.read(path)
     with pytest.raises(SdaCorruptError, match="trailing data"):
-        sdafile.read_metadata(path)
+        container.read_metadata(path)
 
 
 def test_versions(tmp_path):
     with pytest.raises(SdaVersionError, match="v1 models are not supported; retrain with sda train"):
-        sdafile.read(put(tmp_path, build(header(VALID), VALID_DATA, major=1)))
+        container.read(put(tmp_path, build(header(VALID), VALID_DATA, major=1)))
     with pytest.raises(SdaVersionError, match="v3.0 file, newer than this sda reads.*upgrade sda"):
-        sdafile.read(put(tmp_path, build(header(VALID, version=[3, 0]), VALID_DATA, major=3)))
+        container.read(put(tmp_path, build(header(VALID, version=[3, 0]), VALID_DATA, major=3)))
     with pytest.raises(SdaVersionError, match="upgrade sda"):
-        sdafile.read_metadata(put(tmp_path, b"\x89SDA\r\n\x1a\n\xff\xff" + bytes(54)))  # whatever follows
+        container.read_metadata(put(tmp_path, b"\x89SDA\r\n\x1a\n\xff\xff" + bytes(54)))  # whatever follows
     with pytest.raises(SdaFormatError, match="unknown format version 0"):
-        sdafile.read(put(tmp_path, build(header(VALID, version=[0, 0]), VALID_DATA, major=0)))
+        container.read(put(tmp_path, build(header(VALID, version=[0, 0]), VALID_DATA, major=0)))
 
 
 def test_any_minor_version_reads_and_may_add_fields(tmp_path):
     future = header([{**VALID[0], "quantization": None}, VALID[1]], version=[2, 7], checksum_algorithm="crc32")
-    tensors, _ = sdafile.read(put(tmp_path, build(future, VALID_DATA, minor=7)))
+    tensors, _ = container.read(put(tmp_path, build(future, VALID_DATA, minor=7)))
     assert tensors["y"].tolist() == [1, 2, 3]
     # v2.0 has exactly the specified fields.
     with pytest.raises(SdaFormatError, match="unknown field"):
-        sdafile.read(put(tmp_path, build(header(VALID, checksum_algorithm="crc32"), VALID_DATA)))
+        container.read(put(tmp_path, build(header(VALID, checksum_algorithm="crc32"), VALID_DATA)))
     with pytest.raises(SdaFormatError, match="unknown field"):
-        sdafile.read(put(tmp_path, build(header([{**VALID[0], "extra": 1}, VALID[1]]), VALID_DATA)))
+        container.read(put(tmp_path, build(header([{**VALID[0], "extra": 1}, VALID[1]]), VALID_DATA)))
 
 
 BAD_PREFIXES = [
@@ -422,25 +422,25 @@ BAD_PREFIXES = [
 @pytest.mark.parametrize(("change", "error", "message"), BAD_PREFIXES)
 def test_bad_prefix_fields(tmp_path, change, error, message):
     with pytest.raises(error, match=message):
-        sdafile.read(put(tmp_path, build(header(VALID), VALID_DATA, **change)))
+        container.read(put(tmp_path, build(header(VALID), VALID_DATA, **change)))
 
 
 def test_larger_data_offset_is_accepted_with_zero_padding(tmp_path):
     raw = build(header(VALID), VALID_DATA, data_offset=align(64 + len(json.dumps(header(VALID)))) + 640)
-    assert sdafile.read(put(tmp_path, raw))[0]["y"].tolist() == [1, 2, 3]
+    assert container.read(put(tmp_path, raw))[0]["y"].tolist() == [1, 2, 3]
 
 
 def test_every_single_bit_flip_is_caught(tmp_path, rng):
     """Each byte of the file, one bit flipped: always an SdaError, never a wrong load or another exception."""
     path = tmp_path / "m.sda"
-    sdafile.write(path, {"a": random_tensor(torch.float32, (3,), rng), "b": torch.tensor([True, False])}, {"k": [1]})
+    container.write(path, {"a": random_tensor(torch.float32, (3,), rng), "b": torch.tensor([True, False])}, {"k": [1]})
     raw = path.read_bytes()
     for i in range(len(raw)):
         damaged = bytearray(raw)
         damaged[i] ^= 1 << (i % 8)
         path.write_bytes(bytes(damaged))
         with pytest.raises(SdaError):
-            sdafile.read(path)
+            container.read(path)
 
 
 def test_header_crc_mismatch(tmp_path, rng):
@@ -449,9 +449,9 @@ def test_header_crc_mismatch(tmp_path, rng):
     raw[70] ^= 0x04  # inside the header JSON
     path.write_bytes(bytes(raw))
     with pytest.raises(SdaCorruptError, match="the header is corrupt"):
-        sdafile.read(path)
+        container.read(path)
     with pytest.raises(SdaCorruptError, match="the header is corrupt"):
-        sdafile.read_metadata(path)
+        container.read_metadata(path)
 
 
 def test_bit_flip_in_each_tensor_names_it(tmp_path, rng):
@@ -463,8 +463,8 @@ def test_bit_flip_in_each_tensor_names_it(tmp_path, rng):
         damaged[d + e["offset"] + e["nbytes"] // 2] ^= 0x10
         path.write_bytes(bytes(damaged))
         with pytest.raises(SdaCorruptError, match=f"tensor '{e['name']}' is corrupt.*copy it again"):
-            sdafile.read(path)
-        back, _ = sdafile.read(path, verify=False)  # unverified, the damaged bytes come through
+            container.read(path)
+        back, _ = container.read(path, verify=False)  # unverified, the damaged bytes come through
         assert not same(back[e["name"]], tensors[e["name"]])
 
 
@@ -478,9 +478,9 @@ def test_non_zero_padding(tmp_path, rng):
         damaged[index] = 0x20
         path.write_bytes(bytes(damaged))
         with pytest.raises(SdaCorruptError, match=f"the padding {where} holds non-zero bytes"):
-            sdafile.read(path)
-        sdafile.read(path, verify=False)
-        sdafile.read_metadata(path)
+            container.read(path)
+        container.read(path, verify=False)
+        container.read_metadata(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -573,23 +573,23 @@ def test_bad_header(tmp_path, name):
     raw, message = BAD_HEADERS[name]
     path = put(tmp_path, raw)
     with pytest.raises(SdaFormatError, match=message) as info:
-        sdafile.read(path)
+        container.read(path)
     assert str(path) in str(info.value)
     if name != "bool byte not 0 or 1":  # that one is in the data, which read_metadata never reads
         with pytest.raises(SdaFormatError, match=message):
-            sdafile.read_metadata(path)
+            container.read_metadata(path)
 
 
 def test_limits_that_are_allowed(tmp_path):
     deepest = raw_header('{"a":' * 63 + '"[[[{{{"' + "}" * 63)  # depth 64; brackets inside strings do not count
-    assert sdafile.read_metadata(put(tmp_path, build(None, b"", header_bytes=deepest)))["a"]["a"]["a"]
+    assert container.read_metadata(put(tmp_path, build(None, b"", header_bytes=deepest)))["a"]["a"]["a"]
     ints = raw_header('{"a":9223372036854775807,"b":-9223372036854775808,"c":-0,"d":1E308}')
-    assert sdafile.read_metadata(put(tmp_path, build(None, b"", header_bytes=ints))) == {
+    assert container.read_metadata(put(tmp_path, build(None, b"", header_bytes=ints))) == {
         "a": 2**63 - 1, "b": -(2**63), "c": 0, "d": 1e308}
     escapes = raw_header('{"q\\"[":"\\\\","\\ud83d\\ude00":"\\u00e9"}')
-    assert sdafile.read_metadata(put(tmp_path, build(None, b"", header_bytes=escapes))) == {'q"[': "\\", "😀": "é"}
+    assert container.read_metadata(put(tmp_path, build(None, b"", header_bytes=escapes))) == {'q"[': "\\", "😀": "é"}
     long_name = [entry("é" * 127 + "a", "U8", [1] * 8, 0, b"\x07")]
-    assert sdafile.read(put(tmp_path, build(header(long_name), b"\x07")))[0]["é" * 127 + "a"].shape == (1,) * 8
+    assert container.read(put(tmp_path, build(header(long_name), b"\x07")))[0]["é" * 127 + "a"].shape == (1,) * 8
 
 
 # ----------------------------------------------------------------------------------------------
@@ -610,10 +610,10 @@ def test_torch_save_zip_is_named(tmp_path):
     path = tmp_path / "model.pt"
     torch.save({"w": torch.ones(2)}, path)
     with pytest.raises(SdaFormatError, match="zip archive: a torch.save checkpoint or an sda v1 model") as info:
-        sdafile.read(path)
+        container.read(path)
     assert "v1 models are not supported; retrain with sda train" in str(info.value)
     with pytest.raises(SdaFormatError, match="zip archive"):
-        sdafile.read_metadata(path)
+        container.read_metadata(path)
 
 
 def test_no_code_runs_when_loading_a_hostile_file(tmp_path):
@@ -627,14 +627,14 @@ def test_no_code_runs_when_loading_a_hostile_file(tmp_path):
     torch.save({"x": _Marker(marker)}, tmp_path / "evil.pt")
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"x": _Marker(marker)}, protocol=4))
     with pytest.raises(SdaFormatError, match="torch.save"):
-        sdafile.read(tmp_path / "evil.pt")
+        container.read(tmp_path / "evil.pt")
     with pytest.raises(SdaFormatError, match="pickle"):
-        sdafile.read(tmp_path / "evil.pkl")
+        container.read(tmp_path / "evil.pkl")
     for path in [tmp_path / "evil.pt", tmp_path / "evil.pkl"]:
         with pytest.raises(SdaFormatError):
-            sdafile.read_metadata(path)
+            container.read_metadata(path)
         with pytest.raises(SdaFormatError):
-            sdafile.read_header(path)
+            container.read_header(path)
     assert not marker.exists()
 
 
@@ -663,31 +663,31 @@ FOREIGN = [
 def test_foreign_files_are_named(tmp_path, content, message):
     path = put(tmp_path, content, "thing.sda")
     with pytest.raises(SdaFormatError, match=message):
-        sdafile.read(path)
+        container.read(path)
     with pytest.raises(SdaFormatError, match=message):
-        sdafile.read_metadata(path)
+        container.read_metadata(path)
 
 
 def test_legacy_torch_save_and_numpy_are_named(tmp_path):
     torch.save({"w": torch.ones(2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     with pytest.raises(SdaFormatError, match="is a Python pickle"):
-        sdafile.read(tmp_path / "legacy.pt")
+        container.read(tmp_path / "legacy.pt")
     np.save(tmp_path / "a.npy", np.arange(3))
     with pytest.raises(SdaFormatError, match=r"is a NumPy \.npy array"):
-        sdafile.read(tmp_path / "a.npy")
+        container.read(tmp_path / "a.npy")
 
 
 def test_paths_that_are_not_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.sda"):
-        sdafile.read(tmp_path / "missing.sda")
+        container.read(tmp_path / "missing.sda")
     with pytest.raises(FileNotFoundError):
-        sdafile.read_metadata(tmp_path / "missing.sda")
+        container.read_metadata(tmp_path / "missing.sda")
     with pytest.raises(SdaFormatError, match="is a directory"):
-        sdafile.read(tmp_path)
+        container.read(tmp_path)
     if hasattr(os, "mkfifo"):  # opening a FIFO would block until a writer came
         os.mkfifo(tmp_path / "fifo")
         with pytest.raises(SdaFormatError, match="is not a regular file"):
-            sdafile.read(tmp_path / "fifo")
+            container.read(tmp_path / "fifo")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -724,7 +724,7 @@ BAD_WRITES = [
 @pytest.mark.parametrize(("tensors", "metadata", "message"), BAD_WRITES)
 def test_write_rejects_bad_arguments(tmp_path, tensors, metadata, message):
     with pytest.raises(SdaError, match=message):
-        sdafile.write(tmp_path / "m.sda", tensors, metadata)
+        container.write(tmp_path / "m.sda", tensors, metadata)
     assert os.listdir(tmp_path) == []
 
 
@@ -732,15 +732,15 @@ def test_write_rejects_cycles_and_accepts_the_deepest_metadata(tmp_path):
     cycle = []
     cycle.append(cycle)
     with pytest.raises(SdaError, match="nests deeper than the header's limit of 64 levels .or holds a reference cycle"):
-        sdafile.write(tmp_path / "m.sda", {}, {"c": cycle})
-    sdafile.write(tmp_path / "m.sda", {}, {"deep": nested(62)})  # the metadata object is depth 2 of the header
-    assert sdafile.read_metadata(tmp_path / "m.sda")["deep"]["a"]["a"]
+        container.write(tmp_path / "m.sda", {}, {"c": cycle})
+    container.write(tmp_path / "m.sda", {}, {"deep": nested(62)})  # the metadata object is depth 2 of the header
+    assert container.read_metadata(tmp_path / "m.sda")["deep"]["a"]["a"]
 
 
 @pytest.fixture
 def old_file(tmp_path):
     path = tmp_path / "m.sda"
-    sdafile.write(path, {"w": torch.zeros(4)}, {"version": "old"})
+    container.write(path, {"w": torch.zeros(4)}, {"version": "old"})
     return path, path.read_bytes()
 
 
@@ -752,7 +752,7 @@ def _assert_untouched(old_file):
 
 def break_write_all(monkeypatch, exception, items_written=None):
     """Make the backend's write_all write its first items_written items (all: None), then raise exception."""
-    real = sdafile._io
+    real = container._io
 
     def write_all(fd, path, items):
         real.write_all(fd, path, items if items_written is None else items[:items_written])
@@ -760,7 +760,7 @@ def break_write_all(monkeypatch, exception, items_written=None):
 
     broken = types.SimpleNamespace(crc32=real.crc32, read_into=real.read_into, first_nonzero=real.first_nonzero,
                                    write_all=write_all)
-    monkeypatch.setattr(sdafile, "_io", broken)
+    monkeypatch.setattr(container, "_io", broken)
 
 
 @pytest.mark.parametrize("failing", ["fsync", "replace"])
@@ -771,7 +771,7 @@ def test_failed_write_keeps_the_old_file(old_file, monkeypatch, failing):
     else:
         monkeypatch.setattr(os, "replace", lambda *args: (_ for _ in ()).throw(exception))
     with pytest.raises(OSError, match=f"simulated {failing} failure"):
-        sdafile.write(old_file[0], {"w": torch.ones(4)}, {"version": "new"})
+        container.write(old_file[0], {"w": torch.ones(4)}, {"version": "new"})
     monkeypatch.undo()
     _assert_untouched(old_file)
 
@@ -780,7 +780,7 @@ def test_failed_write_keeps_the_old_file(old_file, monkeypatch, failing):
 def test_write_interrupted_midway_keeps_the_old_file(old_file, monkeypatch, exception):
     break_write_all(monkeypatch, exception, items_written=2)  # the header and the first tensor
     with pytest.raises(type(exception)):
-        sdafile.write(old_file[0], {"a": torch.ones(4), "b": torch.ones(4)}, {"version": "new"})
+        container.write(old_file[0], {"a": torch.ones(4), "b": torch.ones(4)}, {"version": "new"})
     monkeypatch.undo()
     _assert_untouched(old_file)
 
@@ -791,14 +791,14 @@ def test_backend_os_errors_name_the_path(tmp_path):
         fd = os.open("/dev/full", os.O_WRONLY)
         try:
             with pytest.raises(OSError) as info:
-                sdafile._io.write_all(fd, "/dev/full", [(0, b"sda")])
+                container._io.write_all(fd, "/dev/full", [(0, b"sda")])
         finally:
             os.close(fd)
         assert info.value.errno == errno.ENOSPC and info.value.filename == "/dev/full"
     fd = os.open(tmp_path, os.O_RDONLY)  # a directory cannot be read
     try:
         with pytest.raises(IsADirectoryError) as info:
-            sdafile._io.read_into(fd, str(tmp_path), [(0, bytearray(4))])
+            container._io.read_into(fd, str(tmp_path), [(0, bytearray(4))])
     finally:
         os.close(fd)
     assert info.value.errno == errno.EISDIR and info.value.filename == str(tmp_path)
@@ -809,15 +809,15 @@ def test_backend_short_reads(tmp_path):
     fd = os.open(path, os.O_RDONLY)
     try:
         buffers = [bytearray(b"\xff" * 50), bytearray(40)]
-        assert sdafile._io.read_into(fd, str(path), [(0, buffers[0]), (60, buffers[1])]) == [zlib.crc32(bytes(50)),
+        assert container._io.read_into(fd, str(path), [(0, buffers[0]), (60, buffers[1])]) == [zlib.crc32(bytes(50)),
                                                                                           zlib.crc32(bytes(40))]
         assert buffers[0] == bytes(50)
         with pytest.raises(EOFError) as info:
-            sdafile._io.read_into(fd, str(path), [(0, bytearray(50)), (80, bytearray(40))])
+            container._io.read_into(fd, str(path), [(0, bytearray(50)), (80, bytearray(40))])
         assert (info.value.index, info.value.offset) == (1, 100)
-        assert sdafile._io.first_nonzero(fd, str(path), [(0, 10), (10, 100)]) == -1
+        assert container._io.first_nonzero(fd, str(path), [(0, 10), (10, 100)]) == -1
         with pytest.raises(EOFError) as info:
-            sdafile._io.first_nonzero(fd, str(path), [(0, 10), (90, 120)])
+            container._io.first_nonzero(fd, str(path), [(0, 10), (90, 120)])
         assert (info.value.index, info.value.offset) == (1, 100)
     finally:
         os.close(fd)
@@ -830,21 +830,21 @@ def test_file_that_shrinks_while_it_is_read(tmp_path, rng, monkeypatch, cut, whe
     path, _ = sample(tmp_path, rng)
     _, d, _ = layout(path)
     size = d - 1 if cut == "padding" else path.stat().st_size + cut
-    real_read_header = sdafile._read_header
+    real_read_header = container._read_header
 
     def read_header_then_cut(f, p):
         result = real_read_header(f, p)
         os.truncate(path, size)
         return result
 
-    monkeypatch.setattr(sdafile, "_read_header", read_header_then_cut)
+    monkeypatch.setattr(container, "_read_header", read_header_then_cut)
     with pytest.raises(SdaCorruptError, match=f"is truncated: it ends after {size} bytes, {where}; the copy"):
-        sdafile.read(path)
+        container.read(path)
 
 
 def test_bad_tensor_keeps_the_old_file(old_file):
     with pytest.raises(SdaError, match="meta device"):
-        sdafile.write(old_file[0], {"a": torch.ones(2), "b": torch.empty(2, device="meta")}, {})
+        container.write(old_file[0], {"a": torch.ones(2), "b": torch.empty(2, device="meta")}, {})
     _assert_untouched(old_file)
 
 
@@ -852,10 +852,10 @@ def test_write_replaces_and_respects_the_umask(old_file):
     path, _ = old_file
     previous = os.umask(0o022)
     try:
-        sdafile.write(path, {"w": torch.ones(4)}, {"version": "new"})
+        container.write(path, {"w": torch.ones(4)}, {"version": "new"})
     finally:
         os.umask(previous)
-    assert sdafile.read(path)[1] == {"version": "new"}
+    assert container.read(path)[1] == {"version": "new"}
     assert os.listdir(path.parent) == [path.name]
     if os.name == "posix":
         assert path.stat().st_mode & 0o777 == 0o644
@@ -863,7 +863,7 @@ def test_write_replaces_and_respects_the_umask(old_file):
 
 def test_write_into_a_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError):
-        sdafile.write(tmp_path / "no" / "m.sda", {}, {})
+        container.write(tmp_path / "no" / "m.sda", {}, {})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -874,11 +874,11 @@ def with_each_backend(fn):
     """{backend: fn()}, calling fn once with each backend."""
     results = {}
     for name in BACKENDS:
-        previous = sdafile.set_backend(name)
+        previous = container.set_backend(name)
         try:
             results[name] = fn()
         finally:
-            sdafile.set_backend(previous)
+            container.set_backend(previous)
     return results
 
 
@@ -894,12 +894,12 @@ def read_everything(path):
     """The outcomes of read (verified and not) and read_metadata on path, comparable with ==."""
 
     def tensors_and_metadata(verify):
-        tensors, metadata = sdafile.read(path, verify=verify)
+        tensors, metadata = container.read(path, verify=verify)
         return {name: (t.dtype, tuple(t.shape), t.reshape(-1).view(torch.uint8).numpy().tobytes())
                 for name, t in tensors.items()}, metadata
 
     return (outcome(tensors_and_metadata, True), outcome(tensors_and_metadata, False),
-            outcome(sdafile.read_metadata, path))
+            outcome(container.read_metadata, path))
 
 
 @BOTH
@@ -911,8 +911,8 @@ def test_backends_write_identical_bytes_and_read_each_other(tmp_path, rng):
     metadata = {"name": "both", "loss": [0.5, float("nan")], "nested": {"b": [1, None], "a": "é"}}
 
     def write():
-        path = tmp_path / f"{sdafile.BACKEND}.sda"
-        sdafile.write(path, tensors, metadata)
+        path = tmp_path / f"{container.BACKEND}.sda"
+        container.write(path, tensors, metadata)
         return path
 
     paths = with_each_backend(write)
@@ -920,7 +920,7 @@ def test_backends_write_identical_bytes_and_read_each_other(tmp_path, rng):
     _, d, table = layout(paths["cpp"])
     assert paths["cpp"].stat().st_size == d + table[-1]["offset"] and table[-1]["name"] == "zz"
     for path in paths.values():
-        reads = with_each_backend(lambda path=path: sdafile.read(path))
+        reads = with_each_backend(lambda path=path: container.read(path))
         for back, meta in reads.values():
             assert meta == {**metadata, "loss": [0.5, None]}
             assert list(back) == sorted(tensors)
@@ -930,7 +930,7 @@ def test_backends_write_identical_bytes_and_read_each_other(tmp_path, rng):
 @BOTH
 def test_a_tensor_bit_flip_gives_the_same_error_from_both_backends(tmp_path, rng):
     path = tmp_path / "m.sda"
-    sdafile.write(path, {"a": random_tensor(torch.float32, (3,), rng),
+    container.write(path, {"a": random_tensor(torch.float32, (3,), rng),
                          "big": random_tensor(torch.float32, ((5 << 20) // 4,), rng)}, {})
     raw = path.read_bytes()
     _, d, table = layout(path)
@@ -939,7 +939,7 @@ def test_a_tensor_bit_flip_gives_the_same_error_from_both_backends(tmp_path, rng
             damaged = bytearray(raw)
             damaged[index] ^= 0x08
             path.write_bytes(bytes(damaged))
-            results = with_each_backend(lambda: outcome(sdafile.read, path))
+            results = with_each_backend(lambda: outcome(container.read, path))
             assert results["python"] == results["cpp"]
             assert results["cpp"][0] is SdaCorruptError
             assert results["cpp"][1].startswith(f"{path}: tensor {e['name']!r} is corrupt (CRC-32 0x")
@@ -954,7 +954,7 @@ def malformed_files(tmp_path):
     for content, _ in FOREIGN:
         yield f"foreign: {content[:16]!r}", content
     written = tmp_path / "written.sda"  # with a BOOL tensor, and padding after the header
-    sdafile.write(written, {"a": torch.tensor([1.0, -2.0, 3.0]), "b": torch.tensor([True, False])}, {"k": [1]})
+    container.write(written, {"a": torch.tensor([1.0, -2.0, 3.0]), "b": torch.tensor([True, False])}, {"k": [1]})
     for valid in (build(header(VALID), VALID_DATA), written.read_bytes()):
         yield "trailing data", valid + b"\0"
         for size in range(len(valid)):
@@ -981,7 +981,7 @@ def test_malformed_files_give_identical_errors_from_both_backends(tmp_path):
 @BOTH
 def test_bad_write_arguments_give_identical_errors_from_both_backends(tmp_path):
     for tensors, metadata, _ in BAD_WRITES:
-        results = with_each_backend(lambda t=tensors, m=metadata: outcome(sdafile.write, tmp_path / "m.sda", t, m))
+        results = with_each_backend(lambda t=tensors, m=metadata: outcome(container.write, tmp_path / "m.sda", t, m))
         assert results["python"] == results["cpp"]
         assert issubclass(results["cpp"][0], SdaError), results["cpp"]
     assert os.listdir(tmp_path) == []

@@ -43,8 +43,8 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sda import sdafile
-from sda.sdafile import SdaError, SdaFormatError
+from sda.format import container
+from sda.format.container import SdaError, SdaFormatError
 
 MAGIC = b"\x89SDA\r\n\x1a\n"
 PREFIX = struct.Struct("<8sHHIQQQI20s")  # magic, major, minor, flags, H, D, L, header CRC, reserved
@@ -72,35 +72,35 @@ def raw(tensor) -> bytes:
 
 @pytest.fixture(params=["python", "cpp"])
 def backend(request):
-    """Runs the test with sdafile.set_backend(param); skips a backend that is not available."""
-    if not hasattr(sdafile, "set_backend"):
+    """Runs the test with container.set_backend(param); skips a backend that is not available."""
+    if not hasattr(container, "set_backend"):
         # Before set_backend existed the module was pure Python: run its own backend only.
-        if request.param != sdafile.BACKEND:
-            pytest.skip("sdafile.set_backend is not there yet")
+        if request.param != container.BACKEND:
+            pytest.skip("container.set_backend is not there yet")
         yield request.param
         return
     try:
-        previous = sdafile.set_backend(request.param)
+        previous = container.set_backend(request.param)
     except SdaError as exc:
         pytest.skip(f"{request.param} backend unavailable: {exc}")
     try:
         yield request.param
     finally:
-        sdafile.set_backend(previous)
+        container.set_backend(previous)
 
 
 @contextlib.contextmanager
 def using(name):
     """The block runs with backend name (which the backend fixture has shown to be available)."""
-    if not hasattr(sdafile, "set_backend"):
-        assert name == sdafile.BACKEND
+    if not hasattr(container, "set_backend"):
+        assert name == container.BACKEND
         yield
         return
-    previous = sdafile.set_backend(name)
+    previous = container.set_backend(name)
     try:
         yield
     finally:
-        sdafile.set_backend(previous)
+        container.set_backend(previous)
 
 
 def child_env(backend):
@@ -183,10 +183,10 @@ def examine(path, buf):
 
     Returns the comparable outcomes, for comparison with another backend.
     """
-    header = attempt(sdafile.read_header, path)
-    metadata = attempt(sdafile.read_metadata, path)
-    verified = attempt(sdafile.read, path)
-    unverified = attempt(sdafile.read, path, verify=False)
+    header = attempt(container.read_header, path)
+    metadata = attempt(container.read_metadata, path)
+    verified = attempt(container.read, path)
+    unverified = attempt(container.read, path, verify=False)
 
     # read_metadata and read_header read the same prefix and header, and read checks them first.
     assert metadata == (header if header[0] == "error" else ("ok", header[1]["metadata"]))
@@ -246,13 +246,13 @@ INPUTS = st.tuples(TENSORS, st.dictionaries(st.text(max_size=6), JSON_VALUES, ma
 
 
 def write_base(backend, directory, inputs):
-    """The bytes sdafile.write gives for inputs; a native writer must give the same bytes as the Python one."""
+    """The bytes container.write gives for inputs; a native writer must give the same bytes as the Python one."""
     path = directory / "base.sda"
-    sdafile.write(path, *inputs)
+    container.write(path, *inputs)
     buf = path.read_bytes()
     if backend != "python":
         with using("python"):
-            sdafile.write(path, *inputs)
+            container.write(path, *inputs)
         assert path.read_bytes() == buf, f"the {backend} and python writers give different bytes"
     return buf
 
@@ -407,7 +407,7 @@ WEIRD = st.one_of(
 
 
 def places(value, containers_only=False):
-    """Every (container, key) in a JSON value, depth first."""
+    """Every (holder, key) in a JSON value, depth first."""
     found = []
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
@@ -427,8 +427,8 @@ def replace_anything(draw, draft):
     # The tensor table first: hypothesis favours the start of a list, and the table is the richest target.
     targets = [p for key in sorted(header, key=lambda k: k != "tensors") for p in [(header, key), *places(header[key])]]
     if targets:
-        container, key = draw(st.sampled_from(targets), label="place")
-        container[key] = draw(WEIRD, label="value")
+        holder, key = draw(st.sampled_from(targets), label="place")
+        holder[key] = draw(WEIRD, label="value")
 
 
 def delete_a_key(draw, draft):
@@ -468,11 +468,11 @@ def nudge_a_number(draw, draft):
                    for i in range(len(e["shape"]))]
     if not candidates:
         return
-    container, key = draw(st.sampled_from(candidates))
-    if not isinstance(container[key], int) or draw(st.booleans()):
-        container[key] = draw(st.sampled_from(INTERESTING_INTS))
+    holder, key = draw(st.sampled_from(candidates))
+    if not isinstance(holder[key], int) or draw(st.booleans()):
+        holder[key] = draw(st.sampled_from(INTERESTING_INTS))
     else:
-        container[key] += draw(st.sampled_from([-(2**63), -65, -64, -1, 1, 63, 64, 65, 2**32, 2**63]))
+        holder[key] += draw(st.sampled_from([-(2**63), -65, -64, -1, 1, 63, 64, 65, 2**32, 2**63]))
 
 
 SAME_ITEMSIZE = [["F64", "I64"], ["F32", "I32"], ["F16", "BF16", "I16"], ["I8", "U8", "BOOL"]]
@@ -647,7 +647,7 @@ def test_empty_tensor_with_dimensions_whose_product_overflows(backend, tmp_path,
     path = tmp_path / "m.sda"
     path.write_bytes(draft.to_bytes())
     with pytest.raises(SdaFormatError, match="shape"):
-        sdafile.read(path)
+        container.read(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -660,10 +660,10 @@ def test_empty_tensor_with_dimensions_whose_product_overflows(backend, tmp_path,
 # parallel torch op before forking, so the writers are safe from OpenMP's problems with fork.
 KILL_SERVER = r"""
 import os, sys, time
-from sda import sdafile
-print(sdafile.BACKEND, flush=True)
+from sda.format import container
+print(container.BACKEND, flush=True)
 path, ref_a, ref_b = sys.stdin.readline().split("\t")
-versions = [sdafile.read(ref_a), sdafile.read(ref_b.strip())]
+versions = [container.read(ref_a), container.read(ref_b.strip())]
 print("ready", flush=True)
 for line in sys.stdin:
     first = int(line)
@@ -671,7 +671,7 @@ for line in sys.stdin:
     if pid == 0:
         deadline = time.monotonic() + 60  # in case nobody kills it
         while time.monotonic() < deadline:
-            sdafile.write(path, *versions[first % 2])
+            container.write(path, *versions[first % 2])
             first += 1
         os._exit(0)
     print(pid, flush=True)
@@ -698,7 +698,7 @@ def test_atomic_save_under_sigkill(backend, tmp_path, rng, watchdog):
         work.mkdir()
         contents = {}
         for tag in "AB":
-            sdafile.write(references / f"{tag}.sda", *sigkill_version(tag, rng))
+            container.write(references / f"{tag}.sda", *sigkill_version(tag, rng))
             contents[tag] = (references / f"{tag}.sda").read_bytes()
         destination = work / "model.sda"
         destination.write_bytes(contents["A"])
@@ -729,7 +729,7 @@ def test_atomic_save_under_sigkill(backend, tmp_path, rng, watchdog):
             content = destination.read_bytes()
             tag = next((tag for tag, expected in contents.items() if content == expected), None)
             assert tag is not None, f"after kill {i + 1} ({delay:.3f} s in) the destination is neither A nor B"
-            assert sdafile.read(destination)[1] == {"version": tag}
+            assert container.read(destination)[1] == {"version": tag}
             seen.append(tag)
             others = [p for p in work.iterdir() if p != destination]
             leftovers += len(others)
@@ -756,15 +756,15 @@ def test_atomic_save_under_sigkill(backend, tmp_path, rng, watchdog):
 FSIZE_CHILD = r"""
 import json, resource, signal, sys
 import torch
-from sda import sdafile
+from sda.format import container
 path, limit = sys.argv[1], int(sys.argv[2])
-print(sdafile.BACKEND)
+print(container.BACKEND)
 new = {"weight": torch.arange(2**18, dtype=torch.float32)}  # 1 MiB, over the limit
 # SIGXFSZ would kill the process; ignored, the write that crosses the limit fails with EFBIG instead.
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 try:
-    sdafile.write(path, new, {"version": "new"})
+    container.write(path, new, {"version": "new"})
 except OSError as exc:
     print(json.dumps({"raised": type(exc).__name__, "errno": exc.errno, "message": str(exc)}))
 else:
@@ -775,7 +775,7 @@ else:
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file size limits")
 def test_write_over_the_file_size_limit_keeps_the_old_file(backend, tmp_path):
     path = tmp_path / "model.sda"
-    sdafile.write(path, {"weight": torch.ones(16)}, {"version": "old"})
+    container.write(path, {"weight": torch.ones(16)}, {"version": "old"})
     before = path.read_bytes()
     limit = 100_003  # above the old file, below the new one, and not aligned: the crossing write is partial
     assert len(before) < limit
@@ -788,7 +788,7 @@ def test_write_over_the_file_size_limit_keeps_the_old_file(backend, tmp_path):
     assert outcome["raised"] is not None, "the write succeeded despite the file size limit"
     assert outcome["errno"] == errno.EFBIG, outcome
     assert path.read_bytes() == before
-    tensors, metadata = sdafile.read(path)
+    tensors, metadata = container.read(path)
     assert metadata == {"version": "old"} and torch.equal(tensors["weight"], torch.ones(16))
     assert os.listdir(tmp_path) == [path.name], "a temporary file was left behind"
 
@@ -848,7 +848,7 @@ def test_golden_file(backend, tmp_path):
     golden = GOLDEN.read_bytes()
     assert len(golden) < 10_000
     expected, _, kind = golden_inputs()
-    tensors, metadata = sdafile.read(GOLDEN)
+    tensors, metadata = container.read(GOLDEN)
     # The committed file itself is checked against the spec, so that a regeneration by a broken writer shows.
     header = check_against_spec(golden, tensors, metadata)
     assert header["kind"] == kind
@@ -859,9 +859,9 @@ def test_golden_file(backend, tmp_path):
     # json.dumps tells -0.0 from 0.0, which == does not.
     assert metadata == GOLDEN_METADATA
     assert json.dumps(metadata, sort_keys=True) == json.dumps(GOLDEN_METADATA, sort_keys=True)
-    assert sdafile.read_metadata(GOLDEN) == GOLDEN_METADATA
+    assert container.read_metadata(GOLDEN) == GOLDEN_METADATA
 
-    sdafile.write(tmp_path / "golden.sda", *golden_inputs())
+    container.write(tmp_path / "golden.sda", *golden_inputs())
     assert (tmp_path / "golden.sda").read_bytes() == golden, (
         "the writer no longer produces tests/data/golden.sda byte for byte: the format drifted. If that is "
         "deliberate (and versioned), regenerate it: .venv/bin/python tests/test_sdafile_robustness.py "
@@ -870,7 +870,7 @@ def test_golden_file(backend, tmp_path):
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--regenerate-golden"]:
-        sys.exit(f"usage: {sys.argv[0]} --regenerate-golden   (rewrites {GOLDEN} with sdafile.{sdafile.BACKEND})")
+        sys.exit(f"usage: {sys.argv[0]} --regenerate-golden   (rewrites {GOLDEN} with sdafile.{container.BACKEND})")
     GOLDEN.parent.mkdir(exist_ok=True)
-    sdafile.write(GOLDEN, *golden_inputs())
-    print(f"wrote {GOLDEN} ({GOLDEN.stat().st_size} bytes) with the {sdafile.BACKEND} backend")
+    container.write(GOLDEN, *golden_inputs())
+    print(f"wrote {GOLDEN} ({GOLDEN.stat().st_size} bytes) with the {container.BACKEND} backend")

@@ -10,22 +10,22 @@ import time
 import pytest
 from gradio_client import Client, handle_file
 
-from sda import modelfile
-from sda.synth import write_collection
-from sda.ui import serve
+from sda.data.synth import write_collection
+from sda.format import modelfile
+from sda.ui.app import serve
 from tests.test_engine import SMALL
 
 WAIT = 120  # seconds: generous, CI machines are shared
 PLAYERS = [f"clip{i}-{which}" for i in (1, 2, 3) for which in ("original", "reconstruction")]
 # The outputs of /poll in order (buttons are not part of the API), and of /start, /stop and /show_model.
 POLL = ["banner", "status", "health", "alerts", "recon", "commit", *PLAYERS, "report", "models"]
-START = ["notice", *POLL, "key"]  # key: the client key that may stop the run (sda.ui: who may do what)
+START = ["notice", *POLL, "key"]  # key: the client key that may stop the run (sda.ui.app: who may do what)
 STOP = ["notice", *POLL]
 MODEL = ["notice", "info", "health", "recon", "commit", "config"]
 
 
 def shown_markdown(markdown: str) -> str:
-    """The text a Markdown output shows for what sda.ui_render.md_text wrote: backslash escapes and
+    """The text a Markdown output shows for what sda.ui.render.md_text wrote: backslash escapes and
     entities undone (a value's `_` reaches the page as `\\_`)."""
     return html.unescape(re.sub(r"\\(.)", r"\1", markdown))
 

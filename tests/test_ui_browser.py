@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from sda import modelfile
-from sda.synth import write_collection
-from sda.ui import SERIES_COLORS, serve
+from sda.data.synth import write_collection
+from sda.format import modelfile
+from sda.ui.app import SERIES_COLORS, serve
 from tests.test_engine import SMALL
 from tests.test_ui import free_port
 
@@ -179,7 +179,7 @@ def test_the_login_page_asks_for_the_password_and_lets_the_right_one_in(browser,
     form first; a wrong password is refused, the right one opens the page."""
     from playwright.sync_api import expect
 
-    from sda.ui import Login
+    from sda.ui.app import Login
 
     expect.set_options(timeout=TIMEOUT_MS)
     app = serve(tmp_path / "models", port=free_port(), base_config=SMALL, quiet=True,

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from attacks.harness import limited, refused
-from sda import synth
+from sda.data import synth
 
 RATE = 22050
 OUTSIDE = "outside what sda reads (1000 to 768000 Hz)"
@@ -43,7 +43,7 @@ def preflight_in_subprocess(folder, timeout=60, memory_gb=6):
     """
     code = textwrap.dedent(f"""
         import json
-        from sda.data import preflight
+        from sda.data.dataset import preflight
         report = preflight({str(folder)!r})
         print(report.format())
         print(json.dumps(report.to_dict()))
@@ -75,7 +75,7 @@ def test_the_whole_file_system_as_the_folder_is_refused_at_the_scan_bound(tmp_pa
 
 
 def test_a_deep_tree_is_refused_at_the_depth_bound(tmp_path):
-    from sda.data import ScanLimitError, preflight
+    from sda.data.dataset import ScanLimitError, preflight
 
     usable_kit(tmp_path)
     deep = tmp_path.joinpath(*["d"] * 33)
@@ -86,22 +86,22 @@ def test_a_deep_tree_is_refused_at_the_depth_bound(tmp_path):
 
 
 def test_the_scan_stops_at_its_entry_and_time_bounds(tmp_path, monkeypatch):
-    from sda import data
+    from sda.data import dataset
 
     usable_kit(tmp_path)
     for i in range(10):
         (tmp_path / f"notes{i}.txt").write_text("")
-    monkeypatch.setattr(data, "MAX_SCAN_ENTRIES", 12)
-    with pytest.raises(data.ScanLimitError, match="after 12 files and folders, the most sda looks through"):
-        data.preflight(tmp_path)
-    monkeypatch.setattr(data, "MAX_SCAN_ENTRIES", 100)
-    monkeypatch.setattr(data, "MAX_SCAN_SECONDS", 0)
-    with pytest.raises(data.ScanLimitError, match="after 0 seconds .* Choose a smaller folder"):
-        data.preflight(tmp_path)
+    monkeypatch.setattr(dataset, "MAX_SCAN_ENTRIES", 12)
+    with pytest.raises(dataset.ScanLimitError, match="after 12 files and folders, the most sda looks through"):
+        dataset.preflight(tmp_path)
+    monkeypatch.setattr(dataset, "MAX_SCAN_ENTRIES", 100)
+    monkeypatch.setattr(dataset, "MAX_SCAN_SECONDS", 0)
+    with pytest.raises(dataset.ScanLimitError, match="after 0 seconds .* Choose a smaller folder"):
+        dataset.preflight(tmp_path)
 
 
 def test_links_to_folders_are_not_followed(tmp_path):
-    from sda.data import preflight
+    from sda.data.dataset import preflight
 
     usable_kit(tmp_path)
     os.symlink(".", tmp_path / "loop")  # a walk that followed it would never end
@@ -133,7 +133,7 @@ def test_a_link_to_a_device_is_rejected(tmp_path):
 
 def test_a_file_swapped_for_a_fifo_after_the_check_is_refused_on_the_open_descriptor(tmp_path, monkeypatch):
     """The first look (stat) saw a regular file; the second (fstat, after the non-blocking open) sees the FIFO."""
-    from sda.audio import AudioFileError, AudioSource
+    from sda.data.audio import AudioFileError, AudioSource
 
     fifo, regular = tmp_path / "pipe.wav", tone(tmp_path / "kick.wav")
     os.mkfifo(fifo)
@@ -179,7 +179,7 @@ def test_loading_a_folder_with_an_odd_rate_keeps_the_run(tmp_path):
     wav_with_rate(tmp_path / "odd.wav", 22051)
     code = textwrap.dedent(f"""
         from sda.config import AudioConfig, VQVAEConfig
-        from sda.data import load_dataset
+        from sda.data.dataset import load_dataset
         data = load_dataset({str(tmp_path)!r}, VQVAEConfig(audio=AudioConfig(n_mels=32, chunk_frames=16)))
         print(sorted(f.path for f in data.preflight.files))
     """)
@@ -241,11 +241,11 @@ def test_a_wav_with_hundreds_of_channels_is_read_in_bounded_memory(tmp_path):
 # Item 8: file names that are not valid UTF-8 ---------------------------------------------------------------
 
 def test_names_that_are_not_utf8_are_stored_printable_and_the_run_saves(tmp_path):
-    from sda import sdafile
     from sda.config import AudioConfig, VQVAEConfig
-    from sda.data import preflight
-    from sda.engine import RunOptions, train
-    from sda.events import Done
+    from sda.data.dataset import preflight
+    from sda.format import container
+    from sda.train.engine import RunOptions, train
+    from sda.train.events import Done
 
     kit = tmp_path / os.fsdecode(b"kit_\xff")
     kit.mkdir()
@@ -256,7 +256,7 @@ def test_names_that_are_not_utf8_are_stored_printable_and_the_run_saves(tmp_path
     report = preflight(kit)
     summary = report.to_dict()
     json.dumps(summary, ensure_ascii=False).encode("utf-8")  # raised UnicodeEncodeError before
-    sdafile.write(tmp_path / "check.sda", {}, {"dataset": summary})  # the metadata check every save makes
+    container.write(tmp_path / "check.sda", {}, {"dataset": summary})  # the metadata check every save makes
     assert summary["folder"].endswith("kit_\\xff")
     assert [f["path"] for f in summary["files"]] == [f"bad_\\xff\\xfe{i}.wav" for i in range(5)]
     assert reasons(summary) == {"broken_\\xff.wav": "could not decode: Format not recognised"}
@@ -266,14 +266,14 @@ def test_names_that_are_not_utf8_are_stored_printable_and_the_run_saves(tmp_path
                          audio=AudioConfig(n_mels=32, chunk_frames=16))
     seen = list(train(config, RunOptions(kit, tmp_path / "out", "m")))
     assert isinstance(seen[-1], Done), seen[-1]
-    saved = sdafile.read_metadata(tmp_path / "out" / "m.sda")
+    saved = container.read_metadata(tmp_path / "out" / "m.sda")
     assert [f["path"] for f in saved["dataset"]["files"]] == [f"bad_\\xff\\xfe{i}.wav" for i in range(5)]
 
 
 # Item 14: control characters in names ----------------------------------------------------------------------
 
 def test_control_characters_in_names_are_shown_escaped(tmp_path):
-    from sda.data import preflight
+    from sda.data.dataset import preflight
 
     folder = tmp_path / "kit\x1b[2J"
     usable_kit(folder)
@@ -290,7 +290,7 @@ def test_control_characters_in_names_are_shown_escaped(tmp_path):
 # Item 16: unreadable, dangling and looping files; libmpg123's notes ------------------------------------------
 
 def test_broken_links_link_loops_and_unreadable_files_say_what_they_are(tmp_path):
-    from sda.data import preflight
+    from sda.data.dataset import preflight
 
     usable_kit(tmp_path)
     os.symlink("nowhere.wav", tmp_path / "gone.wav")

@@ -12,10 +12,11 @@ import soundfile as sf
 import torch
 
 from attacks.harness import refused, sda_limited
-from sda import events, modelfile, sdafile
 from sda.config import AudioConfig, VQVAEConfig
-from sda.engine import RunOptions, train
-from sda.model import ConvVQVAE
+from sda.format import container, modelfile
+from sda.model.vqvae import ConvVQVAE
+from sda.train import events
+from sda.train.engine import RunOptions, train
 
 TINY = VQVAEConfig(hidden_channels=16, codebook_dim=8, batch_size=8, epochs=2, kmeans_iters=2, warmup_steps=1)
 
@@ -32,7 +33,7 @@ def trained(folder, tmp_path_factory):
 def craft(source, target, tensors=None, **metadata_changes):
     """target: source's tensors (or tensors(original) if given) and metadata with changes; a path "a.b" sets a
     nested key, and the value DELETE removes it."""
-    original, metadata = sdafile.read(source)
+    original, metadata = container.read(source)
     for dotted, value in metadata_changes.items():
         node, *path = [metadata, *dotted.split("__")]
         for key in path[:-1]:
@@ -41,8 +42,8 @@ def craft(source, target, tensors=None, **metadata_changes):
             del node[path[-1]]
         else:
             node[path[-1]] = value
-    kind = sdafile.read_header(source)["kind"]
-    sdafile.write(target, tensors(original) if tensors else original, metadata, kind=kind)
+    kind = container.read_header(source)["kind"]
+    container.write(target, tensors(original) if tensors else original, metadata, kind=kind)
     return target
 
 
@@ -79,7 +80,7 @@ MODEL_ATTACKS = {
 @pytest.mark.parametrize("attack", MODEL_ATTACKS)
 def test_a_crafted_model_is_refused_as_damaged_by_load_model(trained, tmp_path, attack):
     path = craft(trained[0], tmp_path / "crafted.sda", **MODEL_ATTACKS[attack])
-    with pytest.raises(sdafile.SdaError, match="crafted.sda"):
+    with pytest.raises(container.SdaError, match="crafted.sda"):
         modelfile.load_model(path)
 
 
@@ -128,7 +129,7 @@ CHECKPOINT_ATTACKS = {
 @pytest.mark.parametrize("attack", CHECKPOINT_ATTACKS)
 def test_a_crafted_checkpoint_is_refused_as_damaged_by_load_checkpoint(trained, tmp_path, attack):
     path = craft(trained[1], tmp_path / "crafted.checkpoint.sda", **CHECKPOINT_ATTACKS[attack])
-    with pytest.raises(sdafile.SdaError, match="crafted.checkpoint.sda"):
+    with pytest.raises(container.SdaError, match="crafted.checkpoint.sda"):
         modelfile.load_checkpoint(path)
 
 
@@ -213,7 +214,7 @@ def test_reconstruct_with_force_replaces_an_output_atomically(trained, kick, tmp
                 audio=AudioConfig(n_mels=13)),  # every size one of the stand-in's own primes, crossed
 ])
 def test_the_tensors_a_config_implies_are_those_of_the_real_model(config):
-    """load_model and load_checkpoint check tensors against a stand-in model (sda.modelfile._layout): it must
+    """load_model and load_checkpoint check tensors against a stand-in model (sda.format.modelfile._layout): it must
     agree with the real model, whatever sizes the real one has, sizes equal to the stand-in's included."""
     real = ConvVQVAE(config)
     tensors, params = modelfile._layout(config)

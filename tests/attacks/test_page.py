@@ -15,13 +15,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sda import sdafile
-from sda.engine import RunOptions
-from sda.events import Alert, Started, Summary
-from sda.health import LevelHealth
-from sda.job import DONE, FAILED, RUNNING, JobView, TrainingJob
+from sda.format import container
+from sda.model.health import LevelHealth
 from sda.text import printable
-from sda.ui_render import (
+from sda.train.engine import RunOptions
+from sda.train.events import Alert, Started, Summary
+from sda.ui.job import DONE, FAILED, RUNNING, JobView, TrainingJob
+from sda.ui.render import (
     alerts_markdown,
     busy_banner,
     html_text,
@@ -91,14 +91,14 @@ def hostile_model(source: Path, path: Path) -> Path:
     """source's weights, with MARK in every string of its metadata and in every figure the page shows
     as it is (the replaced codes and the codebook size of each level), a rejected file, a warning and
     a terminal escape in its name: the file still opens, so the markup reaches every view of the Models tab."""
-    tensors, metadata = sdafile.read(source)
+    tensors, metadata = container.read(source)
     metadata = _marked(metadata)
     for level in metadata["health"]:
         level["replaced"] = level["codebook_size"] = MARK
     metadata["model_name"] += CONTROL
     metadata["dataset"]["rejected"] = [{"path": MARK + CONTROL + ".wav", "reason": MARK}]
     metadata["history"]["warnings"] = [MARK + " a warning"]
-    sdafile.write(path, tensors, metadata)
+    container.write(path, tensors, metadata)
     return path
 
 
@@ -150,13 +150,13 @@ def test_md_text_shows_any_text_as_that_text_and_lets_no_markup_through(text):
 
 
 def test_toasts_are_html_escaped_and_model_labels_are_text(tmp_path):
-    from sda import ui
+    from sda.ui import app
 
     said = []
-    ui._toast(lambda message, title: said.append((message, title)), MARK + CONTROL, "Cannot <b>start")
+    app._toast(lambda message, title: said.append((message, title)), MARK + CONTROL, "Cannot <b>start")
     assert said == [(ESCAPED + "\\x1b]52;c;aGk=\\x07", "Cannot &lt;b&gt;start")]
     (tmp_path / f"{MARK}{CONTROL}.sda").write_bytes(b"")
-    [(label, value)] = ui._model_choices(tmp_path)
+    [(label, value)] = app._model_choices(tmp_path)
     assert label == value == f"{MARK}\\x1b]52;c;aGk=\\x07.sda"  # a Dropdown shows labels as text: controls escaped
 
 
@@ -166,7 +166,7 @@ def test_plain_json_makes_every_key_and_string_printable():
 
 
 def test_a_folders_file_names_reach_the_folder_report_as_text(tmp_path):
-    from sda.ui import _check_folder
+    from sda.ui.app import _check_folder
 
     (tmp_path / f"{MARK}{CONTROL}.wav").write_bytes(b"not audio")
     report, _ = _check_folder(str(tmp_path), SMALL)
@@ -178,28 +178,28 @@ def test_a_folders_file_names_reach_the_folder_report_as_text(tmp_path):
 
 
 def test_a_model_with_markup_in_every_field_is_shown_as_text(source, tmp_path):
-    from sda.ui import _show_model
+    from sda.ui.app import _show_model
 
     shown = _show_model(hostile_model(source, tmp_path / "m.sda"), VIEWS)
     assert_models_tab_is_safe(shown)
     assert shown["notice"] == "" and MARK in shown["info"] and "\\x1b]52" in shown["info"]
     assert shown["health"].count(ESCAPED) == 2 * SMALL.rvq_levels  # replaced and the codebook size of each level
-    assert shown["config"] == plain_json(sdafile.read_metadata(tmp_path / "m.sda")["config"])
+    assert shown["config"] == plain_json(container.read_metadata(tmp_path / "m.sda")["config"])
 
 
 def test_markup_in_any_single_field_of_a_model_file_never_reaches_the_page_raw(source, tmp_path):
     """Each leaf of the metadata, alone, replaced by MARK: whether the page can still show the file or
     says why not, nothing it shows holds markup, and nothing raises."""
-    from sda.ui import _show_model
+    from sda.ui.app import _show_model
 
-    tensors, metadata = sdafile.read(source)
+    tensors, metadata = container.read(source)
     paths = list(_leaves(metadata))
     assert len(paths) > 100  # the config, the data, the health table and the history, all of them
     refused = 0
     for path in paths:
-        crafted = sdafile.read_metadata(source)
+        crafted = container.read_metadata(source)
         _set(crafted, path, MARK)
-        sdafile.write(tmp_path / "m.sda", tensors, crafted)
+        container.write(tmp_path / "m.sda", tensors, crafted)
         shown = _show_model(tmp_path / "m.sda", VIEWS)
         assert_models_tab_is_safe(shown)
         refused += shown["notice"] != ""
@@ -207,11 +207,11 @@ def test_markup_in_any_single_field_of_a_model_file_never_reaches_the_page_raw(s
 
 
 def test_a_bad_entry_is_refused_with_a_message_that_quotes_it_escaped(source, tmp_path):
-    from sda.ui import _show_model
+    from sda.ui.app import _show_model
 
-    tensors, metadata = sdafile.read(source)
+    tensors, metadata = container.read(source)
     metadata["health"][0][MARK] = 1
-    sdafile.write(tmp_path / f"{MARK}.sda", tensors, metadata)
+    container.write(tmp_path / f"{MARK}.sda", tensors, metadata)
     shown = _show_model(str(tmp_path / f"{MARK}.sda"), VIEWS)
     no_markup(shown["notice"])
     assert shown_markdown(shown["notice"]).startswith(f"**Cannot open {MARK}.sda:**")
@@ -219,7 +219,7 @@ def test_a_bad_entry_is_refused_with_a_message_that_quotes_it_escaped(source, tm
 
 
 def test_the_models_list_opens_only_files_in_the_models_folder(source, tmp_path):
-    from sda.ui import _listed_model, _show_model
+    from sda.ui.app import _listed_model, _show_model
 
     models = tmp_path / "models"
     models.mkdir()

@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError, AuthenticationError
 
 from sda.config import ConfigError
-from sda.ui import MAX_WHOLE, Login, login_for, serve
+from sda.ui.app import MAX_WHOLE, Login, login_for, serve
 from tests.test_engine import SMALL
 from tests.test_ui import STOP, WAIT, Page, free_port, shown_markdown
 

@@ -13,9 +13,9 @@ from gradio_client import Client
 
 from attacks.harness import refused, sda_limited
 from sda.config import ConfigError
-from sda.data import DataError
-from sda.synth import write_collection
-from sda.ui import _check_folder, check_data_root, confine, reachable_beyond_loopback, serve
+from sda.data.dataset import DataError
+from sda.data.synth import write_collection
+from sda.ui.app import _check_folder, check_data_root, confine, reachable_beyond_loopback, serve
 from tests.test_engine import SMALL
 from tests.test_ui import START, free_port, shown_markdown
 
@@ -48,13 +48,13 @@ def test_paths_inside_the_root_are_read_and_every_way_out_is_refused(root):
 
 
 def test_the_folder_report_never_names_a_file_outside_the_root(root, monkeypatch):
-    from sda import ui
+    from sda.ui import app
 
     def no_scan(folder, *args, **kwargs):
         raise AssertionError(f"{folder} was scanned")
 
     with monkeypatch.context() as patched:  # refused before any scan: `/` is never walked
-        patched.setattr(ui, "preflight", no_scan)
+        patched.setattr(app, "preflight", no_scan)
         for way_out in ("/", "../../..", "out-link", "../outside"):
             report, codebook = _check_folder(way_out, SMALL, root)
             assert report.startswith(f"⚠ {way_out} is outside the data folder {root}") and codebook == "—"

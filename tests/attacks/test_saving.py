@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sda import engine, events, modelfile, runfiles, sdafile
 from sda.config import VQVAEConfig
-from sda.engine import RunOptions, train
+from sda.format import container, modelfile
+from sda.train import engine, events, runfiles
+from sda.train.engine import RunOptions, train
 
 SMALL = VQVAEConfig(hidden_channels=16, codebook_dim=8, batch_size=8, epochs=3, kmeans_iters=2, warmup_steps=1)
 
@@ -38,8 +39,8 @@ def files_in(folder: Path) -> list[str]:
 
 def rewrite_metadata(path: Path, **changes) -> None:
     """path rewritten with its metadata changed: a crafted file, valid in every other way."""
-    tensors, metadata = sdafile.read(path)
-    sdafile.write(path, tensors, {**metadata, **changes}, kind=sdafile.read_header(path)["kind"])
+    tensors, metadata = container.read(path)
+    container.write(path, tensors, {**metadata, **changes}, kind=container.read_header(path)["kind"])
 
 
 def sda(*args, **kwargs) -> subprocess.Popen:
@@ -165,11 +166,11 @@ def test_a_renamed_checkpoint_does_not_overwrite_an_unrelated_model_of_its_name(
 
 
 def test_a_run_identity_is_stored_in_model_and_checkpoint_and_kept_across_a_resume(folder, checkpoint, tmp_path):
-    run_id = sdafile.read_metadata(checkpoint)["run_id"]
-    assert len(run_id) == 32 and sdafile.read_metadata(checkpoint.with_name("m.sda"))["run_id"] == run_id
+    run_id = container.read_metadata(checkpoint)["run_id"]
+    assert len(run_id) == 32 and container.read_metadata(checkpoint.with_name("m.sda"))["run_id"] == run_id
     seen = run(RunOptions(folder, tmp_path, resume=checkpoint))
     assert isinstance(seen[-1], events.Done)
-    assert sdafile.read_metadata(tmp_path / "m.sda")["run_id"] == run_id
+    assert container.read_metadata(tmp_path / "m.sda")["run_id"] == run_id
 
 
 # ---- Item 12: a folder that cannot be written, a disk that fills, a writer killed mid-save ----------------------
@@ -240,7 +241,7 @@ def test_a_save_that_keeps_failing_says_what_survived_and_how_to_go_on(folder, t
         assert f"--resume {out / 'kit.checkpoint.sda'} --out {out}" in message
         assert sum("Trying again" in e.message for e in seen if isinstance(e, events.Alert)) == 2
         modelfile.load_checkpoint(out / "kit.checkpoint.sda")  # intact, as the message says
-        assert not sdafile.temporaries(out / "kit.sda") and not sdafile.temporaries(out / "kit.checkpoint.sda")
+        assert not container.temporaries(out / "kit.sda") and not container.temporaries(out / "kit.checkpoint.sda")
 
 
 def test_temporary_files_of_a_killed_writer_are_removed_and_no_others(folder, tmp_path):
@@ -256,18 +257,18 @@ def test_temporary_files_of_a_killed_writer_are_removed_and_no_others(folder, tm
 def test_a_writer_killed_mid_save_leaves_the_previous_file_and_its_temporary_is_cleaned_next_time(folder, tmp_path):
     # A real kill: a child process writes a large file, and is killed once its temporary file appears.
     target = tmp_path / "kit.sda"
-    sdafile.write(target, {"w": torch.ones(3)}, {"run_id": "a-run"}, kind="model")
+    container.write(target, {"w": torch.ones(3)}, {"run_id": "a-run"}, kind="model")
     previous = target.read_bytes()
-    code = ("import torch, sys; from sda import sdafile; "
-            "sdafile.write(sys.argv[1], {'w': torch.zeros(1 << 29, dtype=torch.uint8)}, {}, kind='model')")
+    code = ("import torch, sys; from sda.format import container; "
+            "container.write(sys.argv[1], {'w': torch.zeros(1 << 29, dtype=torch.uint8)}, {}, kind='model')")
     writer = subprocess.Popen([sys.executable, "-c", code, str(target)])
-    wait_for(lambda: sdafile.temporaries(target) or writer.poll() is not None)
+    wait_for(lambda: container.temporaries(target) or writer.poll() is not None)
     writer.send_signal(signal.SIGKILL)
     writer.wait(timeout=30)
-    assert target.read_bytes() == previous and sdafile.temporaries(target)
+    assert target.read_bytes() == previous and container.temporaries(target)
     claim = runfiles.claim(tmp_path, "kit", "a-run", resuming=True)  # what a resumed run of kit does first
     claim.release()
-    assert not sdafile.temporaries(target) and target.read_bytes() == previous
+    assert not container.temporaries(target) and target.read_bytes() == previous
 
 
 # ---- Item 16: a stop before the first step ---------------------------------------------------------------------
@@ -275,9 +276,9 @@ def test_a_writer_killed_mid_save_leaves_the_previous_file_and_its_temporary_is_
 
 def test_a_stop_while_the_audio_is_read_ends_at_the_next_file_saves_nothing_and_frees_the_name(
         folder, tmp_path, monkeypatch):
-    from sda import data
+    from sda.data import dataset
 
-    stop, decoded, real_decode = threading.Event(), [], data._decode
+    stop, decoded, real_decode = threading.Event(), [], dataset._decode
 
     def decode(*args, **kwargs):  # the stop arrives while the second file is decoded
         decoded.append(args[1])
@@ -285,19 +286,19 @@ def test_a_stop_while_the_audio_is_read_ends_at_the_next_file_saves_nothing_and_
             stop.set()
         return real_decode(*args, **kwargs)
 
-    monkeypatch.setattr(data, "_decode", decode)
+    monkeypatch.setattr(dataset, "_decode", decode)
     out = tmp_path / "models"
     seen = list(train(SMALL, RunOptions(folder, out, "kit"), stop))
     assert len(decoded) == 2 < len(list(folder.iterdir()))  # not one file more
     assert [type(e) for e in seen] == [events.Cancelled]
     assert "nothing was saved" in seen[0].message and "'kit' is free" in seen[0].message
     assert files_in(out) == []  # not even the name's lock
-    monkeypatch.setattr(data, "_decode", real_decode)
+    monkeypatch.setattr(dataset, "_decode", real_decode)
     assert isinstance(run(RunOptions(folder, out, "kit"))[-1], events.Done)  # the name is free
 
 
 def test_ctrl_c_during_preflight_stops_there_saves_nothing_and_frees_the_name(tmp_path):
-    from sda.synth import write_collection
+    from sda.data.synth import write_collection
 
     data = write_collection(tmp_path / "data", n_files=60, seed=3)[0].parent
     out = tmp_path / "models"

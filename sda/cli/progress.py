@@ -12,8 +12,8 @@ import sys
 from tqdm import tqdm
 
 from sda import report
-from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step
 from sda.text import plural, printable_lines
+from sda.train.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step
 
 YELLOW, RED, RESET = "\033[33m", "\033[31m", "\033[0m"
 

@@ -1,6 +1,6 @@
 """What the Gradio app shows, as plain values: pure functions of a JobView or of a model file's metadata.
 
-Kept apart from the layout in sda.ui so they can be tested without a server. The words come from
+Kept apart from the layout in sda.ui.app so they can be tested without a server. The words come from
 sda.report wherever the CLI says the same thing, so both frontends report alike.
 
 Every value that comes from a file, a folder or a user (a model's metadata, a file name, a path, an
@@ -17,9 +17,9 @@ from html import escape
 import pandas as pd
 
 from sda import report
-from sda.health import LOW_UTILIZATION, LevelHealth, percent
-from sda.job import DONE, FAILED, STOPPED, STOPPING, JobView
+from sda.model.health import LOW_UTILIZATION, LevelHealth, percent
 from sda.text import printable
+from sda.ui.job import DONE, FAILED, STOPPED, STOPPING, JobView
 
 CURVE_COLUMNS = ("x", "loss", "series")
 SERIES = ("train", "validation")
@@ -67,8 +67,8 @@ def _cell(value, spec: str = "") -> str:
 def levels_html(levels: list[LevelHealth], caption: str = "", warmup_steps: int | None = None,
                 judged: bool = True) -> str:
     """One table row per RVQ level; a level under LOW_UTILIZATION gets class "weak" and says so in words.
-    warmup_steps: the quantizer is not on yet (sda.warmup), so the rows say that instead of figures.
-    judged False: the window is too short to judge (sda.health.judged), so no row gets a verdict.
+    warmup_steps: the quantizer is not on yet (sda.train.warmup), so the rows say that instead of figures.
+    judged False: the window is too short to judge (sda.model.health.judged), so no row gets a verdict.
     Every cell is escaped: a model file can hold anything where a figure belongs."""
     if not levels:
         return '<p class="sda-muted">Codebook health appears after the first steps.</p>'

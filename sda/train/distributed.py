@@ -1,14 +1,14 @@
 """Training on several processes: the process group torchrun sets up, and the few collectives sda needs.
 
-torchrun (or `sda train --nproc N`, sda.launch) starts N copies of `sda train` with RANK, WORLD_SIZE,
+torchrun (or `sda train --nproc N`, sda.cli.launch) starts N copies of `sda train` with RANK, WORLD_SIZE,
 LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT set. Each copy joins the group (gloo on CPU,
 nccl on CUDA, one GPU per process), loads the whole collection and trains on its share of each epoch
 (DistributedSampler), while DistributedDataParallel averages the gradients. What DDP does not cover is
 kept identical by these helpers:
 
-- the codebooks (sda.codebook): EMA counts and sums are summed over the processes before every
+- the codebooks (sda.model.codebook): EMA counts and sums are summed over the processes before every
   update; k-means and dead-code replacement are computed by process 0 and broadcast;
-- the decisions of the loop (sda.engine): stop, skip a non-finite step, start only on the same data.
+- the decisions of the loop (sda.train.engine): stop, skip a non-finite step, start only on the same data.
 
 Outside a distributed run (no torchrun, or one process) every helper is the identity, so the
 single-process path pays nothing. Any collective that fails, because another process died or did not
@@ -149,7 +149,7 @@ def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     """model wrapped in DistributedDataParallel when there are several processes, else model itself.
 
     DDP's per-forward buffer broadcast is off: the only buffers that change are the codebooks, which
-    sda.codebook keeps identical itself, so copying them from process 0 every step would only cost time.
+    sda.model.codebook keeps identical itself, so copying them from process 0 every step would only cost time.
     """
     if world_size() == 1:
         return model

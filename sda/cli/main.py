@@ -1,4 +1,4 @@
-"""The sda command line: train, info, reconstruct, ui, env. Training logic lives in sda.engine; this file
+"""The sda command line: train, info, reconstruct, ui, env. Training logic lives in sda.train.engine; this file
 turns flags into a config and events into text.
 
 Exit status: 0 done, 1 training failed (one message), 2 bad input (flags, folder, model file),
@@ -24,7 +24,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     """Print the versions, devices and backends sda will use on this machine."""
     import torch
 
-    from sda import sdafile
+    from sda.format import container
     from sda.kernels import backend
 
     try:
@@ -45,18 +45,18 @@ def cmd_env(args: argparse.Namespace) -> int:
             print(f"kernel backend on {dev} ({name}): {backend(torch.empty(0, 1, device=dev))}")
     else:
         print("cuda: not available")
-    print(f".sda file backend: {sdafile.BACKEND}")
+    print(f".sda file backend: {container.BACKEND}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sda import distributed
+    from sda.cli.launch import check_nproc, launch
     from sda.config import VQVAEConfig
-    from sda.engine import RunOptions
-    from sda.launch import check_nproc, launch
+    from sda.train import distributed
+    from sda.train.engine import RunOptions
 
     if args.demo:
-        from sda.synth import write_collection
+        from sda.data.synth import write_collection
 
         args.data_dir = args.out / "demo-data"
         if not args.data_dir.exists():
@@ -84,9 +84,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_and_show(config, options) -> int:
-    from sda.engine import train
-    from sda.events import Cancelled, Error, Step
-    from sda.progress import Progress
+    from sda.cli.progress import Progress
+    from sda.train.engine import train
+    from sda.train.events import Cancelled, Error, Step
 
     stop, training = threading.Event(), threading.Event()
     interrupted = _stop_on_first_ctrl_c(stop, training)
@@ -114,7 +114,7 @@ def _train_and_show(config, options) -> int:
 def _stop_on_first_ctrl_c(stop: threading.Event, training: threading.Event) -> threading.Event:
     """First Ctrl-C (or SIGTERM, as from a service manager): finish the step, save, report; before the first
     step (training not set), stop with nothing saved. Second: abort."""
-    from sda import distributed
+    from sda.train import distributed
 
     interrupted = threading.Event()
 
@@ -148,8 +148,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     import torch
 
-    from sda.audio import LogMel, MelInverter, read_audio, resample, to_mono, write_audio
-    from sda.modelfile import load_model
+    from sda.data.audio import LogMel, MelInverter, read_audio, resample, to_mono, write_audio
+    from sda.format.modelfile import load_model
 
     _check_reconstruct_paths(args.input, args.output, args.force)
     model, metadata = load_model(args.model)
@@ -187,7 +187,7 @@ def _check_reconstruct_paths(source: Path, output: Path, force: bool) -> None:
     """Refuse, before any work, what would block, fail late or lose a file: a non-regular input (a FIFO would
     block), an output that is the input, a folder, in a missing folder, of a format sda cannot write, or an
     existing file without --force."""
-    from sda.audio import WRITABLE_AUDIO
+    from sda.data.audio import WRITABLE_AUDIO
 
     mode = os.stat(source).st_mode  # FileNotFoundError names the path
     if not stat.S_ISREG(mode):
@@ -205,7 +205,7 @@ def _check_reconstruct_paths(source: Path, output: Path, force: bool) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from sda.ui import login_for, reachable_beyond_loopback, serve
+    from sda.ui.app import login_for, reachable_beyond_loopback, serve
 
     login = login_for(args.host, args.share, args.no_auth, args.password_file)
     try:

@@ -9,7 +9,7 @@
     rvq.decode(codes)            # [B, T, L] -> [B, D, T]
 
 Distances are always computed in float32 (autocast leaves this module's inputs alone), because a
-bfloat16 distance cannot separate close codes. Codebooks are updated by EMA (sda.codebook), never
+bfloat16 distance cannot separate close codes. Codebooks are updated by EMA (sda.model.codebook), never
 by the optimizer, so they hold no parameters.
 """
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sda.codebook import EMACodebook
+from sda.model.codebook import EMACodebook
 
 
 class QuantizerOutput(NamedTuple):

@@ -6,7 +6,7 @@ time positions (T' = T / downsample): the natural shape for encoding, decoding a
     model = ConvVQVAE(config)                     # a resolved VQVAEConfig (concrete codebook size)
     model.set_normalization(train_mels)           # per-bin mean/std of the training log-mels
     out = model(mel)                              # mel [B, M, T] log-mel
-    out = model(mel, quantize=False)              # warm-up (sda.warmup): a plain autoencoder
+    out = model(mel, quantize=False)              # warm-up (sda.train.warmup): a plain autoencoder
     out.reconstruction                            # [B, M, T] log-mel
     out.codes                                     # [B, T', L] int64
     out.loss, out.reconstruction_loss             # scalars; loss = recon + weight x commitment
@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from sda.config import VQVAEConfig
-from sda.losses import reconstruction_loss, total_loss
-from sda.quantizer import QuantizerOutput, ResidualVQ
+from sda.model.losses import reconstruction_loss, total_loss
+from sda.model.quantizer import QuantizerOutput, ResidualVQ
 
 
 class VQVAEOutput(NamedTuple):
@@ -117,7 +117,7 @@ class ConvVQVAE(nn.Module):
     @torch.no_grad()
     def initialize(self, mels: torch.Tensor, count_scale: float = 1.0) -> None:
         """k-means the codebooks on encoder outputs of training log-mels [N, M, T]; count_scale converts
-        k-means' cluster sizes to the usage units the EMA keeps (sda.warmup)."""
+        k-means' cluster sizes to the usage units the EMA keeps (sda.train.warmup)."""
         self.quantizer.initialize(self._encode(mels), count_scale)
 
     @torch.no_grad()

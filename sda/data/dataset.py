@@ -9,7 +9,7 @@ raise a `DataError` subclass whose message says what was found and what to do.
 
 Whatever the folder holds, the pass is bounded: the scan stops past config.MAX_SCAN_ENTRIES entries,
 MAX_SCAN_DEPTH levels or MAX_SCAN_SECONDS, and follows no link to a folder; only regular files are opened
-(sda.audio); and a file is decoded only where its chunks lie, in bounded memory, whatever its length,
+(sda.data.audio); and a file is decoded only where its chunks lie, in bounded memory, whatever its length,
 channel count or sample rate. Names and messages in the report go through sda.text.printable, so that any
 of them can be shown and stored in metadata; files are opened by the names the file system gave.
 
@@ -32,7 +32,6 @@ from pathlib import Path
 
 import torch
 
-from sda.audio import AUDIO_EXTENSIONS, AudioFileError, AudioSource, LogMel, is_audio_file
 from sda.config import (
     MAX_SCAN_DEPTH,
     MAX_SCAN_ENTRIES,
@@ -42,6 +41,7 @@ from sda.config import (
     VQVAEConfig,
     auto_codebook_size,
 )
+from sda.data.audio import AUDIO_EXTENSIONS, AudioFileError, AudioSource, LogMel, is_audio_file
 from sda.text import plural, printable
 
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below this a file holds nothing to learn from
@@ -413,14 +413,14 @@ def _scan(folder: Path) -> tuple[list[str], list[Rejection]]:
 def _is_folder(entry: os.DirEntry) -> bool:
     try:
         return entry.is_dir(follow_symlinks=False)
-    except OSError:  # it cannot even be looked at: opening it says why (sda.audio)
+    except OSError:  # it cannot even be looked at: opening it says why (sda.data.audio)
         return False
 
 
 def _leads_to_folder(link: os.DirEntry) -> bool:
     try:
         return link.is_dir()
-    except OSError:  # a loop: opening it says so (sda.audio)
+    except OSError:  # a loop: opening it says so (sda.data.audio)
         return False
 
 

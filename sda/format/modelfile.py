@@ -1,4 +1,4 @@
-"""Trained models and training checkpoints as v2 .sda files (sda.sdafile): no pickle anywhere.
+"""Trained models and training checkpoints as v2 .sda files (sda.format.container): no pickle anywhere.
 
     save_model(path, model, metadata)             # kind "model": weights, codebooks, EMA state
     model, metadata = load_model(path)            # rebuilt from the stored config alone, in eval mode
@@ -6,7 +6,7 @@
     state = load_checkpoint(path)                 # TrainingState: what the engine needs to resume
     metadata = model_metadata(name, config, preflight, history, health)   # what every file carries
 
-Every write is atomic (sdafile.write): a crash mid-save leaves the previous file as it was.
+Every write is atomic (container.write): a crash mid-save leaves the previous file as it was.
 """
 
 import dataclasses
@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 import sda
-from sda import sdafile
 from sda.config import VQVAEConfig
-from sda.health import HealthWarning
-from sda.model import ConvVQVAE
+from sda.format import container
+from sda.model.health import HealthWarning
+from sda.model.vqvae import ConvVQVAE
 
 OPTIMIZER_PREFIX = "optimizer."
 RNG_TENSOR = "rng.torch"
@@ -32,7 +32,7 @@ RNG_TENSOR = "rng.torch"
 def model_metadata(name: str, config: VQVAEConfig, preflight, history: dict, health: list,
                    run_id: str | None = None) -> dict:
     """The metadata SDA_FORMAT.md asks of a model: provenance, config, data, health, loss history. run_id: the
-    training run's identity, the same in its model and checkpoint (sda.runfiles)."""
+    training run's identity, the same in its model and checkpoint (sda.train.runfiles)."""
     return {
         "model_name": name,
         "run_id": run_id,
@@ -46,7 +46,7 @@ def model_metadata(name: str, config: VQVAEConfig, preflight, history: dict, hea
 
 
 def save_model(path: Path, model: ConvVQVAE, metadata: dict) -> None:
-    sdafile.write(path, model.state_dict(), metadata, kind="model")
+    container.write(path, model.state_dict(), metadata, kind="model")
 
 
 def load_model(path: Path) -> tuple[ConvVQVAE, dict]:
@@ -70,7 +70,7 @@ def save_checkpoint(path: Path, model: ConvVQVAE, optimizer: torch.optim.Optimiz
             tensors[f"{OPTIMIZER_PREFIX}{param}.{key}"] = value
     tensors[RNG_TENSOR] = torch.get_rng_state()
     metadata = {**metadata, "optimizer_param_groups": optimizer_state["param_groups"]}
-    sdafile.write(path, tensors, metadata, kind="checkpoint")
+    container.write(path, tensors, metadata, kind="checkpoint")
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def load_checkpoint(path: Path) -> TrainingState:
         _damaged(path, "its optimizer state is incomplete")
     rng = tensors.get(RNG_TENSOR)
     if rng is None or "position" not in metadata:
-        raise sdafile.SdaFormatError(f"{path} is a checkpoint without its training position or RNG state: "
+        raise container.SdaFormatError(f"{path} is a checkpoint without its training position or RNG state: "
                                      "it cannot be resumed. Start a new run.")
     if rng.dtype != torch.uint8 or tuple(rng.shape) != tuple(torch.get_rng_state().shape):
         _damaged(path, f"its RNG state is {_form(rng)}, not torch's uint8 {list(torch.get_rng_state().shape)}")
@@ -169,14 +169,14 @@ def _is_model_tensor(name: str) -> bool:
 
 
 def _read(path: Path, kind: str) -> tuple[dict, dict]:
-    return sdafile.read(Path(path), kind=kind)  # a file of the other kind is refused before any tensor is read
+    return container.read(Path(path), kind=kind)  # a file of the other kind is refused before any tensor is read
 
 
 def _config(path: Path, metadata: dict) -> VQVAEConfig:
     try:
         return VQVAEConfig.from_dict(metadata["config"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise sdafile.SdaFormatError(f"{path} has no usable training config ({exc}): the file is damaged or "
+        raise container.SdaFormatError(f"{path} has no usable training config ({exc}): the file is damaged or "
                                      "was not written by sda") from None
 
 
@@ -224,12 +224,12 @@ def _form(tensor: torch.Tensor) -> str:
 
 
 def _damaged(path: Path, what: str):
-    raise sdafile.SdaFormatError(f"{path} is damaged or was not written by sda: {what}")
+    raise container.SdaFormatError(f"{path} is damaged or was not written by sda: {what}")
 
 
 def _load_weights(path: Path, model: ConvVQVAE, tensors: dict) -> None:
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        raise sdafile.SdaFormatError(f"{path} does not hold the weights its config describes: "
+        raise container.SdaFormatError(f"{path} does not hold the weights its config describes: "
                                      f"{str(exc).splitlines()[0]}") from None

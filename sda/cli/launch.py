@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-from sda.cli import EXIT_FAILED, EXIT_INTERRUPTED
+from sda.cli.main import EXIT_FAILED, EXIT_INTERRUPTED
 from sda.config import ConfigError
 
 
@@ -35,8 +35,8 @@ def launch(nproc: int, argv: list[str], device: str) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    from sda import distributed
-    from sda.engine import pick_device
+    from sda.train import distributed
+    from sda.train.engine import pick_device
 
     distributed.device_for(pick_device(device), 0, nproc)
     # torchrun gives each worker one CPU thread unless told; sharing the cores serves CPU training better.

@@ -13,7 +13,7 @@ come from sda.kernels.assign, which already counted every assignment: health cos
     new, resolved = monitor.check(snapshot, epoch, step)            # LowUtilizationMonitor: HealthWarning records
 
 The rules of a warning, all here: a level is judged only once its quantizer is on (after warm-up,
-sda.warmup) and its window holds a whole health interval (judged); it warns when under
+sda.train.warmup) and its window holds a whole health interval (judged); it warns when under
 LOW_UTILIZATION, and warns again only after it has come back above RECOVERED_UTILIZATION
 (hysteresis), so a level hovering at the line warns once. Every warning keeps its outcome: recovered
 at a step, or still weak at the end. Figures print rounded toward zero (percent), so 29.97% reads

@@ -6,7 +6,7 @@
     slot.stop_for(key)                                # a client: only the one that started it (NotYourJobError)
     job.stop()                                        # the server itself (Ctrl-C): model and checkpoint are saved
 
-The job runs sda.engine.train in a thread and folds each event into its state, under a lock; a view
+The job runs sda.train.engine.train in a thread and folds each event into its state, under a lock; a view
 is a frozen copy of that state plus a version number that changes with every event, so a poller can
 skip redrawing when nothing happened. There is no training logic here: only bookkeeping of events.
 """
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sda.config import VQVAEConfig
-from sda.engine import RunOptions, train
-from sda.events import Alert, Cancelled, Done, Epoch, Error, Health, Preview, Started, Step, Summary
+from sda.train.engine import RunOptions, train
+from sda.train.events import Alert, Cancelled, Done, Epoch, Error, Health, Preview, Started, Step, Summary
 
 RUNNING, STOPPING, DONE, STOPPED, FAILED = "running", "stopping", "done", "stopped", "failed"
 _job_ids = itertools.count(1)
@@ -70,7 +70,7 @@ class JobView:
 
 class TrainingJob:
     def __init__(self, config: VQVAEConfig, options: RunOptions, owner: str | None = None):
-        """owner: the key of the client that starts it (sda.ui keeps one per browser); None: no client
+        """owner: the key of the client that starts it (sda.ui.app keeps one per browser); None: no client
         may stop it, only the server (job.stop())."""
         self.id = next(_job_ids)
         self._config, self._options, self.owner = config, options, owner

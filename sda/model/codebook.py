@@ -21,7 +21,7 @@ keeps its value until real assignments move it.
 Every assignment (training, k-means, evaluation) goes through sda.kernels.assign, which returns
 indices, counts and sums in one pass: the EMA update and the health figures need no other.
 
-Under torch.distributed every process holds the same state and keeps it so (sda.distributed): each
+Under torch.distributed every process holds the same state and keeps it so (sda.train.distributed): each
 training step sums the counts and sums over all processes before the EMA update, so every process
 applies the update of the global batch; k-means and dead-code replacement draw at random, so process
 0 computes them and the others take its result. Decisions that follow from the state (which codes
@@ -33,8 +33,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from sda import distributed
 from sda.kernels import assign
+from sda.train import distributed
 
 LAPLACE_EPS = 1e-5
 
@@ -129,7 +129,7 @@ class EMACodebook(nn.Module):
     @torch.no_grad()
     def initialize(self, x: torch.Tensor, count_scale: float = 1.0) -> None:
         """k-means on real vectors x [N, D]; statistics start consistent with the centroids, with usage
-        counts times count_scale (to express them per training step: see sda.warmup).
+        counts times count_scale (to express them per training step: see sda.train.warmup).
         Several processes: process 0's x and k-means decide, the others receive the result."""
         centroids, counts = torch.empty_like(self.embed), torch.empty_like(self.cluster_size)
         if distributed.rank() == 0:

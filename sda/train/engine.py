@@ -1,4 +1,4 @@
-"""The one training loop. It yields events (sda.events); the CLI and the Gradio tab only consume them.
+"""The one training loop. It yields events (sda.train.events); the CLI and the Gradio tab only consume them.
 
     stop = threading.Event()                      # set it to stop: model and checkpoint are saved
     for event in train(VQVAEConfig(), RunOptions(data_dir="~/kit"), stop): ...
@@ -11,7 +11,7 @@ validation; previews and checkpoints come at their intervals; the end, or the st
 model and a resumable checkpoint. Resuming restores weights, codebooks, optimizer, RNG and the
 position inside the epoch, so a seeded CPU run resumed gives the same weights as one never stopped.
 
-Under torchrun (sda.distributed) every process runs this loop on its share of each epoch, DDP
+Under torchrun (sda.train.distributed) every process runs this loop on its share of each epoch, DDP
 averaging the gradients. The losses, the stop flag and so the skip decision are agreed every step,
 so all processes take the same path; only process 0 writes files and yields events. If another
 process dies or stops answering, process 0 saves the model as of the last whole step and the run
@@ -33,17 +33,18 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from sda import distributed, events, modelfile, runfiles, warmup
-from sda.audio import MelInverter, write_audio
 from sda.config import ConfigError, VQVAEConfig, check_setting
-from sda.data import DataError, LoadingStopped, load_dataset
-from sda.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step, Summary
-from sda.health import HealthWarning, HealthWindow, LowUtilizationMonitor, judged, level_health
+from sda.data.audio import MelInverter, write_audio
+from sda.data.dataset import DataError, LoadingStopped, load_dataset
+from sda.format import modelfile
+from sda.format.container import SdaError, SdaFormatError
 from sda.kernels import backend
-from sda.model import ConvVQVAE
-from sda.runfiles import OutputError, RunFiles, check_model_name
-from sda.sdafile import SdaError, SdaFormatError
+from sda.model.health import HealthWarning, HealthWindow, LowUtilizationMonitor, judged, level_health
+from sda.model.vqvae import ConvVQVAE
 from sda.text import printable
+from sda.train import distributed, events, runfiles, warmup
+from sda.train.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step, Summary
+from sda.train.runfiles import OutputError, RunFiles, check_model_name
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before giving up
 HEADER_ALLOWANCE = 1 << 20  # bytes of metadata (history) a saved file may carry, for the space check
@@ -83,7 +84,7 @@ class RunOptions:
 def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None = None) -> Iterator:
     """Train, yielding events; problems the user can fix end in one Error event instead of Done.
 
-    Under torchrun every process calls this (sda.distributed). Only process 0 yields events other than
+    Under torchrun every process calls this (sda.train.distributed). Only process 0 yields events other than
     Error and writes files; an Error that every process meets is yielded quiet by the others.
     """
     first, joined = distributed.first_process(), False
@@ -459,7 +460,7 @@ def _means(sums: dict) -> dict:
 
 def _health_events(epoch: int, step: int, window: HealthWindow, monitor: LowUtilizationMonitor, history: dict,
                    warming_up: bool, ready: bool):
-    """The Health event; then, if the window is judged (sda.health.judged), new warnings and recoveries."""
+    """The Health event; then, if the window is judged (sda.model.health.judged), new warnings and recoveries."""
     snapshot = window.snapshot()
     new, resolved = monitor.check(snapshot, epoch, step) if ready else ([], [])
     history["health_warnings"] = [w.to_dict() for w in monitor.records]

@@ -10,7 +10,7 @@ held until the run ends. So a second run of the same name (a second terminal, a 
 where before both trained and the later save overwrote the other's model. The kernel drops the lock when its process
 dies, however it dies, so a killed run never blocks its name. Creating the lock file is also the check that the
 output folder is writable, made before any audio is decoded. While the lock is held no other sda process writes this
-name's files, so the temporary files a killed writer left (sdafile.temporaries) are removed then.
+name's files, so the temporary files a killed writer left (container.temporaries) are removed then.
 
 A run has an identity (run_id, stored in the metadata of its model and checkpoint): resuming writes only over files of
 the same run, never over an unrelated model that happens to have the same name.
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sda import sdafile
 from sda.config import ConfigError
+from sda.format import container
 from sda.text import printable
 
 GENERATED_NAME = "sda-%Y%m%d-%H%M%S"  # strftime: what a run without --model-name is called (then -2, -3, ...)
@@ -89,11 +89,11 @@ class RunFiles:
         parts = []
         for what, path in (("model", self.model), ("checkpoint", self.checkpoint)):
             try:
-                weights = sdafile.read_metadata(path).get("weights") or {}
+                weights = container.read_metadata(path).get("weights") or {}
                 parts.append(f"the {what} {path} (step {weights.get('step', '?')}, epoch {weights.get('epoch', '?')})")
             except FileNotFoundError:
                 parts.append(f"no {what}")
-            except (OSError, sdafile.SdaError) as exc:
+            except (OSError, container.SdaError) as exc:
                 parts.append(f"the {what} {path}, which cannot be read ({exc})")
         return " and ".join(parts)
 
@@ -150,7 +150,7 @@ def _claim_one(out_dir: Path, name: str, run_id: str, resuming: bool) -> RunFile
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}".encode())
-        for stale in sdafile.temporaries(files.model) + sdafile.temporaries(files.checkpoint):
+        for stale in container.temporaries(files.model) + container.temporaries(files.checkpoint):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()  # a writer of this name killed mid-save: no one else writes them while we hold the lock
         _check_owner(files, resuming)
@@ -175,8 +175,8 @@ def _check_owner(files: RunFiles, resuming: bool) -> None:
         if not path.exists():
             continue
         try:
-            theirs = sdafile.read_metadata(path).get("run_id")
-        except (OSError, sdafile.SdaError) as exc:
+            theirs = container.read_metadata(path).get("run_id")
+        except (OSError, container.SdaError) as exc:
             raise OutputError(f"{path} would be overwritten by this resumed run, but it cannot be read ({exc}): "
                               "move it away, or resume into another folder with --out") from None
         if theirs != files.run_id:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sda.config import VQVAEConfig
-from sda.data import Preflight
-from sda.health import HealthWarning, LevelHealth
+from sda.data.dataset import Preflight
+from sda.model.health import HealthWarning, LevelHealth
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ class Health:
     step: int
     levels: list[LevelHealth]
     window_steps: int  # how many training steps the figures cover
-    warming_up: bool = False  # sda.warmup: the quantizer is not on yet (or its warm-up is not over)
-    judged: bool = True  # the figures are judged against the 30% line (see sda.health.judged)
+    warming_up: bool = False  # sda.train.warmup: the quantizer is not on yet (or its warm-up is not over)
+    judged: bool = True  # the figures are judged against the 30% line (see sda.model.health.judged)
     warnings: tuple[HealthWarning, ...] = ()  # every low-utilization warning so far, each with its outcome
 
 
@@ -74,7 +74,7 @@ class Alert:
 
 @dataclass(frozen=True)
 class Recovered:
-    """A level that warned has come back over RECOVERED_UTILIZATION (sda.health)."""
+    """A level that warned has come back over RECOVERED_UTILIZATION (sda.model.health)."""
 
     warning: HealthWarning  # with recovered_step set
 

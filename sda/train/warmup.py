@@ -67,5 +67,5 @@ def kmeans_count_scale(config: VQVAEConfig, sample_vectors: int, step_vectors: i
     """What k-means' counts over sample_vectors are multiplied by to give usage per training step."""
     rule = rule or RULE
     if not config.warmup_steps or not rule.step_scale_counts or sample_vectors == 0:
-        return 1.0  # the schedule before sda.warmup
+        return 1.0  # the schedule before sda.train.warmup
     return step_vectors / sample_vectors

@@ -71,7 +71,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sda import native
+from sda.format import native
 
 __all__ = [
     "BACKEND",

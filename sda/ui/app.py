@@ -3,7 +3,7 @@
     app = serve(models_dir=Path("models"), host="127.0.0.1", port=7860)   # returns once listening
     app.slot.stop(); app.close()
 
-Training runs as the process's one background job (sda.job.JobSlot), so every page, and a page
+Training runs as the process's one background job (sda.ui.job.JobSlot), so every page, and a page
 reloaded mid-run, shows the same run. Each page polls it with a gr.Timer; a poll sends only what
 changed since that page's last one. Stop sets the engine's stop flag: the engine finishes the step
 and saves the model and a checkpoint. Handlers never raise at the user: bad input becomes a message
@@ -38,15 +38,15 @@ from pathlib import Path
 import gradio as gr
 import soundfile as sf
 
-from sda import sdafile
 from sda.config import ConfigError, VQVAEConfig, check_setting
-from sda.data import DataError, preflight
-from sda.engine import PREVIEW_CLIPS, RunOptions
-from sda.health import LevelHealth
-from sda.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView, NotYourJobError
+from sda.data.dataset import DataError, preflight
+from sda.format import container
+from sda.model.health import LevelHealth
 from sda.report import PAGE, describe
 from sda.text import printable
-from sda.ui_render import (
+from sda.train.engine import PREVIEW_CLIPS, RunOptions
+from sda.ui.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView, NotYourJobError
+from sda.ui.render import (
     SERIES,
     alerts_markdown,
     busy_banner,
@@ -63,7 +63,7 @@ from sda.ui_render import (
 )
 
 POLL_SECONDS = 1.0
-# Markdown that shows values from files, folders and users (escaped by sda.ui_render.md_text): no LaTeX,
+# Markdown that shows values from files, folders and users (escaped by sda.ui.render.md_text): no LaTeX,
 # so a "$$" in a file name stays text.
 TEXT = {"latex_delimiters": []}
 SERIES_COLORS = dict(zip(SERIES, ("#2563eb", "#ea580c"), strict=True))
@@ -72,7 +72,7 @@ LOGIN_USER, PASSWORD_ENV, MIN_PASSWORD = "sda", "SDA_UI_PASSWORD", 8
 MAX_UPLOAD = "100mb"  # the page takes uploads only to open a .sda model or checkpoint
 # The largest whole number a page's number field holds exactly (a browser's numbers are doubles).
 MAX_WHOLE = 2**53 - 1
-MAX_PATH_CHARS, MAX_NAME_CHARS = 4096, 1000  # sda.engine.check_model_name then allows 100
+MAX_PATH_CHARS, MAX_NAME_CHARS = 4096, 1000  # sda.train.engine.check_model_name then allows 100
 _CLIENT_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
 CSS = """
 .sda-levels { width: 100%; border-collapse: collapse; }
@@ -365,7 +365,7 @@ def confine(text: str, root: Path | None) -> Path:
     No data root (a page on loopback): the path as typed, ~ expanded. With a data root: a relative
     path is taken under it, and the path, once symlinks and .. are resolved, must lie in it;
     DataError, naming the root, otherwise. The resolved path is returned, so what is checked is what
-    is read. (The scan in sda.data bounds the work; a symlink inside the root that points out of it
+    is read. (The scan in sda.data.dataset bounds the work; a symlink inside the root that points out of it
     is the root owner's choice.)
     """
     if root is None:
@@ -518,7 +518,7 @@ def _show_model(path, views: list, listed=None) -> dict:
         _, metadata, text = describe(Path(path), PAGE)  # prefix and metadata only: the weights are not read
         snapshot = [LevelHealth(**h) for h in metadata["health"]]
         frames = history_frames(metadata["history"]) if metadata["history"]["epochs"] else (None, None)
-    except (sdafile.SdaError, OSError) as exc:
+    except (container.SdaError, OSError) as exc:
         message = str(exc)
     except KeyError as exc:  # describe() has read the rest: what is left is the health table and loss history
         message = f"its metadata lacks {exc}"

@@ -1,0 +1,1 @@
+"""The command-line frontend: argparse commands, the torchrun launcher, terminal progress."""

@@ -1,0 +1,1 @@
+"""The RVQ-VAE: codebooks, the residual quantizer, encoder and decoder, losses, codebook health."""

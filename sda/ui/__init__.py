@@ -1,0 +1,1 @@
+"""The Gradio frontend: the app, its rendering, the background training job."""
