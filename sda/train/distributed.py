@@ -22,6 +22,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -157,7 +158,7 @@ def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
 
     # torch 2.14 renamed the switch; older versions know only broadcast_buffers.
     takes_new_name = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-    no_buffer_sync = {"forward_sync_buffers" if takes_new_name else "broadcast_buffers": False}
+    no_buffer_sync: dict[str, Any] = {"forward_sync_buffers" if takes_new_name else "broadcast_buffers": False}
     with collective("sharing process 0's weights"):  # DDP's constructor broadcasts them
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                        **no_buffer_sync)

@@ -25,34 +25,47 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, TensorDataset
 
 from sda.config import ConfigError, VQVAEConfig, check_setting
 from sda.data.audio import MelInverter, write_audio
-from sda.data.dataset import DataError, LoadingStopped, load_dataset
+from sda.data.dataset import DataError, Dataset, LoadingStopped, load_dataset
 from sda.format import modelfile
 from sda.format.container import SdaError, SdaFormatError
+from sda.format.modelfile import TrainingState
 from sda.kernels import backend
-from sda.model.health import HealthWarning, HealthWindow, LowUtilizationMonitor, judged, level_health
-from sda.model.vqvae import ConvVQVAE
+from sda.model.health import HealthWindow, LevelHealth, LowUtilizationMonitor, judged, level_health
+from sda.model.vqvae import ConvVQVAE, VQVAEOutput
 from sda.text import printable
 from sda.train import distributed, events, runfiles, warmup
-from sda.train.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step, Summary
+from sda.train.devices import pick_device, pick_precision
+from sda.train.events import (
+    Alert,
+    Checkpoint,
+    Done,
+    Epoch,
+    Error,
+    Event,
+    Health,
+    Preview,
+    Recovered,
+    Started,
+    Step,
+    Summary,
+)
 from sda.train.runfiles import OutputError, RunFiles, check_model_name
+from sda.train.state import EpochRecord, Losses, RunState, Sums
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before giving up
 HEADER_ALLOWANCE = 1 << 20  # bytes of metadata (history) a saved file may carry, for the space check
 PREVIEW_CLIPS = 3
 KMEANS_VECTORS_PER_CODE = 32  # k-means sees up to this many encoder vectors per code
-
-
-LOSS_TERMS = ("loss", "reconstruction", "commitment")  # what the epoch means and the Step events report
 BAD_INPUT = (DataError, ConfigError, SdaError, OutputError, FileNotFoundError)  # the user can fix these
 # A save that fails at the end of a run (disk full, folder made read-only) is tried again this often, this many
 # times, so that freeing space saves the run; the message says what is on disk meanwhile.
@@ -81,7 +94,7 @@ class RunOptions:
     timeout_s: float = 180.0  # several processes: how long one waits for the others before the run fails
 
 
-def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None = None) -> Iterator:
+def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None = None) -> Iterator[Event]:
     """Train, yielding events; problems the user can fix end in one Error event instead of Done.
 
     Under torchrun every process calls this (sda.train.distributed). Only process 0 yields events other than
@@ -103,257 +116,298 @@ def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None
         yield Error(str(exc), bad_input=False)  # each process's own view of what broke: all say it
 
 
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise ConfigError(f"--device {requested!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {requested}: CUDA is not available here; use --device cpu or auto")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"--device {requested}: MPS is not available here; use --device cpu or auto")
-    return device
-
-
-def pick_precision(requested: str, device: torch.device) -> str:
-    if requested == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if requested not in ("fp32", "bf16"):
-        raise ConfigError(f"--precision {requested!r}: use auto, fp32 or bf16")
-    return requested
-
-
-def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop: threading.Event) -> Iterator:
+def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop: threading.Event) -> Iterator[Event]:
     start_time = time.monotonic()
     precision = pick_precision(options.precision, device)
     try:
-        state, files, data = _prepare(config, options, distributed.rank() == 0, stop)
+        checkpoint, files, data = _prepare(config, options, distributed.rank() == 0, stop)
     except LoadingStopped:
         yield _cancelled(options.model_name, resuming=options.resume is not None)
         return
     try:  # the name stays this run's until it ends, however it ends
-        yield from _run(state, files, data, options, device, precision, stop, start_time)
+        yield from _run(_setup(checkpoint, files, data, options, device, precision, start_time), stop)
     finally:
         files.release()
 
 
-def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device, precision: str,
-         stop: threading.Event, start_time: float) -> Iterator:
-    main, processes = distributed.rank() == 0, distributed.world_size()
-    name, model_path, checkpoint_path = files.name, files.model, files.checkpoint
+@dataclass
+class _Run:
+    """What a run trains with, set up once (_setup); its RunState is what changes as it goes."""
 
+    cfg: VQVAEConfig  # the run's: resolved, its warm-up decided
+    epochs: int  # cfg.epochs
+    options: RunOptions
+    files: RunFiles
+    data: Dataset
+    device: torch.device
+    precision: str  # "fp32" or "bf16"
+    model: ConvVQVAE
+    optimizer: torch.optim.Optimizer
+    forward: nn.Module  # the model, or DDP around it
+    sampler: DistributedSampler
+    steps_per_epoch: int
+    state: RunState
+    notes: list[str]  # for the user, from resuming
+    resumed: bool
+    checkpoint_every: int  # epochs
+    preview_every: int  # epochs
+    backend: str = field(init=False)  # the kernels': "torch" or "triton"
+    first_step: int = field(init=False)  # where this session began
+    total_steps: int = field(init=False)
+    window_steps: int = field(init=False)  # how many steps the health window covers
+    window: HealthWindow = field(init=False)
+    monitor: LowUtilizationMonitor = field(init=False)
+    autocast: torch.autocast = field(init=False)
+    train_mels: torch.Tensor = field(init=False)  # [N, M, T] on the device
+    kmeans_sample: torch.Tensor = field(init=False)  # [n, M, T] on the device: _kmeans_sample
+    inverter: MelInverter = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg, state = self.cfg, self.state
+        self.backend = backend(torch.empty(0, cfg.codebook_dim, device=self.device))
+        self.first_step = state.step
+        self.total_steps = state.step + self.steps_per_epoch * (self.epochs - state.epoch + 1) - state.epoch_step
+        self.window_steps = max(self.steps_per_epoch, self.options.health_every)
+        self.window = HealthWindow(cfg.rvq_levels, _decided(cfg.codebook_size), steps=self.window_steps)
+        self.monitor = LowUtilizationMonitor(list(state.history.health_warnings))
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        self.train_mels = self.data.train_mels.to(self.device)
+        self.kmeans_sample = _kmeans_sample(self.data.train_mels, cfg).to(self.device)
+        self.inverter = MelInverter(cfg.audio)
+
+    @property
+    def main(self) -> bool:
+        return distributed.rank() == 0
+
+
+def _setup(checkpoint: TrainingState | None, files: RunFiles, data: Dataset, options: RunOptions,
+           device: torch.device, precision: str, start_time: float) -> _Run:
+    """The model, its optimizer and the RunState: new, or as the checkpoint left them."""
+    processes = distributed.world_size()
     # Each process takes every processes-th chunk of the epoch's shuffle: the per-process batch is
     # cfg.batch_size, the global one processes times that. One process: a plain seeded shuffle.
-    sampler = DistributedSampler(data.train_mels, num_replicas=processes, rank=distributed.rank(),
-                                 seed=data.config.seed * 100_003)
+    sampler: DistributedSampler = DistributedSampler(TensorDataset(data.train_mels), num_replicas=processes,
+                                                     rank=distributed.rank(), seed=data.config.seed * 100_003)
     steps_per_epoch = math.ceil(sampler.num_samples / data.config.batch_size)
-    cfg = data.config.with_warmup(steps_per_epoch * data.config.epochs)  # a resumed run keeps its own
-    every = max(1, cfg.epochs // 10)
-    checkpoint_every, preview_every = options.checkpoint_every or every, options.preview_every or every
-
+    epochs = _decided(data.config.epochs)
+    cfg = data.config.with_warmup(steps_per_epoch * epochs)  # a resumed run keeps its own
+    every = max(1, epochs // 10)
     torch.manual_seed(cfg.seed)
     model = ConvVQVAE(cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
-    history = {"epochs": [], "warnings": [], "processes": processes}
-    epoch, epoch_step, step, sums, elapsed_before = 1, 0, 0, _zero_sums(), 0.0
-    alerts = []
-    if state is None:
+    notes: list[str] = []
+    if checkpoint is None:
         model.set_normalization(data.train_mels)
+        state = RunState.start(processes, start_time)
     else:
-        model.load_state_dict(state.model)
-        try:
-            optimizer.load_state_dict(state.optimizer)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SdaFormatError(f"{options.resume} holds an optimizer state AdamW cannot take ({exc}): the file is "
-                                 "damaged or was not written by sda") from None
-        torch.set_rng_state(state.rng)
-        position = state.metadata["position"]
-        if position["epoch_step"] >= steps_per_epoch:
-            raise SdaFormatError(f"{options.resume} is at step {position['epoch_step']} of an epoch of "
-                                 f"{steps_per_epoch} steps: the file is damaged, or the data changed")
-        epoch, epoch_step, step, sums = position["epoch"], position["epoch_step"], position["step"], position["sums"]
-        history, elapsed_before = {**state.metadata["history"], "processes": processes}, position["elapsed_s"]
-        saved_processes = position.get("processes", 1)
-        if saved_processes != processes and epoch_step > 0:
-            # The epoch's shuffle is split by the number of processes: the position inside it means
-            # nothing to another number, so the epoch starts over.
-            alerts.append(f"the checkpoint was saved by a run of {saved_processes} process(es) and this run has "
-                          f"{processes}: epoch {epoch} starts again from its beginning")
-            epoch_step, sums = 0, _zero_sums()
-    if main:
-        runfiles.check_space(files.out_dir, _bytes_needed(model, cfg, preview_every))
-    forward = distributed.data_parallel(model, device)
-    train_mels = data.train_mels.to(device)
-    kernel_backend = backend(torch.empty(0, cfg.codebook_dim, device=device))
-    first_step = step
-    total_steps = step + steps_per_epoch * (cfg.epochs - epoch + 1) - epoch_step
+        state, notes = RunState.restore(checkpoint, model, optimizer, steps_per_epoch, processes, options.resume,
+                                        start_time)
+    preview_every = options.preview_every or every
+    if distributed.rank() == 0:
+        runfiles.check_space(files.out_dir, _bytes_needed(model, epochs, cfg, preview_every))
+    return _Run(cfg=cfg, epochs=epochs, options=options, files=files, data=data, device=device, precision=precision,
+                model=model, optimizer=optimizer, forward=distributed.data_parallel(model, device), sampler=sampler,
+                steps_per_epoch=steps_per_epoch, state=state, notes=notes, resumed=checkpoint is not None,
+                checkpoint_every=options.checkpoint_every or every, preview_every=preview_every)
 
-    yield Started(cfg, data.preflight, str(device), precision, kernel_backend, model_path, checkpoint_path,
-                  steps_per_epoch, (epoch, step) if state else None, processes)
-    for message in alerts:
-        history["warnings"].append(f"epoch {epoch}: {message}")
-        yield Alert(message)
 
-    window = HealthWindow(cfg.rvq_levels, cfg.codebook_size, steps=max(steps_per_epoch, options.health_every))
-    kmeans_sample = _kmeans_sample(data.train_mels, cfg).to(device)
-    step_vectors = cfg.batch_size * processes * (cfg.audio.chunk_frames // cfg.downsample)
-    monitor = LowUtilizationMonitor([HealthWarning.from_dict(w) for w in history.get("health_warnings", [])])
-    inverter = MelInverter(cfg.audio)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    bad_steps, stopped, codebooks = 0, False, None
-
-    def save(reason: str) -> Checkpoint:
-        """Model first (what the user came for), then the checkpoint; each atomic, so a failed write leaves the
-        file before it whole. Raises SaveFailed saying what is on disk."""
-        metadata = modelfile.model_metadata(name, cfg, data.preflight, history, window.snapshot(), files.run_id)
-        metadata["weights"] = {"step": step, "epoch": epoch if epoch_step else epoch - 1, "mid_epoch": epoch_step > 0}
-        position = {"epoch": epoch, "epoch_step": epoch_step, "step": step, "sums": sums, "processes": processes,
-                    "elapsed_s": elapsed_before + time.monotonic() - start_time}
-        try:
-            modelfile.save_model(model_path, model, metadata)
-            modelfile.save_checkpoint(checkpoint_path, model, optimizer, {**metadata, "position": position})
-        except (OSError, SdaError) as exc:
-            raise SaveFailed(f"could not save step {step} in {files.out_dir}: {_reason(exc)}. On disk: "
-                             f"{files.on_disk()}") from exc
-        return Checkpoint(checkpoint_path, epoch, step, reason)
-
-    def save_at_end(reason: str) -> Iterator:
-        """save(reason), tried again while it fails (the disk may be freed); then TrainingError, keeping the
-        message of what survived."""
-        for attempt in range(SAVE_RETRIES + 1):
-            try:
-                yield save(reason)
-                return
-            except SaveFailed as exc:
-                failure = exc
-            if attempt < SAVE_RETRIES:
-                yield Alert(f"{failure}. Trying again in {SAVE_RETRY_S:g} s ({SAVE_RETRIES - attempt} more tries): "
-                            "free some space there (or make it writable), or stop for good (Ctrl-C again)")
-                try:
-                    time.sleep(SAVE_RETRY_S)
-                except KeyboardInterrupt:
-                    break
-        raise TrainingError(f"{failure}{_continue_hint(files, options)}") from None
-
+def _run(run: _Run, stop: threading.Event) -> Iterator[Event]:
+    """Epoch after epoch, from where the state stands, to the last one or the stop flag; then the save."""
+    state, files = run.state, run.files
+    yield Started(config=run.cfg, preflight=run.data.preflight, device=str(run.device), precision=run.precision,
+                  backend=run.backend, model_path=files.model, checkpoint_path=files.checkpoint,
+                  steps_per_epoch=run.steps_per_epoch, resumed_at=(state.epoch, state.step) if run.resumed else None,
+                  processes=state.processes)
+    for note in run.notes:
+        yield _warn(state, f"epoch {state.epoch}: {note}", note)
+    stopped = False
     try:
-        while epoch <= cfg.epochs and not stopped:
-            sampler.set_epoch(epoch)
-            order = torch.tensor(list(sampler))
-            model.train()
-            while epoch_step < steps_per_epoch:
-                if distributed.any_process(stop.is_set()):
-                    stopped = True
-                    break
-                if not model.quantizer.initialized and warmup.kmeans_due(cfg, step + 1):
-                    # k-means (process 0's, broadcast) on the encoder as it is now: the end of warm-up
-                    scale = warmup.kmeans_count_scale(cfg, kmeans_sample.shape[0] * kmeans_sample.shape[2]
-                                                      // cfg.downsample, step_vectors)
-                    model.initialize(kmeans_sample, scale)
-                    window.reset()  # judge the quantizer on its own steps only
-                quantize = warmup.quantizing(cfg, step + 1)
-                for group in optimizer.param_groups:
-                    group["lr"] = warmup.learning_rate(cfg, step + 1)
-                batch = train_mels[order[epoch_step * cfg.batch_size:(epoch_step + 1) * cfg.batch_size].to(device)]
-                codebooks = {k: v.clone() for k, v in model.quantizer.state_dict().items()}
-                with autocast, distributed.collective("running the model"):  # DDP may rebuild its buckets
-                    out = forward(batch, quantize=quantize)
-                # The mean over processes, so a non-finite loss anywhere makes every process skip.
-                losses = distributed.all_reduce_(_loss_terms(out), "averaging the losses") / processes
-                optimizer.zero_grad(set_to_none=True)
-                terms = losses.tolist()
-                ok = all(math.isfinite(t) for t in terms)
-                if ok:
-                    with distributed.collective("averaging the gradients"):
-                        out.loss.backward()
-                    ok = bool(torch.isfinite(nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
-                epoch_step, step = epoch_step + 1, step + 1
-                if ok:
-                    optimizer.step()
-                    bad_steps = 0
-                    window.add(out.counts, out.replaced)
-                    _accumulate(sums, terms)
-                else:
-                    model.quantizer.load_state_dict(codebooks)  # undo this step's EMA update too
-                    bad_steps += 1
-                codebooks = None
-                session = time.monotonic() - start_time
-                yield Step(epoch, step, epoch_step, steps_per_epoch, total_steps, *terms, not ok,
-                           elapsed_before + session, session / (step - first_step) * (total_steps - step))
-                if not ok:
-                    message = f"step {step}: the loss or its gradients were not finite; the update was skipped"
-                    history["warnings"].append(f"epoch {epoch}, {message}")
-                    yield Alert(message)
-                    if bad_steps >= MAX_BAD_STEPS:
-                        raise TrainingError(f"training diverged: {MAX_BAD_STEPS} steps in a row had a non-finite "
-                                            f"loss or gradients (epoch {epoch}). Lower the learning rate (--lr) and "
-                                            "start again, or resume from the last checkpoint.")
-                if step % options.health_every == 0 or epoch_step == steps_per_epoch:
-                    warming_up = step <= cfg.warmup_steps or not model.quantizer.initialized
-                    ready = not warming_up and judged(len(window), options.health_every, window.steps)
-                    yield from _health_events(epoch, step, window, monitor, history, warming_up, ready)
-            if stopped:
-                break
-            validation, val_health = _validate(model, data.val_mels.to(device), autocast, cfg,
-                                               quantize=bool(model.quantizer.initialized))
-            train_means = _means(sums)
-            # "warmup": the epoch had warm-up steps, so its health covers less than the whole epoch
-            history["epochs"].append({"epoch": epoch, "warmup": step - epoch_step < cfg.warmup_steps,
-                                      "train": train_means, "validation": validation,
-                                      "health": [h.to_dict() for h in window.snapshot()],
-                                      "validation_health": [h.to_dict() for h in val_health]})
-            yield Epoch(epoch, cfg.epochs, train_means, validation, val_health)
-            if main and (epoch % preview_every == 0 or epoch == cfg.epochs):
-                try:
-                    yield _preview(model, data, inverter, epoch, files.previews, device)
-                except OSError as exc:  # previews are a view of training, never a reason to stop it
-                    message = f"epoch {epoch}: could not write the previews in {files.previews}: {_reason(exc)}"
-                    history["warnings"].append(message)
-                    yield Alert(message)
-            epoch, epoch_step, sums = epoch + 1, 0, _zero_sums()
-            if main and (epoch - 1) % checkpoint_every == 0 and epoch <= cfg.epochs:
-                try:
-                    yield save("interval")
-                except SaveFailed as exc:  # go on: the next save, or the one at the end, may succeed
-                    message = f"{exc}. Training goes on; the next save is at epoch {epoch - 1 + checkpoint_every}"
-                    history["warnings"].append(message)
-                    yield Alert(message)
+        while state.epoch <= run.epochs and not stopped:
+            stopped = yield from _epoch_steps(run, stop)
+            if not stopped:
+                yield from _end_of_epoch(run)
     except distributed.PeerFailure as failure:
-        if codebooks is not None:  # mid-step: back to the codebooks the weights go with
-            model.quantizer.load_state_dict(codebooks)
-        if not main:
-            raise distributed.PeerFailure(f"{failure}. Only process 0 saves the model") from None
-        try:
-            save("failure")
-        except SaveFailed as exc:
-            raise distributed.PeerFailure(f"{failure}. {exc}{_continue_hint(files, options)}") from None
-        raise distributed.PeerFailure(f"{failure}. The model as of step {step} is saved in {model_path}; continue "
-                                      f"with{_resume_flags(files, options)}") from None
-    if not main:
+        raise _saved_after(run, failure) from None
+    if not run.main:
         return
-    if stopped and step == first_step and state is None:
+    if stopped and state.step == run.first_step and not run.resumed:
         # Stopped before the first step: nothing trained, nothing to keep; the name is free.
-        yield _cancelled(name, resuming=False)
+        yield _cancelled(files.name, resuming=False)
         return
-    yield from save_at_end("stop" if stopped else "end")
-    last = history["epochs"][-1] if history["epochs"] else None
-    yield Done(Summary(
-        model_name=name, model_path=model_path, model_bytes=model_path.stat().st_size,
-        checkpoint_path=checkpoint_path, device=str(device), precision=precision,
-        backend=kernel_backend, epochs_done=len(history["epochs"]), epochs=cfg.epochs,
-        steps=step, elapsed_s=elapsed_before + time.monotonic() - start_time, stopped=stopped,
-        resumed=state is not None, train_loss=last["train"]["loss"] if last else None,
-        val_loss=last["validation"]["loss"] if last else None,
-        val_reconstruction=last["validation"]["reconstruction"] if last else None,
-        health=window.snapshot(), warnings=list(history["warnings"]), processes=processes,
-        health_warnings=list(monitor.records), warmup_steps=cfg.warmup_steps,
-        val_chunks=len(data.val_mels), val_files=len(data.preflight.val_indices),
-    ))
+    yield from _save_at_end(run, "stop" if stopped else "end")
+    yield Done(_summary(run, stopped))
+
+
+def _epoch_steps(run: _Run, stop: threading.Event) -> Generator[Event, None, bool]:
+    """The steps left of the state's epoch; True if the stop flag (on any process) ended them early."""
+    state = run.state
+    run.sampler.set_epoch(state.epoch)
+    order = torch.tensor(list(run.sampler))
+    run.model.train()
+    while state.epoch_step < run.steps_per_epoch:
+        if distributed.any_process(stop.is_set()):
+            return True
+        yield from _step(run, order)
+    return False
+
+
+def _step(run: _Run, order: torch.Tensor) -> Iterator[Event]:
+    """One optimizer step (or a skipped one) on the next batch of the epoch's order [N] of chunk indices."""
+    cfg, model, state = run.cfg, run.model, run.state
+    step = state.step + 1
+    if not model.quantizer.initialized and warmup.kmeans_due(cfg, step):
+        # k-means (process 0's, broadcast) on the encoder as it is now: the end of warm-up
+        step_vectors = cfg.batch_size * state.processes * (cfg.audio.chunk_frames // cfg.downsample)
+        scale = warmup.kmeans_count_scale(cfg, run.kmeans_sample.shape[0] * run.kmeans_sample.shape[2]
+                                          // cfg.downsample, step_vectors)
+        model.initialize(run.kmeans_sample, scale)
+        run.window.reset()  # judge the quantizer on its own steps only
+    for group in run.optimizer.param_groups:
+        group["lr"] = warmup.learning_rate(cfg, step)
+    rows = order[state.epoch_step * cfg.batch_size:(state.epoch_step + 1) * cfg.batch_size]
+    losses, ok = _update(run, run.train_mels[rows.to(run.device)], warmup.quantizing(cfg, step))
+    state.advance(losses, ok)
+    session = time.monotonic() - state.started
+    yield Step(epoch=state.epoch, step=state.step, epoch_step=state.epoch_step, steps_per_epoch=run.steps_per_epoch,
+               total_steps=run.total_steps, loss=losses.loss, reconstruction=losses.reconstruction,
+               commitment=losses.commitment, skipped=not ok, elapsed_s=state.elapsed_before + session,
+               eta_s=session / (state.step - run.first_step) * (run.total_steps - state.step))
+    if not ok:
+        message = f"step {state.step}: the loss or its gradients were not finite; the update was skipped"
+        yield _warn(state, f"epoch {state.epoch}, {message}", message)
+        if state.bad_steps >= MAX_BAD_STEPS:
+            raise TrainingError(f"training diverged: {MAX_BAD_STEPS} steps in a row had a non-finite "
+                                f"loss or gradients (epoch {state.epoch}). Lower the learning rate (--lr) and "
+                                "start again, or resume from the last checkpoint.")
+    if state.step % run.options.health_every == 0 or state.epoch_step == run.steps_per_epoch:
+        yield from _health_events(run)
+
+
+def _update(run: _Run, batch: torch.Tensor, quantize: bool) -> tuple[Losses, bool]:
+    """Forward, backward and the AdamW update on batch [B, M, T]: (the losses, averaged over processes; whether
+    the update was made). A non-finite loss or gradient skips it and puts back the codebooks, whose EMA update
+    happens inside forward; so does a lost process, mid-step, before PeerFailure goes on up."""
+    model, processes = run.model, run.state.processes
+    codebooks = {k: v.clone() for k, v in model.quantizer.state_dict().items()}
+    try:
+        with run.autocast, distributed.collective("running the model"):  # DDP may rebuild its buckets
+            out = run.forward(batch, quantize=quantize)
+        # The mean over processes, so a non-finite loss anywhere makes every process skip.
+        losses = Losses(*(distributed.all_reduce_(_loss_terms(out), "averaging the losses") / processes).tolist())
+        run.optimizer.zero_grad(set_to_none=True)
+        ok = losses.finite()
+        if ok:
+            with distributed.collective("averaging the gradients"):
+                out.loss.backward()
+            ok = bool(torch.isfinite(nn.utils.clip_grad_norm_(model.parameters(), run.cfg.grad_clip)))
+    except distributed.PeerFailure:
+        model.quantizer.load_state_dict(codebooks)  # back to the codebooks the weights go with
+        raise
+    if ok:
+        run.optimizer.step()
+        run.window.add(out.counts, out.replaced)
+    else:
+        model.quantizer.load_state_dict(codebooks)  # undo this step's EMA update too
+    return losses, ok
+
+
+def _end_of_epoch(run: _Run) -> Iterator[Event]:
+    """Validation and the epoch's record; the previews and the interval checkpoint when they are due."""
+    cfg, state, files = run.cfg, run.state, run.files
+    validation, val_health = _validate(run.model, run.data.val_mels.to(run.device), run.autocast, cfg,
+                                       quantize=bool(run.model.quantizer.initialized))
+    record = EpochRecord(epoch=state.epoch, train=state.sums.means(), validation=validation,
+                         warmup=state.step - state.epoch_step < _decided(cfg.warmup_steps),
+                         health=run.window.snapshot(), validation_health=val_health)
+    state.history.epochs.append(record)
+    yield Epoch(epoch=state.epoch, epochs=run.epochs, train=record.train, validation=validation,
+                validation_health=val_health)
+    if run.main and (state.epoch % run.preview_every == 0 or state.epoch == run.epochs):
+        try:
+            yield _preview(run.model, run.data, run.inverter, state.epoch, files.previews, run.device)
+        except OSError as exc:  # previews are a view of training, never a reason to stop it
+            yield _warn(state, f"epoch {state.epoch}: could not write the previews in {files.previews}: "
+                               f"{_reason(exc)}")
+    state.next_epoch()
+    ended = state.epoch - 1
+    if run.main and ended % run.checkpoint_every == 0 and state.epoch <= run.epochs:
+        try:
+            yield _save(run, "interval")
+        except SaveFailed as exc:  # go on: the next save, or the one at the end, may succeed
+            yield _warn(state, f"{exc}. Training goes on; the next save is at epoch {ended + run.checkpoint_every}")
+
+
+def _warn(state: RunState, record: str, message: str | None = None) -> Alert:
+    """The Alert of a warning, kept in the history as record (with where it happened, if message leaves it out)."""
+    state.history.warnings.append(record)
+    return Alert(message or record)
+
+
+def _save(run: _Run, reason: str) -> Checkpoint:
+    """The model, then the checkpoint (RunState.save). Raises SaveFailed saying what is on disk."""
+    state = run.state
+    try:
+        state.save(run.files, run.model, run.optimizer, run.cfg, run.data.preflight, run.window.snapshot())
+    except (OSError, SdaError) as exc:
+        raise SaveFailed(f"could not save step {state.step} in {run.files.out_dir}: {_reason(exc)}. On disk: "
+                         f"{run.files.on_disk()}") from exc
+    return Checkpoint(path=run.files.checkpoint, epoch=state.epoch, step=state.step, reason=reason)
+
+
+def _save_at_end(run: _Run, reason: str) -> Iterator[Event]:
+    """_save(reason), tried again while it fails (the disk may be freed); then TrainingError, keeping the
+    message of what survived."""
+    for attempt in range(SAVE_RETRIES + 1):
+        try:
+            yield _save(run, reason)
+            return
+        except SaveFailed as exc:
+            failure = exc
+        if attempt < SAVE_RETRIES:
+            yield Alert(f"{failure}. Trying again in {SAVE_RETRY_S:g} s ({SAVE_RETRIES - attempt} more tries): "
+                        "free some space there (or make it writable), or stop for good (Ctrl-C again)")
+            try:
+                time.sleep(SAVE_RETRY_S)
+            except KeyboardInterrupt:
+                break
+    raise TrainingError(f"{failure}{_continue_hint(run.files, run.options)}") from None
+
+
+def _saved_after(run: _Run, failure: distributed.PeerFailure) -> distributed.PeerFailure:
+    """Another process is lost: process 0 saves the model as of the last whole step. The PeerFailure to raise,
+    saying what is on disk and how to go on."""
+    files, options = run.files, run.options
+    if not run.main:
+        return distributed.PeerFailure(f"{failure}. Only process 0 saves the model")
+    try:
+        _save(run, "failure")
+    except SaveFailed as exc:
+        return distributed.PeerFailure(f"{failure}. {exc}{_continue_hint(files, options)}")
+    return distributed.PeerFailure(f"{failure}. The model as of step {run.state.step} is saved in {files.model}; "
+                                   f"continue with{_resume_flags(files, options)}")
+
+
+def _summary(run: _Run, stopped: bool) -> Summary:
+    state, files, last = run.state, run.files, run.state.history.last()
+    return Summary(
+        model_name=files.name, model_path=files.model, model_bytes=files.model.stat().st_size,
+        checkpoint_path=files.checkpoint, device=str(run.device), precision=run.precision,
+        backend=run.backend, epochs_done=len(state.history.epochs), epochs=run.epochs,
+        steps=state.step, elapsed_s=state.elapsed(), stopped=stopped,
+        resumed=run.resumed, train_loss=last.train["loss"] if last else None,
+        val_loss=last.validation["loss"] if last else None,
+        val_reconstruction=last.validation["reconstruction"] if last else None,
+        health=run.window.snapshot(), warnings=list(state.history.warnings), processes=state.processes,
+        health_warnings=list(run.monitor.records), warmup_steps=_decided(run.cfg.warmup_steps),
+        val_chunks=len(run.data.val_mels), val_files=len(run.data.preflight.val_indices),
+    )
+
+
+def _decided(setting: int | None) -> int:
+    """A setting the config leaves to the run (None: auto), as the run has decided it."""
+    if setting is None:
+        raise ValueError("the config is not resolved: VQVAEConfig.resolve and with_warmup decide its auto settings")
+    return setting
 
 
 def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threading.Event):
@@ -430,7 +484,7 @@ def _agree(problem: Exception | None, fingerprint: str | None) -> None:
                         "same files at the same path, and the same sda version")
 
 
-def _fingerprint(data) -> str:
+def _fingerprint(data: Dataset) -> str:
     """A digest of the cached log-mels: equal on two processes only if they will train on the same chunks."""
     digest = hashlib.sha256()
     for mels in (data.train_mels, data.val_mels):
@@ -438,36 +492,23 @@ def _fingerprint(data) -> str:
     return digest.hexdigest()
 
 
-def _loss_terms(out) -> torch.Tensor:
+def _loss_terms(out: VQVAEOutput) -> torch.Tensor:
     """[3] float32, detached: the LOSS_TERMS of one forward pass (commitment summed over levels)."""
     return torch.stack([out.loss, out.reconstruction_loss, out.commitment.sum()]).detach().float()
 
 
-def _zero_sums() -> dict:
-    return {**dict.fromkeys(LOSS_TERMS, 0.0), "steps": 0}
-
-
-def _accumulate(sums: dict, terms: list[float]) -> None:
-    """Add one step's LOSS_TERMS to the epoch's sums."""
-    for key, value in zip(LOSS_TERMS, terms, strict=True):
-        sums[key] += value
-    sums["steps"] += 1
-
-
-def _means(sums: dict) -> dict:
-    return {k: v / max(1, sums["steps"]) for k, v in sums.items() if k != "steps"}
-
-
-def _health_events(epoch: int, step: int, window: HealthWindow, monitor: LowUtilizationMonitor, history: dict,
-                   warming_up: bool, ready: bool):
+def _health_events(run: _Run) -> Iterator[Event]:
     """The Health event; then, if the window is judged (sda.model.health.judged), new warnings and recoveries."""
+    state, window, monitor = run.state, run.window, run.monitor
+    warming_up = state.step <= _decided(run.cfg.warmup_steps) or not run.model.quantizer.initialized
+    ready = not warming_up and judged(len(window), run.options.health_every, run.window_steps)
     snapshot = window.snapshot()
-    new, resolved = monitor.check(snapshot, epoch, step) if ready else ([], [])
-    history["health_warnings"] = [w.to_dict() for w in monitor.records]
-    yield Health(epoch, step, snapshot, len(window), warming_up=warming_up, judged=ready,
-                 warnings=tuple(monitor.records))
+    new, resolved = monitor.check(snapshot, state.epoch, state.step) if ready else ([], [])
+    state.history.health_warnings = list(monitor.records)
+    yield Health(epoch=state.epoch, step=state.step, levels=snapshot, window_steps=len(window),
+                 warming_up=warming_up, judged=ready, warnings=tuple(monitor.records))
     for warning in new:
-        yield Alert(warning.message(), warning.level, warning)
+        yield Alert(warning.message(), level=warning.level, warning=warning)
     for warning in resolved:
         yield Recovered(warning)
 
@@ -475,17 +516,18 @@ def _health_events(epoch: int, step: int, window: HealthWindow, monitor: LowUtil
 def _kmeans_sample(train_mels: torch.Tensor, cfg: VQVAEConfig) -> torch.Tensor:
     """Training chunks [n, M, T] for k-means: enough for KMEANS_VECTORS_PER_CODE vectors per code."""
     positions = cfg.audio.chunk_frames // cfg.downsample
-    n = min(len(train_mels), math.ceil(KMEANS_VECTORS_PER_CODE * cfg.codebook_size / positions))
+    n = min(len(train_mels), math.ceil(KMEANS_VECTORS_PER_CODE * _decided(cfg.codebook_size) / positions))
     return train_mels[torch.randperm(len(train_mels), generator=torch.Generator().manual_seed(cfg.seed))[:n]]
 
 
 @torch.no_grad()
-def _validate(model: ConvVQVAE, val_mels: torch.Tensor, autocast, cfg: VQVAEConfig, quantize: bool = True):
+def _validate(model: ConvVQVAE, val_mels: torch.Tensor, autocast: torch.autocast, cfg: VQVAEConfig,
+              quantize: bool = True) -> tuple[dict[str, float], list[LevelHealth]]:
     """Losses (means over chunks) and health on the validation set; leaves the model in training mode.
     Several processes: each takes every processes-th chunk and the sums are added up."""
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64, device=val_mels.device)  # LOSS_TERMS summed over chunks; chunks
-    counts = torch.zeros(cfg.rvq_levels, cfg.codebook_size, dtype=torch.int64, device=val_mels.device)
+    counts = torch.zeros(cfg.rvq_levels, _decided(cfg.codebook_size), dtype=torch.int64, device=val_mels.device)
     for batch in val_mels[distributed.rank()::distributed.world_size()].split(cfg.batch_size):
         with autocast:
             out = model(batch, quantize=quantize)
@@ -495,13 +537,14 @@ def _validate(model: ConvVQVAE, val_mels: torch.Tensor, autocast, cfg: VQVAEConf
     distributed.all_reduce_(totals, "adding up validation")
     distributed.all_reduce_(counts, "adding up validation")
     model.train()
-    *terms, chunks = totals.tolist()
-    means = _means({**dict(zip(LOSS_TERMS, terms, strict=True)), "steps": chunks})
+    loss, reconstruction, commitment, chunks = totals.tolist()
+    means = Sums(loss, reconstruction, commitment, steps=int(chunks)).means()
     return means, [level_health(c, level) for level, c in enumerate(counts)]
 
 
 @torch.no_grad()
-def _preview(model: ConvVQVAE, data, inverter: MelInverter, epoch: int, folder: Path, device) -> Preview:
+def _preview(model: ConvVQVAE, data: Dataset, inverter: MelInverter, epoch: int, folder: Path,
+             device: torch.device) -> Preview:
     """Write the first PREVIEW_CLIPS validation chunks (once) and their reconstructions (each time)."""
     folder.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -517,7 +560,7 @@ def _preview(model: ConvVQVAE, data, inverter: MelInverter, epoch: int, folder: 
         reconstruction_path = folder / f"clip{i + 1}-epoch{epoch:03d}.wav"
         write_audio(reconstruction_path, reconstruction, rate)
         clips.append((original_path, reconstruction_path))
-    return Preview(epoch, clips)
+    return Preview(epoch=epoch, clips=clips)
 
 
 def _check_same_data(saved: dict, preflight) -> None:
@@ -551,11 +594,11 @@ def _continue_hint(files: RunFiles, options: RunOptions) -> str:
     return f"; to go on from the checkpoint once there is room: sda train DATA_DIR{_resume_flags(files, options)}"
 
 
-def _bytes_needed(model: ConvVQVAE, cfg: VQVAEConfig, preview_every: int) -> int:
+def _bytes_needed(model: ConvVQVAE, epochs: int, cfg: VQVAEConfig, preview_every: int) -> int:
     """About what this run's saves need on disk at their peak: the model and a checkpoint (weights + AdamW's two
     moments + RNG), each twice while a new one is written beside the old, plus the preview wavs (16-bit)."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     saves = 2 * (weights + weights + 2 * params + HEADER_ALLOWANCE)
-    previews = PREVIEW_CLIPS * (1 + cfg.epochs // preview_every + 1) * cfg.audio.chunk_samples * 2
+    previews = PREVIEW_CLIPS * (1 + epochs // preview_every + 1) * cfg.audio.chunk_samples * 2
     return saves + previews

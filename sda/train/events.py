@@ -146,3 +146,6 @@ class Cancelled:
     """The run was stopped before its first step (in preflight or k-means): nothing was written, the name is free."""
 
     message: str
+
+
+Event = Started | Step | Health | Alert | Recovered | Epoch | Preview | Checkpoint | Done | Error | Cancelled

@@ -98,7 +98,7 @@ class RunFiles:
         return " and ".join(parts)
 
 
-def claim(out_dir: Path, name: str | None, run_id: str, resuming: bool = False) -> RunFiles:
+def claim(out_dir: Path, name: str | None, run_id: str | None, resuming: bool = False) -> RunFiles:
     """Claim name (or a new generated one) in out_dir for the run run_id. Refused with OutputError if out_dir
     cannot be written, if another run holds the name, or if files of another run have it (a new run: any model,
     checkpoint or previews of that name; a resumed one: files with another run_id)."""
@@ -125,7 +125,7 @@ class _Taken(Exception):
     """The name is taken (the cause of an OutputError, so that a generated name moves on to the next one)."""
 
 
-def _claim_one(out_dir: Path, name: str, run_id: str, resuming: bool) -> RunFiles:
+def _claim_one(out_dir: Path, name: str, run_id: str | None, resuming: bool) -> RunFiles:
     files = RunFiles(out_dir, name, run_id)
     while True:  # the lock file may be removed by its holder between our open and our lock: then again
         try:
@@ -205,7 +205,8 @@ def _read_holder(fd: int) -> str:
 
 
 def _unwritable(out_dir: Path, exc: OSError) -> OutputError:
-    reason = {errno.EROFS: "it is on a read-only filesystem", errno.EACCES: "permission denied",
-              errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full",
-              errno.ENOTDIR: "a file is in the way"}.get(exc.errno, exc.strerror or str(exc))
+    reasons: dict[int | None, str] = {
+        errno.EROFS: "it is on a read-only filesystem", errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full", errno.ENOTDIR: "a file is in the way"}
+    reason = reasons.get(exc.errno, exc.strerror or str(exc))
     return OutputError(f"cannot write to the output folder {out_dir}: {reason}. Choose another folder with --out")

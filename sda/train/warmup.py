@@ -46,7 +46,11 @@ RULE = Rule(autoencoder=True, lr_ramp=False, step_scale_counts=True)  # what sda
 def quantizing(config: VQVAEConfig, step: int, rule: Rule | None = None) -> bool:
     """Whether step (1-based) runs through the quantizer."""
     rule = rule or RULE
-    return not rule.autoencoder or step > config.warmup_steps
+    if not rule.autoencoder:
+        return True
+    if config.warmup_steps is None:
+        raise ValueError("the config's warm-up is not decided yet: VQVAEConfig.with_warmup decides it")
+    return step > config.warmup_steps
 
 
 def kmeans_due(config: VQVAEConfig, step: int, rule: Rule | None = None) -> bool:
