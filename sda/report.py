@@ -8,6 +8,7 @@ from sda.format import container
 from sda.model.health import LOW_UTILIZATION, HealthWarning, LevelHealth, percent
 from sda.text import plural
 from sda.train.events import Summary
+from sda.train.history import EpochRecord, History
 
 CLI, PAGE = "cli", "page"  # the frontends, for advice that names what each one offers
 MIN_VALIDATION_CHUNKS = 8  # fewer validation chunks than this measure too little to judge a model by
@@ -161,7 +162,8 @@ def describe(path, frontend: str = CLI) -> tuple[str, dict, str]:
 def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI) -> str:
     """What `sda info` prints from a model or checkpoint file's metadata (the weights are not read)."""
     cfg, data = metadata["config"], metadata["dataset"]
-    epochs = metadata["history"]["epochs"]
+    history = History.from_dict(metadata["history"])
+    epochs = history.epochs
     lines = [
         f"{path}: sda {kind} {metadata['model_name']!r}, created {metadata['created']} "
         f"(sda {metadata['versions']['sda']}, torch {metadata['versions']['torch']})",
@@ -170,7 +172,7 @@ def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI) ->
         f"  audio: {cfg['audio']['sample_rate']} Hz, {cfg['audio']['n_mels']} mels, hop {cfg['audio']['hop_length']}, "
         f"chunks of {cfg['audio']['chunk_frames']} frames",
         f"  training: {len(epochs)} of {cfg['epochs']} epochs, "
-        f"{batch(cfg['batch_size'], metadata['history'].get('processes', 1))}, lr {cfg['learning_rate']}",
+        f"{batch(cfg['batch_size'], history.processes)}, lr {cfg['learning_rate']}",
         f"  data: {data['folder']}: {len(data['files'])} files, {data['total_seconds']:.1f} s, "
         f"{data['chunks']} chunks; "
         + validation_note(*_validation_size(data)),
@@ -181,12 +183,11 @@ def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI) ->
     ]
     if epochs:
         lines.append("  loss curve (epoch: train / validation, validation reconstruction):")
-        best = min(epochs, key=lambda e: e["validation"]["loss"])
+        best = min(epochs, key=lambda e: e.validation["loss"])
         for label, e in (("first", epochs[0]), ("best", best), ("last", epochs[-1])):
-            lines.append(f"    {label:5} {e['epoch']:4d}: {e['train']['loss']:.4f} / {e['validation']['loss']:.4f}, "
-                         f"{e['validation']['reconstruction']:.4f}")
-    health_warnings = [HealthWarning.from_dict(w) for w in metadata["history"].get("health_warnings", [])]
-    lines += _warnings_block(health_warnings, metadata["history"]["warnings"], frontend, cfg["rvq_levels"])
+            lines.append(f"    {label:5} {e.epoch:4d}: {e.train['loss']:.4f} / {e.validation['loss']:.4f}, "
+                         f"{e.validation['reconstruction']:.4f}")
+    lines += _warnings_block(history.health_warnings, history.warnings, frontend, cfg["rvq_levels"])
     return "\n".join(lines)
 
 
@@ -201,10 +202,10 @@ def _warmup_text(steps: int) -> str:
     return f"warm-up: {plural(steps, 'step')} as a plain autoencoder, then k-means (sda.train.warmup)"
 
 
-def _weights_text(metadata: dict, epochs: list) -> str:
+def _weights_text(metadata: dict, epochs: list[EpochRecord]) -> str:
     """Which point of training the file's weights are from."""
     at = metadata.get("weights")
     if at is None:  # files from before this was recorded hold the weights of their last epoch
-        return f"as of epoch {epochs[-1]['epoch']}, the last in the history" if epochs else "before any epoch ended"
+        return f"as of epoch {epochs[-1].epoch}, the last in the history" if epochs else "before any epoch ended"
     where = f"after step {at['step']} (epoch {at['epoch']}"
     return where + (", mid-epoch: training was stopped there)" if at.get("mid_epoch") else ", the last trained)")

@@ -14,6 +14,8 @@ from sda.ui.job import DONE, FAILED, RUNNING, STOPPED, STOPPING, JobBusyError, J
 from tests.test_engine import SMALL
 
 WAIT = 120  # seconds: generous, CI machines are shared
+ONE_STEP = Step(epoch=1, step=1, epoch_step=1, steps_per_epoch=1, total_steps=1, loss=1.0, reconstruction=1.0,
+                commitment=0.0, skipped=False, elapsed_s=0.0, eta_s=0.0)
 
 
 def wait_until(predicate, job, timeout=WAIT):
@@ -48,9 +50,10 @@ def test_train_points_are_the_means_of_the_steps_since_the_last_point(tmp_path, 
     def fake_train(config, options, stop):
         from sda.train.events import Health
         for step, (recon, commit) in enumerate([(1.0, 0.1), (3.0, 0.3), (5.0, 0.5)], start=1):
-            yield Step(1, step, step, 3, 3, recon + commit, recon, commit, False, 0.0, 0.0)
+            yield Step(epoch=1, step=step, epoch_step=step, steps_per_epoch=3, total_steps=3, loss=recon + commit,
+                       reconstruction=recon, commitment=commit, skipped=False, elapsed_s=0.0, eta_s=0.0)
             if step in (2, 3):
-                yield Health(1, step, [], step)
+                yield Health(epoch=1, step=step, levels=[], window_steps=step)
 
     monkeypatch.setattr(jobs, "train", fake_train)
     job = TrainingJob(SMALL, RunOptions(tmp_path))
@@ -62,7 +65,7 @@ def test_the_version_changes_with_every_event_and_only_then(tmp_path, monkeypatc
     release = threading.Event()
 
     def fake_train(config, options, stop):
-        yield Step(1, 1, 1, 1, 1, 1.0, 1.0, 0.0, False, 0.0, 0.0)
+        yield ONE_STEP
         release.wait(WAIT)
 
     monkeypatch.setattr(jobs, "train", fake_train)
@@ -101,7 +104,7 @@ def test_bad_input_ends_the_job_with_the_engines_message(tmp_path):
 
 def test_a_crash_in_training_is_reported_instead_of_running_forever(tmp_path, monkeypatch, capsys):
     def broken_train(config, options, stop):
-        yield Step(1, 1, 1, 1, 1, 1.0, 1.0, 0.0, False, 0.0, 0.0)
+        yield ONE_STEP
         raise RuntimeError("CUDA error: an illegal memory access")
 
     monkeypatch.setattr(jobs, "train", broken_train)
@@ -124,8 +127,10 @@ def test_stop_after_the_end_changes_nothing(tmp_path, monkeypatch):
 
 def _summary(tmp_path):
     from sda.train.events import Summary
-    return Summary("m", tmp_path / "m.sda", 1, tmp_path / "m.checkpoint.sda", "cpu", "fp32", "torch", 1, 1, 1, 0.1,
-                   False, False, 1.0, 1.0, 1.0, [])
+    return Summary(model_name="m", model_path=tmp_path / "m.sda", model_bytes=1,
+                   checkpoint_path=tmp_path / "m.checkpoint.sda", device="cpu", precision="fp32", backend="torch",
+                   epochs_done=1, epochs=1, steps=1, elapsed_s=0.1, stopped=False, resumed=False, train_loss=1.0,
+                   val_loss=1.0, val_reconstruction=1.0, health=[])
 
 
 def test_views_are_snapshots(folder, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from sda import report
 from sda.model.health import LevelHealth
 from sda.train.engine import RunOptions
+from sda.train.history import History
 from sda.ui.job import DONE, FAILED, RUNNING, STOPPING, JobView, TrainingJob
 from sda.ui.render import (
     alerts_markdown,
@@ -82,7 +83,7 @@ def test_a_running_job_shows_epoch_step_eta_and_the_banner(finished):
 def test_warnings_are_listed_newest_first_and_escaped(finished):
     from sda.train.events import Alert
     assert alerts_markdown(dataclasses.replace(finished, alerts=())) == ""
-    view = dataclasses.replace(finished, alerts=(Alert("level 1 <low>", 0), Alert("step 9 skipped")))
+    view = dataclasses.replace(finished, alerts=(Alert("level 1 <low>", level=0), Alert("step 9 skipped")))
     assert alerts_markdown(view) == "**Warnings (2)**\n- step 9 skipped\n- level 1 &lt;low&gt;"
 
 
@@ -126,7 +127,7 @@ def test_a_series_not_measured_yet_still_has_a_point_that_is_empty(finished):
 def test_a_model_files_history_plots_against_epoch(finished):
     from sda.format import container
     history = container.read_metadata(finished.summary.model_path)["history"]
-    recon, commit = history_frames(history)
+    recon, commit = history_frames(History.from_dict(history))  # the assertions read the file's dicts
     assert recon["x"].tolist() == [e for e in range(1, SMALL.epochs + 1) for _ in range(2)]
     assert recon["loss"].tolist()[1::2] == [e["validation"]["reconstruction"] for e in history["epochs"]]
     assert commit["loss"].tolist()[0::2] == [e["train"]["commitment"] for e in history["epochs"]]

@@ -59,8 +59,9 @@ from sda.train.events import (
     Step,
     Summary,
 )
+from sda.train.history import EpochRecord
 from sda.train.runfiles import OutputError, RunFiles, check_model_name
-from sda.train.state import EpochRecord, Losses, RunState, Sums
+from sda.train.state import Losses, RunState, Sums
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before giving up
 HEADER_ALLOWANCE = 1 << 20  # bytes of metadata (history) a saved file may carry, for the space check

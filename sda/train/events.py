@@ -1,4 +1,5 @@
-"""The typed events the training engine yields; the CLI and the Gradio tab only ever read these.
+"""The typed events the training engine yields; the CLI and the Gradio tab only ever read these. Those of
+more than one field that could be mixed up are built by keyword only.
 
     for event in train(config, options, stop):
         match event:
@@ -23,7 +24,7 @@ from sda.data.dataset import Preflight
 from sda.model.health import HealthWarning, LevelHealth
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Started:
     config: VQVAEConfig  # resolved for this dataset
     preflight: Preflight
@@ -37,7 +38,7 @@ class Started:
     processes: int = 1  # torch.distributed: each takes batch_size chunks per step
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Step:
     epoch: int  # 1-based
     step: int  # global, 1-based
@@ -52,7 +53,7 @@ class Step:
     eta_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Health:
     epoch: int
     step: int
@@ -79,7 +80,7 @@ class Recovered:
     warning: HealthWarning  # with recovered_step set
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Epoch:
     epoch: int
     epochs: int
@@ -88,13 +89,13 @@ class Epoch:
     validation_health: list[LevelHealth]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Preview:
     epoch: int
     clips: list[tuple[Path, Path]]  # (original, reconstruction) wav files
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Checkpoint:
     path: Path
     epoch: int
@@ -102,7 +103,7 @@ class Checkpoint:
     reason: str  # "interval", "stop" or "end"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Summary:
     model_name: str
     model_path: Path

@@ -1,13 +1,13 @@
-"""Where a training run stands, and what it has recorded: the one place that writes and reads it back.
+"""Where a training run stands, and what it has recorded (sda.train.history): the one place that writes it
+into a model and its checkpoint, and reads it back to resume.
 
     state = RunState.start(processes)                                   # a new run, at epoch 1, step 0
     state, notes = RunState.restore(checkpoint, model, optimizer, steps_per_epoch, processes, path)
+    state.advance(losses, ok); state.next_epoch()                       # as training goes
     state.save(files, model, optimizer, config, preflight, health)      # the model file, then the checkpoint
-    history = History.from_dict(metadata["history"])                    # what `sda info` and the page read
 
-The records read and write the metadata .sda files carry (SDA_FORMAT.md), key for key: a model's
-"history" and "weights", a checkpoint's "position" too. Files written before a key existed still read:
-each missing key gets the value those files meant.
+A model's metadata gets the "history" and "weights" records, a checkpoint's the "position" too, key for key
+as SDA_FORMAT.md has them; restore() reads what any sda wrote.
 """
 
 import math
@@ -23,8 +23,9 @@ from sda.data.dataset import Preflight
 from sda.format import modelfile
 from sda.format.container import SdaFormatError
 from sda.format.modelfile import TrainingState
-from sda.model.health import HealthWarning, LevelHealth
+from sda.model.health import LevelHealth
 from sda.model.vqvae import ConvVQVAE
+from sda.train.history import History
 from sda.train.runfiles import RunFiles
 
 LOSS_TERMS = ("loss", "reconstruction", "commitment")  # what the epoch means and the Step events report
@@ -70,56 +71,6 @@ class Sums:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Sums":
         return cls(data["loss"], data["reconstruction"], data["commitment"], data["steps"])
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """One epoch of the loss history: the means of its training steps, validation, and both healths."""
-
-    epoch: int  # 1-based
-    train: dict[str, float]  # LOSS_TERMS: means over the epoch's steps
-    validation: dict[str, float]  # LOSS_TERMS: means over the validation chunks
-    warmup: bool = False  # the epoch had warm-up steps, so its health covers less than all of it
-    health: list[LevelHealth] = field(default_factory=list)  # the training window at the epoch's end
-    validation_health: list[LevelHealth] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "warmup": self.warmup, "train": self.train, "validation": self.validation,
-                "health": [h.to_dict() for h in self.health],
-                "validation_health": [h.to_dict() for h in self.validation_health]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EpochRecord":
-        # Files from before warm-up existed have no "warmup": none of their epochs had one.
-        return cls(epoch=data["epoch"], train=data["train"], validation=data["validation"],
-                   warmup=data.get("warmup", False),
-                   health=[LevelHealth(**h) for h in data.get("health", [])],
-                   validation_health=[LevelHealth(**h) for h in data.get("validation_health", [])])
-
-
-@dataclass
-class History:
-    """What a run has recorded: its epochs, its warnings for the user, its low-utilization warnings."""
-
-    epochs: list[EpochRecord] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # other than codebook health: skipped steps, resume notes
-    processes: int = 1  # of the run (the last one, if resumed): each took batch_size chunks a step
-    health_warnings: list[HealthWarning] = field(default_factory=list)  # each with its outcome so far
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"epochs": [e.to_dict() for e in self.epochs], "warnings": list(self.warnings),
-                "processes": self.processes, "health_warnings": [w.to_dict() for w in self.health_warnings]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "History":
-        # "processes" and "health_warnings" came later than the rest: files before them ran on one
-        # process and raised no such warning.
-        return cls(epochs=[EpochRecord.from_dict(e) for e in data["epochs"]], warnings=list(data["warnings"]),
-                   processes=data.get("processes", 1),
-                   health_warnings=[HealthWarning.from_dict(w) for w in data.get("health_warnings", [])])
-
-    def last(self) -> EpochRecord | None:
-        return self.epochs[-1] if self.epochs else None
 
 
 @dataclass

@@ -45,6 +45,7 @@ from sda.model.health import LevelHealth
 from sda.report import PAGE, describe
 from sda.text import printable
 from sda.train.engine import PREVIEW_CLIPS, RunOptions
+from sda.train.history import History
 from sda.ui.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView, NotYourJobError
 from sda.ui.render import (
     SERIES,
@@ -517,7 +518,8 @@ def _show_model(path, views: list, listed=None) -> dict:
     try:
         _, metadata, text = describe(Path(path), PAGE)  # prefix and metadata only: the weights are not read
         snapshot = [LevelHealth(**h) for h in metadata["health"]]
-        frames = history_frames(metadata["history"]) if metadata["history"]["epochs"] else (None, None)
+        history = History.from_dict(metadata["history"])
+        frames = history_frames(history) if history.epochs else (None, None)
     except (container.SdaError, OSError) as exc:
         message = str(exc)
     except KeyError as exc:  # describe() has read the rest: what is left is the health table and loss history

@@ -19,6 +19,7 @@ import pandas as pd
 from sda import report
 from sda.model.health import LOW_UTILIZATION, LevelHealth, percent
 from sda.text import printable
+from sda.train.history import History
 from sda.ui.job import DONE, FAILED, STOPPED, STOPPING, JobView
 
 CURVE_COLUMNS = ("x", "loss", "series")
@@ -132,10 +133,10 @@ def curve_frames(view: JobView) -> tuple[pd.DataFrame, pd.DataFrame]:
     return _frames(rows)
 
 
-def history_frames(history: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def history_frames(history: History) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The same two frames against epoch, from a model file's loss history."""
-    rows = [(e["epoch"], e[split]["reconstruction"], e[split]["commitment"], split)
-            for e in history["epochs"] for split in ("train", "validation")]
+    rows = [(e.epoch, losses["reconstruction"], losses["commitment"], split)
+            for e in history.epochs for split, losses in (("train", e.train), ("validation", e.validation))]
     return _frames(rows)
 
 
