@@ -9,7 +9,11 @@ restores the codebooks (their EMA update happens inside forward); MAX_BAD_STEPS 
 run with an Error. Codebook health comes from the kernel counts of every step. Each epoch ends with
 validation; previews and checkpoints come at their intervals; the end, or the stop flag, saves the
 model and a resumable checkpoint. Resuming restores weights, codebooks, optimizer, RNG and the
-position inside the epoch, so a seeded CPU run resumed gives the same weights as one never stopped.
+position inside the epoch (sda.train.state.RunState), so a seeded CPU run resumed gives the same weights as
+one never stopped.
+
+The loop in parts, each on one screen: _setup (new, or from the checkpoint), _epoch_steps and _step (one
+optimizer step: _update), _end_of_epoch (validation, previews, the interval save), then the save at the end.
 
 Under torchrun (sda.train.distributed) every process runs this loop on its share of each epoch, DDP
 averaging the gradients. The losses, the stop flag and so the skip decision are agreed every step,
