@@ -498,7 +498,7 @@ def _fingerprint(data: Dataset) -> str:
 
 
 def _loss_terms(out: VQVAEOutput) -> torch.Tensor:
-    """[3] float32, detached: the LOSS_TERMS of one forward pass (commitment summed over levels)."""
+    """[3] float32, detached: the Losses of one forward pass (loss, reconstruction, commitment summed over levels)."""
     return torch.stack([out.loss, out.reconstruction_loss, out.commitment.sum()]).detach().float()
 
 
@@ -531,7 +531,7 @@ def _validate(model: ConvVQVAE, val_mels: torch.Tensor, autocast: torch.autocast
     """Losses (means over chunks) and health on the validation set; leaves the model in training mode.
     Several processes: each takes every processes-th chunk and the sums are added up."""
     model.eval()
-    totals = torch.zeros(4, dtype=torch.float64, device=val_mels.device)  # LOSS_TERMS summed over chunks; chunks
+    totals = torch.zeros(4, dtype=torch.float64, device=val_mels.device)  # the Losses summed over chunks; chunks
     counts = torch.zeros(cfg.rvq_levels, _decided(cfg.codebook_size), dtype=torch.int64, device=val_mels.device)
     for batch in val_mels[distributed.rank()::distributed.world_size()].split(cfg.batch_size):
         with autocast:

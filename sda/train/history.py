@@ -19,8 +19,8 @@ class EpochRecord:
     """One epoch of the loss history: the means of its training steps, validation, and both healths."""
 
     epoch: int  # 1-based
-    train: dict[str, float]  # LOSS_TERMS: means over the epoch's steps
-    validation: dict[str, float]  # LOSS_TERMS: means over the validation chunks
+    train: dict[str, float]  # loss, reconstruction, commitment: means over the epoch's steps
+    validation: dict[str, float]  # the same three, means over the validation chunks
     warmup: bool = False  # the epoch had warm-up steps, so its health covers less than all of it
     health: list[LevelHealth] = field(default_factory=list)  # the training window at the epoch's end
     validation_health: list[LevelHealth] = field(default_factory=list)

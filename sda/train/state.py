@@ -28,12 +28,11 @@ from sda.model.vqvae import ConvVQVAE
 from sda.train.history import History
 from sda.train.runfiles import RunFiles
 
-LOSS_TERMS = ("loss", "reconstruction", "commitment")  # what the epoch means and the Step events report
-
 
 @dataclass(frozen=True)
 class Losses:
-    """The LOSS_TERMS of one step (or of a mean): the total, the reconstruction and the commitment (over levels)."""
+    """The losses of one step, as the Step events report them: the total, the reconstruction and the commitment
+    (summed over levels)."""
 
     loss: float
     reconstruction: float
@@ -45,7 +44,7 @@ class Losses:
 
 @dataclass
 class Sums:
-    """An epoch's running sums of the LOSS_TERMS over its steps (skipped steps not counted); saved mid-epoch so
+    """An epoch's running sums of the Losses over its steps (skipped steps not counted); saved mid-epoch so
     a resumed epoch's means come out as if it had never stopped."""
 
     loss: float = 0.0
