@@ -26,25 +26,24 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from sda.config import ConfigError, VQVAEConfig, check_setting
+from sda.config import RunOptions, VQVAEConfig, check_setting
 from sda.data.audio import MelInverter, write_audio
-from sda.data.dataset import DataError, LoadingStopped, load_dataset
+from sda.data.dataset import LoadingStopped, load_dataset
+from sda.errors import EXPECTED, ConfigError, DataError, SaveError, SdaError, SdaFormatError, TrainingError, kind_of
 from sda.format import modelfile
-from sda.format.container import SdaError, SdaFormatError
 from sda.kernels import backend
 from sda.model.health import HealthWarning, HealthWindow, LowUtilizationMonitor, judged, level_health
 from sda.model.vqvae import ConvVQVAE
 from sda.text import printable
 from sda.train import distributed, events, runfiles, warmup
 from sda.train.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step, Summary
-from sda.train.runfiles import OutputError, RunFiles, check_model_name
+from sda.train.runfiles import RunFiles, check_model_name
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before giving up
 HEADER_ALLOWANCE = 1 << 20  # bytes of metadata (history) a saved file may carry, for the space check
@@ -53,36 +52,14 @@ KMEANS_VECTORS_PER_CODE = 32  # k-means sees up to this many encoder vectors per
 
 
 LOSS_TERMS = ("loss", "reconstruction", "commitment")  # what the epoch means and the Step events report
-BAD_INPUT = (DataError, ConfigError, SdaError, OutputError, FileNotFoundError)  # the user can fix these
 # A save that fails at the end of a run (disk full, folder made read-only) is tried again this often, this many
 # times, so that freeing space saves the run; the message says what is on disk meanwhile.
 SAVE_RETRY_S, SAVE_RETRIES = 10.0, 30
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (diverged, or the model cannot be saved); the message says what to change."""
-
-
-class SaveFailed(RuntimeError):
-    """A save did not complete; the message says why and what is on disk now."""
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    data_dir: Path
-    out_dir: Path = Path("models")
-    model_name: str | None = None  # None: a timestamp name
-    device: str = "auto"  # auto: cuda, then mps, then cpu
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
-    health_every: int = 10  # steps between health events (and one at every epoch end)
-    checkpoint_every: int | None = None  # epochs; None: about ten per run
-    preview_every: int | None = None  # epochs; None: about ten per run
-    resume: Path | None = None  # a checkpoint file
-    timeout_s: float = 180.0  # several processes: how long one waits for the others before the run fails
-
-
 def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None = None) -> Iterator:
-    """Train, yielding events; problems the user can fix end in one Error event instead of Done.
+    """Train, yielding events; every classified problem (sda.errors) ends in one Error event, of its kind, instead
+    of Done. An unexpected exception (a bug) propagates, traceback and all.
 
     Under torchrun every process calls this (sda.train.distributed). Only process 0 yields events other than
     Error and writes files; an Error that every process meets is yielded quiet by the others.
@@ -95,12 +72,10 @@ def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None
             for event in _train(config, options, device, stop or threading.Event()):
                 if first:
                     yield event
-    except TrainingError as exc:
-        yield Error(str(exc), bad_input=False, quiet=joined and not first)
-    except BAD_INPUT as exc:
-        yield Error(str(exc), bad_input=True, quiet=joined and not first)
     except distributed.PeerFailure as exc:
-        yield Error(str(exc), bad_input=False)  # each process's own view of what broke: all say it
+        yield Error(str(exc), exc.kind)  # each process's own view of what broke: all say it
+    except EXPECTED as exc:
+        yield Error(str(exc), kind_of(exc), quiet=joined and not first)
 
 
 def pick_device(requested: str) -> torch.device:
@@ -210,7 +185,7 @@ def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device
 
     def save(reason: str) -> Checkpoint:
         """Model first (what the user came for), then the checkpoint; each atomic, so a failed write leaves the
-        file before it whole. Raises SaveFailed saying what is on disk."""
+        file before it whole. Raises SaveError saying what is on disk."""
         metadata = modelfile.model_metadata(name, cfg, data.preflight, history, window.snapshot(), files.run_id)
         metadata["weights"] = {"step": step, "epoch": epoch if epoch_step else epoch - 1, "mid_epoch": epoch_step > 0}
         position = {"epoch": epoch, "epoch_step": epoch_step, "step": step, "sums": sums, "processes": processes,
@@ -219,18 +194,18 @@ def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device
             modelfile.save_model(model_path, model, metadata)
             modelfile.save_checkpoint(checkpoint_path, model, optimizer, {**metadata, "position": position})
         except (OSError, SdaError) as exc:
-            raise SaveFailed(f"could not save step {step} in {files.out_dir}: {_reason(exc)}. On disk: "
+            raise SaveError(f"could not save step {step} in {files.out_dir}: {_reason(exc)}. On disk: "
                              f"{files.on_disk()}") from exc
         return Checkpoint(checkpoint_path, epoch, step, reason)
 
     def save_at_end(reason: str) -> Iterator:
-        """save(reason), tried again while it fails (the disk may be freed); then TrainingError, keeping the
-        message of what survived."""
+        """save(reason), tried again while it fails (the disk may be freed); then SaveError, keeping the message of
+        what survived."""
         for attempt in range(SAVE_RETRIES + 1):
             try:
                 yield save(reason)
                 return
-            except SaveFailed as exc:
+            except SaveError as exc:
                 failure = exc
             if attempt < SAVE_RETRIES:
                 yield Alert(f"{failure}. Trying again in {SAVE_RETRY_S:g} s ({SAVE_RETRIES - attempt} more tries): "
@@ -239,7 +214,7 @@ def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device
                     time.sleep(SAVE_RETRY_S)
                 except KeyboardInterrupt:
                     break
-        raise TrainingError(f"{failure}{_continue_hint(files, options)}") from None
+        raise SaveError(f"{failure}{_continue_hint(files, options)}") from None
 
     try:
         while epoch <= cfg.epochs and not stopped:
@@ -319,7 +294,7 @@ def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device
             if main and (epoch - 1) % checkpoint_every == 0 and epoch <= cfg.epochs:
                 try:
                     yield save("interval")
-                except SaveFailed as exc:  # go on: the next save, or the one at the end, may succeed
+                except SaveError as exc:  # go on: the next save, or the one at the end, may succeed
                     message = f"{exc}. Training goes on; the next save is at epoch {epoch - 1 + checkpoint_every}"
                     history["warnings"].append(message)
                     yield Alert(message)
@@ -330,7 +305,7 @@ def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device
             raise distributed.PeerFailure(f"{failure}. Only process 0 saves the model") from None
         try:
             save("failure")
-        except SaveFailed as exc:
+        except SaveError as exc:
             raise distributed.PeerFailure(f"{failure}. {exc}{_continue_hint(files, options)}") from None
         raise distributed.PeerFailure(f"{failure}. The model as of step {step} is saved in {model_path}; continue "
                                       f"with{_resume_flags(files, options)}") from None
@@ -382,7 +357,7 @@ def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threadi
                 _check_same_data(state.metadata["dataset"], data.preflight)
             if distributed.world_size() > 1:
                 fingerprint = _fingerprint(data)
-        except BAD_INPUT as exc:
+        except EXPECTED as exc:  # every process's problem is agreed on (_agree), so each ends the same way
             problem = exc
         _agree(problem, fingerprint)
     except BaseException:
