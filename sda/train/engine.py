@@ -195,7 +195,7 @@ def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device
             modelfile.save_checkpoint(checkpoint_path, model, optimizer, {**metadata, "position": position})
         except (OSError, SdaError) as exc:
             raise SaveError(f"could not save step {step} in {files.out_dir}: {_reason(exc)}. On disk: "
-                             f"{files.on_disk()}") from exc
+                            f"{files.on_disk()}") from exc
         return Checkpoint(checkpoint_path, epoch, step, reason)
 
     def save_at_end(reason: str) -> Iterator:
