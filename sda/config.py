@@ -4,11 +4,18 @@
     cfg.validate()                             # ConfigError (a ValueError) naming the bad setting
     cfg = cfg.resolve(n_files=37, n_train_chunks=120)   # concrete: codebook size, batch size, epochs
     VQVAEConfig.from_dict(cfg.to_dict()) == cfg         # round trip through JSON metadata
+    RunOptions(data_dir=Path("kit"), health_every=5)    # how one run goes: files, device, reporting
+
+Each numeric setting's range and help text are in RANGES, its default in its dataclass: `sda train`'s flags and the
+page's controls are built from both (sda.cli.main, sda.ui.app), so neither restates them.
 """
 
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from sda.errors import ConfigError
 
 RVQ_LEVELS = (2, 3, 4)
 # Codebook-size tiers by number of usable files (DESIGN.md): a small collection cannot keep many
@@ -27,20 +34,23 @@ MAX_SCAN_ENTRIES, MAX_SCAN_DEPTH, MAX_SCAN_SECONDS = 50_000, 32, 30.0
 FILE_SAMPLE_RATES = (1000, 768_000)  # Hz, both included
 
 
-class ConfigError(ValueError):
-    """A setting is out of range or unknown; the message names it and the allowed values."""
-
-
 @dataclass(frozen=True)
 class Range:
-    """The type and bounds of one setting, wherever it enters (flag, page field, file). Bounds are inclusive
-    unless open; every setting that sizes memory or time has an upper one, so no value can exhaust either."""
+    """The type, bounds and meaning of one setting, wherever it enters (flag, page field, file): `sda train`'s flags
+    and the page's controls are built from these, with the dataclass defaults. Bounds are inclusive unless open;
+    every setting that sizes memory or time has an upper one, so no value can exhaust either."""
 
     whole: bool  # an int (never a bool or a float); else a finite number
     low: float
     high: float
     low_open: bool = False  # low itself is not allowed
     high_open: bool = False
+    help: str = ""  # what it does, for `sda train --help` and the page; an OPTIONAL setting says what None does
+    label: str = ""  # its name in words, on the page ("" : the setting's name with spaces)
+    typical: tuple[float, float] | None = None  # the span a page slider offers (None: low to high)
+
+    def label_for(self, name: str) -> str:
+        return self.label or name.replace("_", " ").capitalize()
 
     def describe(self) -> str:
         kind = "a whole number" if self.whole else "a number"
@@ -66,35 +76,45 @@ class Range:
 
 MAX_EPOCHS = 100_000
 SEED_RANGE = Range(True, 0, 2**32 - 1)  # what every generator seeded from it (torch, numpy) accepts
-# Every numeric setting's type and range: VQVAEConfig's, AudioConfig's and the run options of engine.RunOptions.
+# Every numeric setting's type, range and meaning: VQVAEConfig's, AudioConfig's and RunOptions'. The defaults are
+# the dataclasses' own.
 RANGES = {
-    "sample_rate": Range(True, 8000, 192_000),
-    "n_fft": Range(True, 64, 16_384),
-    "hop_length": Range(True, 1, 16_384),
-    "n_mels": Range(True, 8, 512),
-    "chunk_frames": Range(True, 8, 4096),
-    "max_chunks_per_file": Range(True, 1, 4096),
-    "rvq_levels": Range(True, 2, 4),
-    "codebook_size": Range(True, 2, 8192),
-    "codebook_dim": Range(True, 1, 1024),
-    "hidden_channels": Range(True, 8, 1024),
-    "downsample": Range(True, 1, 8),
-    "commitment_weight": Range(False, 0, 10, low_open=True),
-    "ema_decay": Range(False, 0, 1, low_open=True, high_open=True),
-    "dead_code_threshold": Range(False, 0, 1000),
-    "kmeans_iters": Range(True, 0, 1000),
-    "warmup_steps": Range(True, 0, 1_000_000),
-    "epochs": Range(True, 1, MAX_EPOCHS),
-    "batch_size": Range(True, 1, 4096),
-    "learning_rate": Range(False, 0, 1, low_open=True, high_open=True),
-    "grad_clip": Range(False, 0, 1e6, low_open=True),
-    "validation_fraction": Range(False, 0, 1, low_open=True, high_open=True),
-    "seed": SEED_RANGE,
-    # run options (sda.train.engine.RunOptions)
-    "health_every": Range(True, 1, 100_000),
-    "checkpoint_every": Range(True, 1, MAX_EPOCHS),
-    "preview_every": Range(True, 1, MAX_EPOCHS),
-    "timeout_s": Range(False, 0, 86_400, low_open=True),
+    "sample_rate": Range(True, 8000, 192_000, help="Hz: every file is resampled to this, in mono"),
+    "n_fft": Range(True, 64, 16_384, help="FFT window of the log-mel, in samples (a power of two)"),
+    "hop_length": Range(True, 1, 16_384, help="samples between log-mel frames"),
+    "n_mels": Range(True, 8, 512, help="mel bands of the log-mel (at most n_fft/2 + 1)"),
+    "chunk_frames": Range(True, 8, 4096, help="log-mel frames per training chunk (a multiple of --downsample)"),
+    "max_chunks_per_file": Range(True, 1, 4096, help="chunks taken from one file; longer files are sampled evenly"),
+    "rvq_levels": Range(True, 2, 4, help="codebook levels: fewer = faster, more = finer detail", label="RVQ levels"),
+    "codebook_size": Range(True, 2, 8192, help="codes per level; auto: by file count (" + ", ".join(
+        f"{size} under {below} files" for below, size in CODEBOOK_TIERS) + f", else {LARGEST_CODEBOOK})"),
+    "codebook_dim": Range(True, 1, 1024, help="size of each code vector (the latent channels)"),
+    "hidden_channels": Range(True, 8, 1024, help="channels of the encoder's and decoder's convolutions"),
+    "downsample": Range(True, 1, 8, help="log-mel frames per code position: 1, 2, 4 or 8"),
+    "commitment_weight": Range(False, 0, 10, low_open=True, typical=(0.05, 1.0),
+                               help="how strongly the encoder is pulled toward its codes: higher keeps codes steady, "
+                                    "lower lets reconstruction improve faster"),
+    "ema_decay": Range(False, 0, 1, low_open=True, high_open=True, help="how slowly the codebooks follow the data "
+                                                                        "(EMA decay per step)"),
+    "dead_code_threshold": Range(False, 0, 1000, help="a code used less than this per step (EMA) is replaced"),
+    "kmeans_iters": Range(True, 0, 1000, help="k-means iterations that initialise each codebook level"),
+    "warmup_steps": Range(True, 0, 1_000_000, help=f"steps trained before the quantizer comes on; auto: "
+                                                  f"{WARMUP_FRACTION:.0%} of the run, at most {MAX_WARMUP_STEPS}"),
+    "epochs": Range(True, 1, MAX_EPOCHS, help=f"passes over the training chunks; auto: enough for {MIN_STEPS} "
+                                             f"steps, at least {MIN_EPOCHS}"),
+    "batch_size": Range(True, 1, 4096, help="chunks per step (per process, with several)"),
+    "learning_rate": Range(False, 0, 1, low_open=True, high_open=True, help="AdamW's learning rate"),
+    "grad_clip": Range(False, 0, 1e6, low_open=True, help="gradients are clipped to this norm"),
+    "validation_fraction": Range(False, 0, 1, low_open=True, high_open=True,
+                                 help="share of the files kept for validation (at least one file)"),
+    "seed": dataclasses.replace(SEED_RANGE, help="seeds the split, the shuffle and the weights"),
+    # run options (RunOptions)
+    "health_every": Range(True, 1, 100_000, help="steps between codebook health updates",
+                          label="Health update interval"),
+    "checkpoint_every": Range(True, 1, MAX_EPOCHS, help="epochs between checkpoints; auto: about ten per run"),
+    "preview_every": Range(True, 1, MAX_EPOCHS, help="epochs between audio previews; auto: about ten per run"),
+    "timeout_s": Range(False, 0, 86_400, low_open=True,
+                       help="several processes: seconds one waits for the others before the run fails"),
 }
 OPTIONAL = {"codebook_size", "warmup_steps", "epochs", "checkpoint_every", "preview_every"}  # None: automatic
 
@@ -219,6 +239,23 @@ class VQVAEConfig:
         _reject_unknown(AudioConfig, audio)
         _reject_unknown(cls, data)
         return cls(audio=AudioConfig(**audio), **data).validate()
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run goes, apart from the model (sda.train.engine.train): where the data is and the files go, the
+    device, and how often it reports and saves. Not saved in the model."""
+
+    data_dir: Path
+    out_dir: Path = Path("models")
+    model_name: str | None = None  # None: a timestamp name
+    device: str = "auto"  # auto: cuda, then mps, then cpu
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
+    health_every: int = 10  # steps between health events (and one at every epoch end)
+    checkpoint_every: int | None = None  # epochs; None: about ten per run
+    preview_every: int | None = None  # epochs; None: about ten per run
+    resume: Path | None = None  # a checkpoint file
+    timeout_s: float = 180.0  # several processes: how long one waits for the others before the run fails
 
 
 def _check_ranges(config) -> None:

@@ -4,6 +4,7 @@ Both frontends print these, so the CLI's report and the Gradio tab's are the sam
 """
 
 from sda.config import smaller_codebook_size
+from sda.errors import SdaFormatError
 from sda.format import container
 from sda.model.health import LOW_UTILIZATION, HealthWarning, LevelHealth, percent
 from sda.text import plural
@@ -155,7 +156,7 @@ def describe(path, frontend: str = CLI) -> tuple[str, dict, str]:
         return kind, metadata, info_text(path, metadata, kind, frontend)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         what = f"no {exc}" if isinstance(exc, KeyError) else f"a bad entry ({exc})"
-        raise container.SdaFormatError(f"{path} is an .sda file but not an sda model or checkpoint: its metadata has "
+        raise SdaFormatError(f"{path} is an .sda file but not an sda model or checkpoint: its metadata has "
                                      f"{what}. It was written by another program, or by a newer sda.") from None
 
 

@@ -11,7 +11,6 @@ from sda.data import audio as audio_module
 from sda.data.audio import (
     AUDIO_EXTENSIONS,
     MAX_RATIO_TERMS,
-    AudioFileError,
     AudioSource,
     LogMel,
     MelInverter,
@@ -21,6 +20,7 @@ from sda.data.audio import (
     resampling_ratio,
     to_mono,
 )
+from sda.errors import AudioFileError
 
 SR = 22050
 # (extension, soundfile format, subtype, lossless)

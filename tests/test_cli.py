@@ -186,3 +186,100 @@ def test_reconstruct_refuses_a_model_saved_in_its_warm_up_and_says_what_to_do(fo
     assert not (tmp_path / "o.wav").exists()
     info = sda("info", tmp_path / "early.sda")
     assert "codebook health: none yet, training stopped in the warm-up (step 2 of 5)" in info.stdout
+
+
+# ---- Issue 15, items 3 and 4: flags from the config, errors by their class ---------------------------------------
+
+
+def test_a_learning_rate_of_1_is_refused_once_with_the_configs_range(folder):
+    from sda.config import RANGES, VQVAEConfig
+    from sda.errors import ConfigError
+
+    run = sda("train", folder, "--lr", "1")
+    allowed = RANGES["learning_rate"].describe()  # "a number above 0 and below 1"
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert errors == [f"sda train: error: argument --lr: 1 is out of range: it must be {allowed}"]
+    with pytest.raises(ConfigError, match=f"expected {allowed}$"):  # the config says the same range
+        VQVAEConfig(learning_rate=1.0).validate()
+
+
+def train_actions():
+    from sda.cli.main import build_parser
+
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    return parser, [a for a in train._actions if a.option_strings and a.dest not in ("help", "demo")]
+
+
+def test_every_setting_of_the_config_is_a_flag_whose_default_is_the_dataclasses():
+    import dataclasses
+
+    from sda.cli.main import RUN_FLAGS
+    from sda.config import AudioConfig, RunOptions, VQVAEConfig
+
+    parser, actions = train_actions()
+    args = parser.parse_args(["train", "kit"])
+    flags = {a.dest for a in actions}
+    fields = [f for cls in (VQVAEConfig, AudioConfig) for f in dataclasses.fields(cls) if f.name != "audio"]
+    fields += [f for f in dataclasses.fields(RunOptions) if f.name in RUN_FLAGS]
+    for f in fields:
+        assert f.name in flags, f"no flag for {f.name}"
+        assert getattr(args, f.name) == f.default, f.name
+    assert (args.device, args.precision, args.out) == (RunOptions.device, RunOptions.precision, RunOptions.out_dir)
+
+
+def test_train_help_shows_every_default():
+    from sda.config import RANGES
+
+    _, actions = train_actions()
+    for action in actions:
+        assert "default" in action.help, f"{action.option_strings[0]}: {action.help}"
+        if action.dest in RANGES:
+            assert action.help.startswith(RANGES[action.dest].help.replace("%", "%%")), action.dest
+    text = sda("train", "--help").stdout
+    assert "(default: 0.001)" in text and "(default: 3)" in text and "(default: 180)" in text
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug's ValueError"), KeyError("key"), ZeroDivisionError("zero")])
+def test_an_unexpected_error_exits_1_with_its_traceback(monkeypatch, capsys, bug):
+    from sda.cli import main as cli
+
+    def broken(args):
+        raise bug
+
+    monkeypatch.setattr(cli, "cmd_info", broken)
+    assert cli.main(["info", "model.sda"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and f"{type(bug).__name__}: " in err
+    assert f"sda: unexpected error ({type(bug).__name__})" in err
+
+
+@pytest.mark.parametrize("error, status", [("ConfigError", 2), ("DataError", 2), ("SdaCorruptError", 2),
+                                           ("OutputError", 2), ("SaveError", 1), ("TrainingError", 1),
+                                           ("PeerFailure", 1)])
+def test_each_class_of_the_error_table_has_its_exit_status_and_one_line(monkeypatch, capsys, error, status):
+    from sda import errors
+    from sda.cli import main as cli
+
+    def failing(args):
+        raise getattr(errors, error)("what happened, and what to do")
+
+    monkeypatch.setattr(cli, "cmd_info", failing)
+    assert cli.main(["info", "model.sda"]) == status
+    assert capsys.readouterr().err == "sda: error: what happened, and what to do\n"
+
+
+@pytest.mark.parametrize("error, status", [(FileNotFoundError(2, "No such file or directory", "kit.sda"), 2),
+                                           (PermissionError(13, "Permission denied", "kit.sda"), 2),
+                                           (OSError(28, "No space left on device", "out.wav"), 1)])
+def test_an_os_error_is_bad_input_only_for_a_path_given(monkeypatch, capsys, error, status):
+    from sda.cli import main as cli
+
+    def failing(args):
+        raise error
+
+    monkeypatch.setattr(cli, "cmd_info", failing)
+    assert cli.main(["info", "model.sda"]) == status
+    err = capsys.readouterr().err
+    assert err.startswith("sda: error: ") and error.filename in err and "Traceback" not in err

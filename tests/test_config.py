@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from sda.config import AudioConfig, ConfigError, VQVAEConfig, auto_codebook_size
+from sda.config import AudioConfig, VQVAEConfig, auto_codebook_size
+from sda.errors import ConfigError
 
 
 @pytest.mark.parametrize("files, size", [(1, 64), (5, 64), (19, 64), (20, 128), (99, 128), (100, 256), (500, 256)])

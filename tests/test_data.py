@@ -11,7 +11,6 @@ from sda.config import AudioConfig, VQVAEConfig, auto_codebook_size
 from sda.data import synth
 from sda.data.audio import LogMel, read_audio, resample, to_mono
 from sda.data.dataset import (
-    DataError,
     FolderNotFoundError,
     NoAudioError,
     OnlySilenceError,
@@ -22,6 +21,7 @@ from sda.data.dataset import (
     preflight,
     split_files,
 )
+from sda.errors import DataError
 
 AUDIO = AudioConfig()
 C = AUDIO.chunk_samples  # 16384 samples at 22050 Hz

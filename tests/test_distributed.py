@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from sda.cli import launch
-from sda.config import ConfigError, VQVAEConfig
+from sda.config import VQVAEConfig
 from sda.data.dataset import load_dataset
 from sda.data.synth import write_collection
+from sda.errors import ConfigError
 from sda.format import modelfile
 from sda.train import distributed
 from tests.test_cli import sda

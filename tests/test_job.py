@@ -116,6 +116,21 @@ def test_a_crash_in_training_is_reported_instead_of_running_forever(tmp_path, mo
     assert "Traceback" in capsys.readouterr().err  # the server log keeps the details
 
 
+def test_a_programming_value_error_is_a_crash_not_bad_input_and_says_where_its_traceback_is(tmp_path, monkeypatch,
+                                                                                           capsys):
+    def broken_train(config, options, stop):
+        raise ValueError("not enough values to unpack (expected 3, got 2)")
+        yield
+
+    monkeypatch.setattr(jobs, "train", broken_train)
+    job = TrainingJob(SMALL, RunOptions(tmp_path))
+    assert job.wait(WAIT)
+    view = job.view()
+    assert view.status == FAILED and not view.bad_input
+    assert "training crashed (ValueError: not enough values" in view.error and "the server's log" in view.error
+    assert "Traceback" in capsys.readouterr().err
+
+
 def test_stop_after_the_end_changes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(jobs, "train", lambda config, options, stop: iter([Done(_summary(tmp_path))]))
     job = TrainingJob(SMALL, RunOptions(tmp_path))

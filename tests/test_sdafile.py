@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from sda.errors import SdaCorruptError, SdaError, SdaFormatError, SdaVersionError
 from sda.format import container
-from sda.format.container import SdaCorruptError, SdaError, SdaFormatError, SdaVersionError
 
 MAGIC = b"\x89SDA\r\n\x1a\n"
 DTYPES = {

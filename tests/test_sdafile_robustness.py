@@ -43,8 +43,8 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from sda.errors import SdaError, SdaFormatError
 from sda.format import container
-from sda.format.container import SdaError, SdaFormatError
 
 MAGIC = b"\x89SDA\r\n\x1a\n"
 PREFIX = struct.Struct("<8sHHIQQQI20s")  # magic, major, minor, flags, H, D, L, header CRC, reserved

@@ -196,3 +196,21 @@ def test_a_corrupt_or_foreign_file_is_named_as_such(app, tmp_path):
     shown = page.call("/open_model", handle_file(str(golden)), names=MODEL)
     assert shown["notice"].startswith("**Cannot open golden.sda:** golden.sda is an .sda file but not an sda model")
     assert shown["info"] == ""
+
+
+def test_the_controls_take_their_defaults_bounds_and_words_from_the_config(tmp_path):
+    from sda.config import RANGES, RunOptions, VQVAEConfig
+    from sda.ui.app import build_app
+
+    blocks = build_app(tmp_path).blocks.values()
+    shown = {b.label: b for b in blocks if getattr(b, "label", None)}
+    levels, commitment = RANGES["rvq_levels"], RANGES["commitment_weight"]
+    slider = shown[levels.label_for("rvq_levels")]
+    assert (slider.minimum, slider.maximum, slider.value) == (levels.low, levels.high, VQVAEConfig.rvq_levels)
+    slider = shown[commitment.label_for("commitment_weight")]
+    assert commitment.fits(slider.minimum) and commitment.fits(slider.maximum)
+    assert (slider.minimum, slider.maximum) == commitment.typical and slider.value == VQVAEConfig.commitment_weight
+    for name, default in [("batch_size", VQVAEConfig.batch_size), ("learning_rate", VQVAEConfig.learning_rate),
+                          ("seed", VQVAEConfig.seed), ("health_every", RunOptions.health_every)]:
+        control = shown[RANGES[name].label_for(name)]
+        assert control.value == default and control.info.lower().startswith(RANGES[name].help.lower()), name

@@ -13,8 +13,7 @@ import os
 import signal
 import sys
 
-from sda.cli.main import EXIT_FAILED, EXIT_INTERRUPTED
-from sda.config import ConfigError
+from sda.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError
 
 
 def check_nproc(nproc: int) -> bool:

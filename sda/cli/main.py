@@ -1,23 +1,43 @@
 """The sda command line: train, info, reconstruct, ui, env. Training logic lives in sda.train.engine; this file
 turns flags into a config and events into text.
 
-Exit status: 0 done, 1 training failed (one message), 2 bad input (flags, folder, model file),
-130 stopped by Ctrl-C or SIGTERM (model and checkpoint saved).
+Exit status (sda.errors has the table of what each error means): 0 done, 1 training failed or a save did not complete
+(one message), or an unexpected error (its traceback), 2 bad input (flags, folder, model file, output), 130 stopped
+by Ctrl-C or SIGTERM (model and checkpoint saved). `sda train`'s settings flags are built from sda.config: the
+dataclass defaults, and RANGES' bounds and help.
 """
 
 import argparse
+import dataclasses
 import os
 import platform
 import signal
 import stat
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import sda
+from sda.config import OPTIONAL, RANGES, RVQ_LEVELS, AudioConfig, RunOptions, VQVAEConfig
+from sda.errors import (
+    EXIT,
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    AudioFileError,
+    ConfigError,
+    OutputError,
+    SdaError,
+    kind_of,
+)
 from sda.text import printable, printable_lines
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+# sda train's flags for the settings of sda.config, in the order --help lists them; a setting's flag is its name
+# with dashes unless FLAG_NAMES says otherwise. Every field of VQVAEConfig and AudioConfig has one.
+TRAIN_FLAGS = ("rvq_levels", "commitment_weight", "codebook_size", "codebook_dim", "epochs", "batch_size",
+               "learning_rate", "seed")
+RUN_FLAGS = ("health_every", "checkpoint_every", "preview_every", "timeout_s")  # RunOptions'
+FLAG_NAMES = {"learning_rate": "--lr", "timeout_s": "--dist-timeout"}
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -37,7 +57,11 @@ def cmd_env(args: argparse.Namespace) -> int:
     print(f"sda {sda.__version__} on Python {platform.python_version()} ({sys.platform})")
     print(f"torch {torch.__version__}, triton {triton_version}")
     print(f"SDA_KERNELS={os.environ.get('SDA_KERNELS', 'auto')}")
-    print(f"kernel backend on cpu: {backend(torch.empty(0, 1))}")
+    try:
+        cpu_backend = backend(torch.empty(0, 1))
+    except ValueError as exc:  # sda.kernels imports nothing of sda: its refusal of SDA_KERNELS is a ValueError
+        raise ConfigError(str(exc)) from None
+    print(f"kernel backend on cpu: {cpu_backend}")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             dev = torch.device("cuda", i)
@@ -51,9 +75,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from sda.cli.launch import check_nproc, launch
-    from sda.config import VQVAEConfig
     from sda.train import distributed
-    from sda.train.engine import RunOptions
 
     if args.demo:
         from sda.data.synth import write_collection
@@ -62,16 +84,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.data_dir.exists():
             write_collection(args.data_dir, n_files=24)
     elif args.data_dir is None:
-        raise ValueError("give the folder of audio to train on (sda train DATA_DIR), or --demo")
-    config = VQVAEConfig(rvq_levels=args.rvq_levels, commitment_weight=args.commitment_weight,
-                         codebook_size=args.codebook_size, codebook_dim=args.codebook_dim, epochs=args.epochs,
-                         batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed).validate()
+        raise ConfigError("give the folder of audio to train on (sda train DATA_DIR), or --demo")
+    audio = AudioConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(AudioConfig)})
+    config = VQVAEConfig(audio=audio, **{name: getattr(args, name) for name in _config_settings()}).validate()
     if check_nproc(args.nproc):  # flags and the demo data are settled here, once, before any worker starts
         return launch(args.nproc, args.argv, args.device)
     options = RunOptions(data_dir=args.data_dir, out_dir=args.out, model_name=args.model_name, device=args.device,
-                         precision=args.precision, health_every=args.health_every,
-                         checkpoint_every=args.checkpoint_every, preview_every=args.preview_every, resume=args.resume,
-                         timeout_s=args.dist_timeout)
+                         precision=args.precision, resume=args.resume,
+                         **{name: getattr(args, name) for name in RUN_FLAGS})
     status = _train_and_show(config, options)
     if distributed.launched():
         # torch's C++ teardown at interpreter exit can abort a worker whose work is done (SIGABRT,
@@ -98,7 +118,7 @@ def _train_and_show(config, options) -> int:
             if isinstance(event, Error):
                 if not event.quiet:
                     progress.show(event)
-                return EXIT_BAD_INPUT if event.bad_input else EXIT_FAILED
+                return EXIT[event.kind]
             if isinstance(event, Cancelled):
                 progress.close()
                 print(f"sda: {printable_lines(event.message)}", file=sys.stderr)
@@ -156,16 +176,16 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if not model.quantizer.initialized:
         weights = metadata.get("weights")
         step = weights.get("step", "?") if isinstance(weights, dict) else "?"
-        raise ValueError(f"{args.model} was saved during warm-up (step {step} of {model.config.warmup_steps}), before "
+        raise SdaError(f"{args.model} was saved during warm-up (step {step} of {model.config.warmup_steps}), before "
                          "its codebooks were initialised, so it has no codes yet: resume its training "
                          "(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then reconstruct")
     audio = model.config.audio
     try:
         wave, rate = read_audio(args.input)
     except Exception as exc:  # soundfile raises several types; all mean the same to the user
-        raise ValueError(f"cannot read {args.input} as audio: {exc}") from None
+        raise AudioFileError(f"cannot read {args.input} as audio: {exc}") from None
     if wave.shape[-1] == 0:
-        raise ValueError(f"{args.input} holds no audio (0 samples): give a file with sound in it")
+        raise AudioFileError(f"{args.input} holds no audio (0 samples): give a file with sound in it")
     mono = resample(to_mono(wave), rate, audio.sample_rate)
     # Whole code positions only: pad to a multiple of hop x downsample (and at least one FFT window),
     # then cut the decoded audio back to the input's length.
@@ -191,17 +211,17 @@ def _check_reconstruct_paths(source: Path, output: Path, force: bool) -> None:
 
     mode = os.stat(source).st_mode  # FileNotFoundError names the path
     if not stat.S_ISREG(mode):
-        raise ValueError(f"{source} is not a regular file (a folder, FIFO or device): give an audio file")
+        raise AudioFileError(f"{source} is not a regular file (a folder, FIFO or device): give an audio file")
     if output.is_dir():
-        raise ValueError(f"{output} is a folder: give the path of the audio file to write, e.g. {output / 'out.wav'}")
+        raise OutputError(f"{output} is a folder: give the path of the audio file to write, e.g. {output / 'out.wav'}")
     if output.exists() and os.path.samefile(source, output):
-        raise ValueError(f"{output} is the input file: writing it would destroy it; give another output path")
+        raise OutputError(f"{output} is the input file: writing it would destroy it; give another output path")
     if output.suffix.lower() not in WRITABLE_AUDIO:
-        raise ValueError(f"cannot write {output}: its extension is not one of {', '.join(WRITABLE_AUDIO)}")
+        raise OutputError(f"cannot write {output}: its extension is not one of {', '.join(WRITABLE_AUDIO)}")
     if not output.parent.is_dir():
-        raise ValueError(f"the folder of {output} does not exist: create it first, or write somewhere else")
+        raise OutputError(f"the folder of {output} does not exist: create it first, or write somewhere else")
     if output.exists() and not force:
-        raise ValueError(f"{output} exists: give another output path, or --force to replace it")
+        raise OutputError(f"{output} exists: give another output path, or --force to replace it")
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -213,8 +233,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
                     data_root=args.data_root, login=login, no_auth=args.no_auth)
     except OSError as exc:  # Gradio's own message advises launch() arguments, which mean nothing here
         reason = "the port is in use" if "empty port" in str(exc) else str(exc)
-        raise OSError(f"cannot serve on {args.host}:{args.port}: {reason}; choose another port with --port "
-                      "(or another address with --host)") from None
+        raise ConfigError(f"cannot serve on {args.host}:{args.port}: {reason}; choose another port with --port "
+                          "(or another address with --host)") from None
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop saves a running job, as Ctrl-C does
     audio = f", audio from folders under {printable(str(app.data_root))}" if app.data_root else ""
     print(f"sda ui: open {app.local_url} (models in {printable(str(args.models))}{audio}); Ctrl-C to quit", flush=True)
@@ -243,10 +263,36 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_settings() -> list[str]:
+    """The settings of VQVAEConfig that sda train takes as flags: all of them but audio (AudioConfig's own)."""
+    return [f.name for f in dataclasses.fields(VQVAEConfig) if f.name != "audio"]
+
+
+def _default(name: str):
+    """The default of a setting: its dataclass's (VQVAEConfig, AudioConfig or RunOptions)."""
+    for cls in (VQVAEConfig, AudioConfig, RunOptions):
+        for f in dataclasses.fields(cls):
+            if f.name == name:
+                return f.default
+    raise KeyError(name)
+
+
+def _add_setting(group, name: str) -> None:
+    """The flag of setting name: its default from the dataclass, its type, range and help from sda.config.RANGES,
+    and so the same message for a bad value as the config gives."""
+    limits, default = RANGES[name], _default(name)
+    shown = "auto" if default is None and name in OPTIONAL else (f"{default:g}" if isinstance(default, float)
+                                                                 else default)
+    flag = FLAG_NAMES.get(name, f"--{name.replace('_', '-')}")
+    extra = {"choices": RVQ_LEVELS, "type": int} if name == "rvq_levels" else {"type": _setting(name)}
+    if name != "rvq_levels":
+        extra["metavar"] = "SECONDS" if name == "timeout_s" else "N" if limits.whole else "X"
+    text = f"{limits.help} (default: {shown})".replace("%", "%%")  # argparse %-formats help
+    group.add_argument(flag, dest=name, default=default, help=text, **extra)
+
+
 def _setting(name: str):
     """The argparse type of a setting: its type and range from sda.config.RANGES, said in the message."""
-    from sda.config import RANGES
-
     limits = RANGES[name]
 
     def parse(text: str):
@@ -291,32 +337,30 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Train an RVQ-VAE on a folder of audio files, showing codebook health live.")
     t.add_argument("data_dir", nargs="?", type=Path, metavar="DATA_DIR", help="folder of audio (searched recursively)")
     t.add_argument("--demo", action="store_true", help="train on a generated collection; no DATA_DIR needed")
-    t.add_argument("--rvq-levels", type=int, choices=(2, 3, 4), default=3,
-                   help="codebook levels: fewer = faster, more = finer detail (default 3)")
-    t.add_argument("--commitment-weight", type=_setting("commitment_weight"), default=0.25, help="default 0.25")
-    t.add_argument("--codebook-size", type=_setting("codebook_size"),
-                   help="codes per level (default: auto by file count)")
-    t.add_argument("--codebook-dim", type=_setting("codebook_dim"), default=64, help="default 64")
-    t.add_argument("--epochs", type=_setting("epochs"), help="default: auto, enough for 400 steps (at least 30)")
-    t.add_argument("--batch-size", type=_setting("batch_size"), default=16, help="default 16")
-    t.add_argument("--lr", type=_setting("learning_rate"), default=1e-3, help="learning rate (default 1e-3)")
-    t.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
-    t.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="auto: bf16 autocast on CUDA, fp32 elsewhere")
-    t.add_argument("--seed", type=_setting("seed"), default=0, help="default 0")
-    t.add_argument("--model-name", help="default: sda-YYYYmmdd-HHMMSS")
-    t.add_argument("--out", type=Path, default=Path("models"), help="folder for models (default ./models)")
-    t.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue from NAME.checkpoint.sda")
-    t.add_argument("--health-every", type=_setting("health_every"), default=10, help="steps between health updates")
-    t.add_argument("--checkpoint-every", type=_setting("checkpoint_every"),
-                   help="epochs between checkpoints (default: ~10/run)")
-    t.add_argument("--preview-every", type=_setting("preview_every"),
-                   help="epochs between audio previews (default: ~10/run)")
-    t.add_argument("--nproc", type=_int_at_least(1, 1024), default=1,
-                   help="train on N processes on this machine (torch.distributed: one GPU each, or CPU with gloo); "
-                        "the batch size is per process. For several machines use torchrun (see README)")
-    t.add_argument("--dist-timeout", type=_setting("timeout_s"), default=180, metavar="SECONDS",
-                   help="several processes: how long one waits for the others before the run fails (default 180)")
+    for name in TRAIN_FLAGS:
+        _add_setting(t, name)
+    run = t.add_argument_group("the run")
+    run.add_argument("--device", default=RunOptions.device, help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps "
+                                                                 "(default: %(default)s)")
+    run.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=RunOptions.precision,
+                     help="auto: bf16 autocast on CUDA, fp32 elsewhere (default: %(default)s)")
+    run.add_argument("--model-name", help="default: a timestamp, sda-YYYYmmdd-HHMMSS")
+    run.add_argument("--out", type=Path, default=RunOptions.out_dir, help="folder for models (default: ./%(default)s)")
+    run.add_argument("--resume", type=Path, metavar="CHECKPOINT",
+                     help="continue from NAME.checkpoint.sda, with its settings (default: a new run)")
+    for name in RUN_FLAGS:
+        _add_setting(run, name)
+    run.add_argument("--nproc", type=_int_at_least(1, 1024), default=1,
+                     help="train on N processes on this machine (torch.distributed: one GPU each, or CPU with gloo); "
+                          "the batch size is per process. For several machines use torchrun (see README) "
+                          "(default: %(default)s)")
+    model = t.add_argument_group("the model and its training, further")
+    for name in _config_settings():
+        if name not in TRAIN_FLAGS:
+            _add_setting(model, name)
+    audio = t.add_argument_group("audio (the model's input; changing it changes the model)")
+    for f in dataclasses.fields(AudioConfig):
+        _add_setting(audio, f.name)
     t.set_defaults(run=cmd_train)
 
     i = commands.add_parser("info", help="show a model's config, data, codebook health and loss curve")
@@ -361,9 +405,13 @@ def main(argv=None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for sda train --nproc, which passes them on
     try:
         return args.run(args)
-    except (ValueError, OSError) as exc:  # our errors (ValueError subclasses) and file errors: one line each
-        print(f"sda: error: {printable_lines(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("sda: aborted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # what it is was decided by its class (sda.errors); here only its exit status
+        if kind_of(exc) is None:  # unexpected: a bug, whose traceback is what its report needs
+            traceback.print_exc()
+            print(f"sda: unexpected error ({type(exc).__name__}); the traceback above says where", file=sys.stderr)
+        else:
+            print(f"sda: error: {printable_lines(exc)}", file=sys.stderr)
+        return EXIT[kind_of(exc)]

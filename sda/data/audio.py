@@ -40,6 +40,7 @@ import torchaudio.transforms as AT
 from torch import nn
 
 from sda.config import FILE_SAMPLE_RATES, AudioConfig
+from sda.errors import AudioFileError
 from sda.text import printable
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
@@ -57,10 +58,6 @@ PIECE_FRAMES = 1 << 20  # input frames resampled at once by AudioSource.read
 # PCM lands this many frames early, and those frames are decoded and dropped.
 SEEK_PREROLL = 8192
 _EXACT_SEEK = ("FLOAT", "DOUBLE", "ULAW", "ALAW")  # and every PCM_ subtype (WAV, AIFF, FLAC)
-
-
-class AudioFileError(ValueError):
-    """A file cannot be used as audio; the message says why in words (it goes into reports and metadata)."""
 
 
 def is_audio_file(path: str | Path) -> bool:

@@ -41,7 +41,8 @@ from sda.config import (
     VQVAEConfig,
     auto_codebook_size,
 )
-from sda.data.audio import AUDIO_EXTENSIONS, AudioFileError, AudioSource, LogMel, is_audio_file
+from sda.data.audio import AUDIO_EXTENSIONS, AudioSource, LogMel, is_audio_file
+from sda.errors import AudioFileError, DataError
 from sda.text import plural, printable
 
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below this a file holds nothing to learn from
@@ -54,10 +55,6 @@ NOT_AUDIO = "not an audio file"
 # sampled evenly down to that, so that validation stays a fraction of training (a 12-minute file gave 256
 # chunks against 4). Folders of similar files never come near it.
 VALIDATION_SHARE, VALIDATION_SLACK = Fraction(1, 2), 2
-
-
-class DataError(ValueError):
-    """The folder cannot be trained on as it is; the message says what was found and what to do."""
 
 
 class LoadingStopped(Exception):

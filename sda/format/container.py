@@ -24,8 +24,8 @@ API::
         Switch to "cpp" or "python" for this process and return the previous name; "cpp"
         raises SdaError where the extension is unavailable. For tests and benchmarks.
 
-Errors: every problem with a file's content raises a subclass of SdaError (itself a ValueError,
-so a frontend can print its message as is):
+Errors (defined in sda.errors, with the rest of sda's): every problem with a file's content raises a
+subclass of SdaError (itself a ValueError, so a frontend can print its message as is):
     SdaFormatError   not an sda file (foreign files are named when recognisable), or malformed
     SdaVersionError  an sda v1 file, or a newer major version
     SdaCorruptError  damaged: a checksum mismatch (naming the tensor, or the header),
@@ -71,14 +71,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sda.errors import SdaCorruptError, SdaError, SdaFormatError, SdaVersionError
 from sda.format import native
 
 __all__ = [
     "BACKEND",
-    "SdaCorruptError",
-    "SdaError",
-    "SdaFormatError",
-    "SdaVersionError",
     "read",
     "read_header",
     "read_metadata",
@@ -119,22 +116,6 @@ _HEADER_KEYS = frozenset({"format", "version", "kind", "tensors", "metadata"})
 _ENTRY_KEYS = frozenset({"name", "dtype", "shape", "offset", "nbytes", "crc32"})
 _INT64 = range(-(2**63), 2**63)
 _U32 = range(2**32)
-
-
-class SdaError(ValueError):
-    """Base class of every .sda error; a ValueError so that frontends print the message as is."""
-
-
-class SdaFormatError(SdaError):
-    """Not an sda file, or a malformed one."""
-
-
-class SdaVersionError(SdaError):
-    """An sda file of a version this reader does not read: v1, or a newer major version."""
-
-
-class SdaCorruptError(SdaError):
-    """A damaged sda file: checksum mismatch, truncation, trailing data, non-zero padding."""
 
 
 def _align(n: int) -> int:

@@ -21,6 +21,7 @@ import torch
 
 import sda
 from sda.config import VQVAEConfig
+from sda.errors import SdaFormatError
 from sda.format import container
 from sda.model.health import HealthWarning
 from sda.model.vqvae import ConvVQVAE
@@ -104,7 +105,7 @@ def load_checkpoint(path: Path) -> TrainingState:
         _damaged(path, "its optimizer state is incomplete")
     rng = tensors.get(RNG_TENSOR)
     if rng is None or "position" not in metadata:
-        raise container.SdaFormatError(f"{path} is a checkpoint without its training position or RNG state: "
+        raise SdaFormatError(f"{path} is a checkpoint without its training position or RNG state: "
                                      "it cannot be resumed. Start a new run.")
     if rng.dtype != torch.uint8 or tuple(rng.shape) != tuple(torch.get_rng_state().shape):
         _damaged(path, f"its RNG state is {_form(rng)}, not torch's uint8 {list(torch.get_rng_state().shape)}")
@@ -176,7 +177,7 @@ def _config(path: Path, metadata: dict) -> VQVAEConfig:
     try:
         return VQVAEConfig.from_dict(metadata["config"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise container.SdaFormatError(f"{path} has no usable training config ({exc}): the file is damaged or "
+        raise SdaFormatError(f"{path} has no usable training config ({exc}): the file is damaged or "
                                      "was not written by sda") from None
 
 
@@ -224,12 +225,12 @@ def _form(tensor: torch.Tensor) -> str:
 
 
 def _damaged(path: Path, what: str):
-    raise container.SdaFormatError(f"{path} is damaged or was not written by sda: {what}")
+    raise SdaFormatError(f"{path} is damaged or was not written by sda: {what}")
 
 
 def _load_weights(path: Path, model: ConvVQVAE, tensors: dict) -> None:
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        raise container.SdaFormatError(f"{path} does not hold the weights its config describes: "
+        raise SdaFormatError(f"{path} does not hold the weights its config describes: "
                                      f"{str(exc).splitlines()[0]}") from None

@@ -27,11 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from sda.config import ConfigError
-
-
-class PeerFailure(RuntimeError):
-    """A collective failed: another process of the run died, or did not answer in time."""
+from sda.errors import ConfigError, PeerFailure
 
 
 def launched() -> bool:

@@ -37,11 +37,11 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler, TensorDataset
 
-from sda.config import ConfigError, VQVAEConfig, check_setting
+from sda.config import RunOptions, VQVAEConfig, check_setting
 from sda.data.audio import MelInverter, write_audio
-from sda.data.dataset import DataError, Dataset, LoadingStopped, load_dataset
+from sda.data.dataset import Dataset, LoadingStopped, load_dataset
+from sda.errors import EXPECTED, ConfigError, DataError, SaveError, SdaError, SdaFormatError, TrainingError, kind_of
 from sda.format import modelfile
-from sda.format.container import SdaError, SdaFormatError
 from sda.format.modelfile import TrainingState
 from sda.kernels import backend
 from sda.model.health import HealthWindow, LevelHealth, LowUtilizationMonitor, judged, level_health
@@ -64,43 +64,21 @@ from sda.train.events import (
     Summary,
 )
 from sda.train.history import EpochRecord
-from sda.train.runfiles import OutputError, RunFiles, check_model_name
+from sda.train.runfiles import RunFiles, check_model_name
 from sda.train.state import Losses, RunState, Sums
 
 MAX_BAD_STEPS = 5  # consecutive non-finite steps before giving up
 HEADER_ALLOWANCE = 1 << 20  # bytes of metadata (history) a saved file may carry, for the space check
 PREVIEW_CLIPS = 3
 KMEANS_VECTORS_PER_CODE = 32  # k-means sees up to this many encoder vectors per code
-BAD_INPUT = (DataError, ConfigError, SdaError, OutputError, FileNotFoundError)  # the user can fix these
 # A save that fails at the end of a run (disk full, folder made read-only) is tried again this often, this many
 # times, so that freeing space saves the run; the message says what is on disk meanwhile.
 SAVE_RETRY_S, SAVE_RETRIES = 10.0, 30
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (diverged, or the model cannot be saved); the message says what to change."""
-
-
-class SaveFailed(RuntimeError):
-    """A save did not complete; the message says why and what is on disk now."""
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    data_dir: Path
-    out_dir: Path = Path("models")
-    model_name: str | None = None  # None: a timestamp name
-    device: str = "auto"  # auto: cuda, then mps, then cpu
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere
-    health_every: int = 10  # steps between health events (and one at every epoch end)
-    checkpoint_every: int | None = None  # epochs; None: about ten per run
-    preview_every: int | None = None  # epochs; None: about ten per run
-    resume: Path | None = None  # a checkpoint file
-    timeout_s: float = 180.0  # several processes: how long one waits for the others before the run fails
-
-
 def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None = None) -> Iterator[Event]:
-    """Train, yielding events; problems the user can fix end in one Error event instead of Done.
+    """Train, yielding events; every classified problem (sda.errors) ends in one Error event, of its kind, instead
+    of Done. An unexpected exception (a bug) propagates, traceback and all.
 
     Under torchrun every process calls this (sda.train.distributed). Only process 0 yields events other than
     Error and writes files; an Error that every process meets is yielded quiet by the others.
@@ -113,12 +91,12 @@ def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None
             for event in _train(config, options, device, stop or threading.Event()):
                 if first:
                     yield event
-    except TrainingError as exc:
-        yield Error(str(exc), bad_input=False, quiet=joined and not first)
-    except BAD_INPUT as exc:
-        yield Error(str(exc), bad_input=True, quiet=joined and not first)
     except distributed.PeerFailure as exc:
-        yield Error(str(exc), bad_input=False)  # each process's own view of what broke: all say it
+        yield Error(str(exc), exc.kind)  # each process's own view of what broke: all say it
+    except EXPECTED as exc:
+        kind = kind_of(exc)
+        assert kind is not None  # EXPECTED holds only classified errors
+        yield Error(str(exc), kind, quiet=joined and not first)
 
 
 def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop: threading.Event) -> Iterator[Event]:
@@ -338,7 +316,7 @@ def _end_of_epoch(run: _Run) -> Iterator[Event]:
     if run.main and ended % run.checkpoint_every == 0 and state.epoch <= run.epochs:
         try:
             yield _save(run, "interval")
-        except SaveFailed as exc:  # go on: the next save, or the one at the end, may succeed
+        except SaveError as exc:  # go on: the next save, or the one at the end, may succeed
             yield _warn(state, f"{exc}. Training goes on; the next save is at epoch {ended + run.checkpoint_every}")
 
 
@@ -349,24 +327,24 @@ def _warn(state: RunState, record: str, message: str | None = None) -> Alert:
 
 
 def _save(run: _Run, reason: str) -> Checkpoint:
-    """The model, then the checkpoint (RunState.save). Raises SaveFailed saying what is on disk."""
+    """The model, then the checkpoint (RunState.save). Raises SaveError saying what is on disk."""
     state = run.state
     try:
         state.save(run.files, run.model, run.optimizer, run.cfg, run.data.preflight, run.window.snapshot())
     except (OSError, SdaError) as exc:
-        raise SaveFailed(f"could not save step {state.step} in {run.files.out_dir}: {_reason(exc)}. On disk: "
+        raise SaveError(f"could not save step {state.step} in {run.files.out_dir}: {_reason(exc)}. On disk: "
                          f"{run.files.on_disk()}") from exc
     return Checkpoint(path=run.files.checkpoint, epoch=state.epoch, step=state.step, reason=reason)
 
 
 def _save_at_end(run: _Run, reason: str) -> Iterator[Event]:
-    """_save(reason), tried again while it fails (the disk may be freed); then TrainingError, keeping the
+    """_save(reason), tried again while it fails (the disk may be freed); then SaveError, keeping the
     message of what survived."""
     for attempt in range(SAVE_RETRIES + 1):
         try:
             yield _save(run, reason)
             return
-        except SaveFailed as exc:
+        except SaveError as exc:
             failure = exc
         if attempt < SAVE_RETRIES:
             yield Alert(f"{failure}. Trying again in {SAVE_RETRY_S:g} s ({SAVE_RETRIES - attempt} more tries): "
@@ -375,7 +353,7 @@ def _save_at_end(run: _Run, reason: str) -> Iterator[Event]:
                 time.sleep(SAVE_RETRY_S)
             except KeyboardInterrupt:
                 break
-    raise TrainingError(f"{failure}{_continue_hint(run.files, run.options)}") from None
+    raise SaveError(f"{failure}{_continue_hint(run.files, run.options)}") from None
 
 
 def _saved_after(run: _Run, failure: distributed.PeerFailure) -> distributed.PeerFailure:
@@ -386,7 +364,7 @@ def _saved_after(run: _Run, failure: distributed.PeerFailure) -> distributed.Pee
         return distributed.PeerFailure(f"{failure}. Only process 0 saves the model")
     try:
         _save(run, "failure")
-    except SaveFailed as exc:
+    except SaveError as exc:
         return distributed.PeerFailure(f"{failure}. {exc}{_continue_hint(files, options)}")
     return distributed.PeerFailure(f"{failure}. The model as of step {run.state.step} is saved in {files.model}; "
                                    f"continue with{_resume_flags(files, options)}")
@@ -441,7 +419,7 @@ def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threadi
                 _check_same_data(state.metadata["dataset"], data.preflight)
             if distributed.world_size() > 1:
                 fingerprint = _fingerprint(data)
-        except BAD_INPUT as exc:
+        except EXPECTED as exc:  # every process's problem is agreed on (_agree), so each ends the same way
             problem = exc
         _agree(problem, fingerprint)
     except BaseException:

@@ -12,7 +12,7 @@ more than one field that could be mixed up are built by keyword only.
             case Preview(): ...   # original and reconstruction audio files written
             case Checkpoint(): ...
             case Done(): ...      # always last on success or stop: the summary
-            case Error(): ...     # instead of Done: a problem the user can fix, in one message
+            case Error(): ...     # instead of Done: what went wrong (its kind: sda.errors), in one message
             case Cancelled(): ... # instead of Done: stopped before the first step, so nothing was saved
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sda.config import VQVAEConfig
 from sda.data.dataset import Preflight
+from sda.errors import USER_KINDS
 from sda.model.health import HealthWarning, LevelHealth
 
 
@@ -138,8 +139,13 @@ class Done:
 @dataclass(frozen=True)
 class Error:
     message: str
-    bad_input: bool  # the data, settings or files given; False: training itself failed (diverged, a process lost)
+    kind: str  # sda.errors.KINDS: "settings", "data", ... "save", "process"; the frontends map it, nothing else
     quiet: bool = False  # a process other than the first of a distributed run, which reports the same error
+
+    @property
+    def bad_input(self) -> bool:
+        """The data, settings or files given (the user can fix them); False: training itself failed."""
+        return self.kind in USER_KINDS
 
 
 @dataclass(frozen=True)

@@ -27,16 +27,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sda.config import ConfigError
+from sda.errors import ConfigError, OutputError, SdaError
 from sda.format import container
 from sda.text import printable
 
 GENERATED_NAME = "sda-%Y%m%d-%H%M%S"  # strftime: what a run without --model-name is called (then -2, -3, ...)
 MAX_NAME_CHARS = 100
-
-
-class OutputError(ValueError):
-    """The output folder cannot take this run: not writable, too little space, or the name is another run's."""
 
 
 def check_model_name(name: str) -> str:
@@ -93,7 +89,7 @@ class RunFiles:
                 parts.append(f"the {what} {path} (step {weights.get('step', '?')}, epoch {weights.get('epoch', '?')})")
             except FileNotFoundError:
                 parts.append(f"no {what}")
-            except (OSError, container.SdaError) as exc:
+            except (OSError, SdaError) as exc:
                 parts.append(f"the {what} {path}, which cannot be read ({exc})")
         return " and ".join(parts)
 
@@ -176,7 +172,7 @@ def _check_owner(files: RunFiles, resuming: bool) -> None:
             continue
         try:
             theirs = container.read_metadata(path).get("run_id")
-        except (OSError, container.SdaError) as exc:
+        except (OSError, SdaError) as exc:
             raise OutputError(f"{path} would be overwritten by this resumed run, but it cannot be read ({exc}): "
                               "move it away, or resume into another folder with --out") from None
         if theirs != files.run_id:

@@ -38,13 +38,13 @@ from pathlib import Path
 import gradio as gr
 import soundfile as sf
 
-from sda.config import ConfigError, VQVAEConfig, check_setting
-from sda.data.dataset import DataError, preflight
-from sda.format import container
+from sda.config import RANGES, RunOptions, VQVAEConfig, check_setting
+from sda.data.dataset import preflight
+from sda.errors import ConfigError, DataError, SdaError, SdaUserError
 from sda.model.health import LevelHealth
 from sda.report import PAGE, describe
 from sda.text import printable
-from sda.train.engine import PREVIEW_CLIPS, RunOptions
+from sda.train.engine import PREVIEW_CLIPS
 from sda.train.history import History
 from sda.ui.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView, NotYourJobError
 from sda.ui.render import (
@@ -133,23 +133,20 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                                    elem_id="sda-preflight")
                 codebook = gr.Textbox(label="Codebook size (automatic, from the number of usable files)",
                                       interactive=False, elem_id="sda-codebook")
-                levels = gr.Slider(2, 4, value=base_config.rvq_levels, step=1, label="RVQ levels",
-                                   info="Fewer levels = faster, more levels = finer detail", elem_id="sda-levels")
-                commitment = gr.Slider(0.05, 1.0, value=base_config.commitment_weight, step=0.05,
-                                       label="Commitment weight", elem_id="sda-commitment",
-                                       info="How strongly the encoder is pulled toward its codes: higher keeps "
-                                            "codes steady, lower lets reconstruction improve faster.")
+                levels = gr.Slider(*slider_span("rvq_levels"), value=base_config.rvq_levels, step=1,
+                                   elem_id="sda-levels", **described("rvq_levels"))
+                commitment = gr.Slider(*slider_span("commitment_weight"), value=base_config.commitment_weight,
+                                       step=0.05, elem_id="sda-commitment", **described("commitment_weight"))
                 # 0, not blank, means automatic: the browser sends an empty number field as 0.
-                epochs = gr.Number(value=base_config.epochs or AUTO_EPOCHS, label="Epochs", precision=0,
-                                   elem_id="sda-epochs", info="0 = automatic: enough for 400 steps, at least 30.")
+                epochs = gr.Number(value=base_config.epochs or AUTO_EPOCHS, precision=0, elem_id="sda-epochs",
+                                   **described("epochs", "0 = automatic"))
                 name = gr.Textbox(label="Model name", placeholder="blank = sda-YYYYmmdd-HHMMSS", elem_id="sda-name",
                                   info=f"Saved as NAME.sda in {models_dir}")
                 with gr.Accordion("More settings", open=False):
-                    health_every = gr.Number(value=defaults.health_every, precision=0, label="Health update interval",
-                                             info="Steps between codebook health updates.")
-                    batch_size = gr.Number(value=base_config.batch_size, precision=0, label="Batch size")
-                    learning_rate = gr.Number(value=base_config.learning_rate, label="Learning rate")
-                    seed = gr.Number(value=base_config.seed, precision=0, label="Seed")
+                    health_every = gr.Number(value=defaults.health_every, precision=0, **described("health_every"))
+                    batch_size = gr.Number(value=base_config.batch_size, precision=0, **described("batch_size"))
+                    learning_rate = gr.Number(value=base_config.learning_rate, **described("learning_rate"))
+                    seed = gr.Number(value=base_config.seed, precision=0, **described("seed"))
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", elem_id="sda-start")
                     stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="sda-stop")
@@ -208,7 +205,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                                      model_name=_text(model_name, "the model name", MAX_NAME_CHARS) or None,
                                      health_every=every)
                 job = slot.start(config, options, owner=key)
-            except (ValueError, JobBusyError) as exc:
+            except (SdaUserError, JobBusyError) as exc:  # a bug is not the user's: it propagates to Gradio's log
                 _toast(gr.Warning, exc, "Cannot start")
                 return {notice: f"**Cannot start:** {md_text(exc)}", client: key}
             return {notice: "", client: key, **_changes(job.view(), None, live, models_dir)}
@@ -432,6 +429,20 @@ def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir:
     return out
 
 
+def slider_span(name: str) -> tuple[float, float]:
+    """(low, high) of the page's slider for a setting: its typical span (sda.config.RANGES), else its whole range."""
+    limits = RANGES[name]
+    return limits.typical or (limits.low, limits.high)
+
+
+def described(name: str, auto: str = "") -> dict:
+    """A control's label and info line, from sda.config.RANGES (what the flag's --help says too). auto: what the
+    control holds for an automatic setting, said before the config's "auto: ..." words."""
+    limits = RANGES[name]
+    info = limits.help.replace("; auto:", f"; {auto}:" if auto else "; auto:")
+    return {"label": limits.label_for(name), "info": plain_text(info[:1].upper() + info[1:] + ".")}
+
+
 def _preview_players(view: JobView, players: tuple) -> dict:
     """Each clip's original and latest reconstruction; players without a clip are hidden."""
     clips = view.preview.clips if view.preview else []
@@ -520,7 +531,7 @@ def _show_model(path, views: list, listed=None) -> dict:
         snapshot = [LevelHealth(**h) for h in metadata["health"]]
         history = History.from_dict(metadata["history"])
         frames = history_frames(history) if history.epochs else (None, None)
-    except (container.SdaError, OSError) as exc:
+    except (SdaError, OSError) as exc:
         message = str(exc)
     except KeyError as exc:  # describe() has read the rest: what is left is the health table and loss history
         message = f"its metadata lacks {exc}"

@@ -103,10 +103,10 @@ class TrainingJob:
         try:
             for event in train(self._config, self._options, self._stop):
                 self._fold(event)
-        except Exception as exc:  # a bug, not bad input: say so on the page instead of showing "running" forever
-            traceback.print_exc()
-            self._update(status=FAILED, error=f"training crashed ({type(exc).__name__}: {exc}); "
-                                              "the server log has the traceback")
+        except Exception as exc:  # the engine yields every classified problem (sda.errors) as Error: this is a bug
+            traceback.print_exc()  # to the server's log, which is where the page says to look
+            self._update(status=FAILED, error=f"training crashed ({type(exc).__name__}: {exc}); the traceback is in "
+                                              "the server's log (the standard error of sda ui)")
 
     def _fold(self, event) -> None:
         with self._lock:

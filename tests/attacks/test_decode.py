@@ -133,7 +133,8 @@ def test_a_link_to_a_device_is_rejected(tmp_path):
 
 def test_a_file_swapped_for_a_fifo_after_the_check_is_refused_on_the_open_descriptor(tmp_path, monkeypatch):
     """The first look (stat) saw a regular file; the second (fstat, after the non-blocking open) sees the FIFO."""
-    from sda.data.audio import AudioFileError, AudioSource
+    from sda.data.audio import AudioSource
+    from sda.errors import AudioFileError
 
     fifo, regular = tmp_path / "pipe.wav", tone(tmp_path / "kick.wav")
     os.mkfifo(fifo)

@@ -18,7 +18,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError, AuthenticationError
 
-from sda.config import ConfigError
+from sda.errors import ConfigError
 from sda.ui.app import MAX_WHOLE, Login, login_for, serve
 from tests.test_engine import SMALL
 from tests.test_ui import STOP, WAIT, Page, free_port, shown_markdown

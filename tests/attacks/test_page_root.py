@@ -12,9 +12,8 @@ import pytest
 from gradio_client import Client
 
 from attacks.harness import refused, sda_limited
-from sda.config import ConfigError
-from sda.data.dataset import DataError
 from sda.data.synth import write_collection
+from sda.errors import ConfigError, DataError
 from sda.ui.app import _check_folder, check_data_root, confine, reachable_beyond_loopback, serve
 from tests.test_engine import SMALL
 from tests.test_ui import START, free_port, shown_markdown

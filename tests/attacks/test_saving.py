@@ -4,6 +4,7 @@ first step. Each builds its hostile situation and asserts that nothing is lost a
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -311,3 +312,31 @@ def test_ctrl_c_during_preflight_stops_there_saves_nothing_and_frees_the_name(tm
     assert "nothing was saved, and the name 'kit' is free" in stderr and "Traceback" not in stderr
     assert "epoch" not in stdout.lower()  # it stopped before training began
     assert files_in(out) == []
+
+
+# ---- Issue 15, item 3: a save that fails is a failed save, not bad input ---------------------------------------
+
+
+def test_a_save_refused_by_a_file_size_limit_exits_1_naming_the_folder_and_what_survived(folder, tmp_path):
+    """RLIMIT_FSIZE makes every write past 64 KiB fail with EFBIG (SIGXFSZ ignored), as a full disk would: the lock
+    and the claim fit, the model does not. The retries of the final save are cut short in the child itself."""
+    limit = 64 << 10
+
+    def cap():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "models"
+    code = ("import sys; from sda.train import engine; engine.SAVE_RETRY_S, engine.SAVE_RETRIES = 0.01, 1; "
+            "from sda.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run(
+        [sys.executable, "-c", code, "train", str(folder), "--model-name", "kit", "--out", str(out), "--epochs", "1",
+         "--hidden-channels", "16", "--codebook-dim", "8", "--batch-size", "8", "--kmeans-iters", "2",
+         "--warmup-steps", "1"],
+        capture_output=True, text=True, timeout=300, preexec_fn=cap, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 1, result.stdout + result.stderr  # a failed save: the input was fine
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("sda: error: could not save step") and f"in {out}:" in error, result.stderr
+    assert "a size limit was reached" in error and "On disk: no model and no checkpoint" in error
+    assert "Traceback" not in result.stderr
+    assert not (out / "kit.sda").exists() and not container.temporaries(out / "kit.sda")

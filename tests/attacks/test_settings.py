@@ -8,7 +8,8 @@ import re
 import pytest
 
 from attacks.harness import refused, sda_limited
-from sda.config import RANGES, AudioConfig, ConfigError, VQVAEConfig, check_setting
+from sda.config import RANGES, AudioConfig, VQVAEConfig, check_setting
+from sda.errors import ConfigError
 
 AUDIO_FIELDS = {f.name for f in dataclasses.fields(AudioConfig)}
 
