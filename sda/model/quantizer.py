@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sda.model.codebook import EMACodebook
+from sda.model.codebook import LOCAL, EMACodebook, Sync
 
 
 class QuantizerOutput(NamedTuple):
@@ -32,10 +32,11 @@ class QuantizerOutput(NamedTuple):
 
 class ResidualVQ(nn.Module):
     def __init__(self, levels: int, codebook_size: int, dim: int, decay: float = 0.95,
-                 dead_code_threshold: float = 0.25, kmeans_iters: int = 10):
+                 dead_code_threshold: float = 0.25, kmeans_iters: int = 10, sync: Sync = LOCAL):
+        """sync: how the codebooks of several processes stay identical (sda.model.codebook.Sync)."""
         super().__init__()
         self.levels = nn.ModuleList(
-            EMACodebook(codebook_size, dim, decay, dead_code_threshold, kmeans_iters) for _ in range(levels)
+            EMACodebook(codebook_size, dim, decay, dead_code_threshold, kmeans_iters, sync) for _ in range(levels)
         )
 
     @property

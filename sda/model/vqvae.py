@@ -4,6 +4,7 @@ Mel bins are the channels and time is the convolved axis, so codes form a grid o
 time positions (T' = T / downsample): the natural shape for encoding, decoding and editing codes.
 
     model = ConvVQVAE(config)                     # a resolved VQVAEConfig (concrete codebook size)
+    model = ConvVQVAE(config, sync=sda.train.distributed)   # several processes: sda.model.codebook.Sync
     model.set_normalization(train_mels)           # per-bin mean/std of the training log-mels
     out = model(mel)                              # mel [B, M, T] log-mel
     out = model(mel, quantize=False)              # warm-up (sda.train.warmup): a plain autoencoder
@@ -22,6 +23,7 @@ from torch import nn
 
 from sda.config import VQVAEConfig
 from sda.model.losses import reconstruction_loss, total_loss
+from sda.model.codebook import LOCAL, Sync
 from sda.model.quantizer import QuantizerOutput, ResidualVQ
 
 
@@ -66,8 +68,9 @@ def decoder(dim: int, hidden: int, n_mels: int, stages: int) -> nn.Sequential:
 
 
 class ConvVQVAE(nn.Module):
-    def __init__(self, config: VQVAEConfig, quantizer: nn.Module | None = None):
-        """quantizer: any module with ResidualVQ's interface; default the one the config describes."""
+    def __init__(self, config: VQVAEConfig, quantizer: nn.Module | None = None, sync: Sync = LOCAL):
+        """quantizer: any module with ResidualVQ's interface; default the one the config describes, its
+        codebooks kept identical across processes by sync (sda.model.codebook.Sync; one process by default)."""
         super().__init__()
         if config.codebook_size is None:
             raise ValueError("ConvVQVAE needs a resolved config: call config.resolve(...) for a concrete codebook size")
@@ -75,7 +78,7 @@ class ConvVQVAE(nn.Module):
         n_mels, stages = config.audio.n_mels, int(math.log2(config.downsample))
         self.encoder = encoder(n_mels, config.hidden_channels, config.codebook_dim, stages)
         self.quantizer = quantizer or ResidualVQ(config.rvq_levels, config.codebook_size, config.codebook_dim,
-                                                 config.ema_decay, config.dead_code_threshold, config.kmeans_iters)
+                                                 config.ema_decay, config.dead_code_threshold, config.kmeans_iters, sync)
         self.decoder = decoder(config.codebook_dim, config.hidden_channels, n_mels, stages)
         # Log-mels sit around -11..2 with very different spread per bin; the network sees them
         # standardised per bin, with statistics from the training set saved alongside the weights.

@@ -158,7 +158,7 @@ def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device
     checkpoint_every, preview_every = options.checkpoint_every or every, options.preview_every or every
 
     torch.manual_seed(cfg.seed)
-    model = ConvVQVAE(cfg).to(device)
+    model = ConvVQVAE(cfg, sync=distributed).to(device)  # the codebooks stay identical across processes
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
     history = {"epochs": [], "warnings": [], "processes": processes}
     epoch, epoch_step, step, sums, elapsed_before = 1, 0, 0, _zero_sums(), 0.0
