@@ -107,7 +107,7 @@ def _codebook_process(rank: int, port: int, out: str) -> None:
     with distributed.joined(torch.device("cpu"), timeout_s=60):
         torch.manual_seed(rank)  # as on GPUs, where even the same draws may come out differently
         x = torch.randn(48, 4) + 3 * rank
-        book = EMACodebook(16, 4, decay=0.5, dead_code_threshold=1.0, kmeans_iters=3)  # codes die fast
+        book = EMACodebook(16, 4, decay=0.5, dead_code_threshold=1.0, kmeans_iters=3, sync=distributed)  # die fast
         book.initialize(x)
         initialized = {k: v.clone() for k, v in book.state_dict().items()}
         steps = [book(x[torch.randperm(48)[:32]]) for _ in range(4)]

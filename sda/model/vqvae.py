@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from sda.config import VQVAEConfig
-from sda.model.losses import reconstruction_loss, total_loss
 from sda.model.codebook import LOCAL, Sync
+from sda.model.losses import reconstruction_loss, total_loss
 from sda.model.quantizer import QuantizerOutput, ResidualVQ
 
 
@@ -78,7 +78,8 @@ class ConvVQVAE(nn.Module):
         n_mels, stages = config.audio.n_mels, int(math.log2(config.downsample))
         self.encoder = encoder(n_mels, config.hidden_channels, config.codebook_dim, stages)
         self.quantizer = quantizer or ResidualVQ(config.rvq_levels, config.codebook_size, config.codebook_dim,
-                                                 config.ema_decay, config.dead_code_threshold, config.kmeans_iters, sync)
+                                                 config.ema_decay, config.dead_code_threshold, config.kmeans_iters,
+                                                 sync)
         self.decoder = decoder(config.codebook_dim, config.hidden_channels, n_mels, stages)
         # Log-mels sit around -11..2 with very different spread per bin; the network sees them
         # standardised per bin, with statistics from the training set saved alongside the weights.
