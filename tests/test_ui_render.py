@@ -70,7 +70,7 @@ def test_a_running_job_shows_epoch_step_eta_and_the_banner(finished):
     running = dataclasses.replace(finished, status=RUNNING, summary=None)
     line = status_markdown(running)
     step = finished.step
-    assert f"**Epoch {step.epoch} of {SMALL.epochs}** · step {step.step} of {step.total_steps} · ETA 0 s" in line
+    assert f"**Epoch {step.epoch} of {SMALL.epochs}** · step {step.step} of {step.total_steps} · ETA 0.00 s" in line
     assert "on cpu (fp32), kernels torch" in line
     assert "one model at a time" in busy_banner(running) and "**m**" in busy_banner(running)
     assert status_markdown(dataclasses.replace(running, status=STOPPING)).startswith("**Stopping** after this step")

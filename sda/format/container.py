@@ -787,13 +787,13 @@ class _PurePython:
 
 
 _NATIVE_FUNCTIONS = ("crc32", "read_into", "first_nonzero", "write_all")
-if native._ext is not None and all(hasattr(native._ext, f) for f in _NATIVE_FUNCTIONS):
-    _BACKENDS, _CPP_MISSING = {"cpp": native._ext, "python": _PurePython}, ""
+if native.extension is not None and all(hasattr(native.extension, f) for f in _NATIVE_FUNCTIONS):
+    _BACKENDS, _CPP_MISSING = {"cpp": native.extension, "python": _PurePython}, ""
 else:
     _BACKENDS = {"python": _PurePython}
     _CPP_MISSING = ("SDA_PURE_PYTHON=1 is set" if os.environ.get("SDA_PURE_PYTHON") == "1"
                     else "the extension sda._sdafile is out of date; rebuild it with pip install -e ."
-                    if native._ext is not None
+                    if native.extension is not None
                     else "the extension sda._sdafile was not built; reinstall sda with a C++ compiler present")
 BACKEND = "cpp" if "cpp" in _BACKENDS else "python"
 _io = _BACKENDS[BACKEND]

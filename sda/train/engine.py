@@ -307,7 +307,7 @@ def _run(state, files: RunFiles, data, options: RunOptions, device: torch.device
                                       "train": train_means, "validation": validation,
                                       "health": [h.to_dict() for h in window.snapshot()],
                                       "validation_health": [h.to_dict() for h in val_health]})
-            yield Epoch(epoch, cfg.epochs, train_means, validation, val_health)
+            yield Epoch(epoch, cfg.epochs, train_means, validation)
             if main and (epoch % preview_every == 0 or epoch == cfg.epochs):
                 try:
                     yield _preview(model, data, inverter, epoch, files.previews, device)

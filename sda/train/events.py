@@ -85,7 +85,6 @@ class Epoch:
     epochs: int
     train: dict  # loss, reconstruction, commitment: means over the epoch's steps
     validation: dict  # loss, reconstruction, commitment on the validation set
-    validation_health: list[LevelHealth]
 
 
 @dataclass(frozen=True)
