@@ -23,9 +23,7 @@ from sda.data.dataset import load_dataset
 from sda.data.synth import write_collection
 from sda.format import modelfile
 from sda.train import distributed
-from tests.test_cli import sda
-from tests.test_engine import SMALL  # batch size and epochs are set by each test
-from tests.test_ui import free_port
+from tests.helpers import SMALL, free_port, sda
 
 WORKER = Path(__file__).parent / "distributed_worker.py"
 CLI_FAST = ["--codebook-dim", "8", "--batch-size", "4", "--seed", "5", "--health-every", "1"]

@@ -11,7 +11,7 @@ from sda.train.engine import RunOptions
 from sda.train.events import Done, Step
 from sda.ui import job as jobs
 from sda.ui.job import DONE, FAILED, RUNNING, STOPPED, STOPPING, JobBusyError, JobSlot, TrainingJob
-from tests.test_engine import SMALL
+from tests.helpers import SMALL
 
 WAIT = 120  # seconds: generous, CI machines are shared
 

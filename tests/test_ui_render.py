@@ -21,7 +21,7 @@ from sda.ui.render import (
     report_text,
     status_markdown,
 )
-from tests.test_engine import SMALL
+from tests.helpers import SMALL
 
 
 def health(level, used, k=64, assignments=100):
@@ -87,7 +87,7 @@ def test_warnings_are_listed_newest_first_and_escaped(finished):
 
 
 def test_levels_weak_now_are_the_problem_with_page_advice_and_recovered_dips_are_history(finished):
-    from tests.test_report import DIP, WEAK
+    from tests.helpers import DIP, WEAK
 
     live = dataclasses.replace(finished.health, warnings=(DIP, WEAK))
     view = dataclasses.replace(finished, status=RUNNING, summary=None, health=live)

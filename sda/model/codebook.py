@@ -126,6 +126,11 @@ def kmeans(x: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, torch.Ten
 class EMACodebook(nn.Module):
     """K codes [K, D]; forward quantises x [N, D] float32 (see the module docstring for the state)."""
 
+    embed: torch.Tensor
+    cluster_size: torch.Tensor
+    embed_sum: torch.Tensor
+    initialized: torch.Tensor
+
     def __init__(self, codebook_size: int, dim: int, decay: float = 0.95, dead_code_threshold: float = 0.25,
                  kmeans_iters: int = 10, sync: Sync = LOCAL):
         super().__init__()

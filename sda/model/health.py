@@ -22,6 +22,7 @@ at a step, or still weak at the end. Figures print rounded toward zero (percent)
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -167,7 +168,7 @@ class LowUtilizationMonitor:
     `records` holds every warning with its outcome so far; pass a run's saved records to resume it.
     """
 
-    def __init__(self, records: list[HealthWarning] = (), threshold: float = LOW_UTILIZATION,
+    def __init__(self, records: Iterable[HealthWarning] = (), threshold: float = LOW_UTILIZATION,
                  recovered: float = RECOVERED_UTILIZATION):
         self.threshold, self.recovered = threshold, recovered
         self.records = list(records)

@@ -16,8 +16,7 @@ from sda.config import ConfigError
 from sda.data.dataset import DataError
 from sda.data.synth import write_collection
 from sda.ui.app import _check_folder, check_data_root, confine, reachable_beyond_loopback, serve
-from tests.test_engine import SMALL
-from tests.test_ui import START, free_port, shown_markdown
+from tests.helpers import SMALL, START, free_port, shown_markdown
 
 
 @pytest.fixture(scope="module")
