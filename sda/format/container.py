@@ -49,7 +49,9 @@ Two backends: the byte-level work is four functions, crc32, read_into, first_non
 write_all, which the C++ extension sda._sdafile (csrc/sdafile.cpp) and the class _PurePython
 here implement with the same signatures. Everything else (layout, JSON, validation, the atomic
 write protocol, every message) is the shared code of this module, so both backends write
-byte-identical files and raise the same error for the same bad input.
+byte-identical files and raise the same error for the same bad input. ("Backend" in sda means this byte
+backend here; elsewhere the kernel backend, sda.kernels.backend: "triton" or "torch"; torch.distributed's
+process-group backend, gloo or nccl, in sda.train.distributed; and pyproject.toml's build backend.)
 """
 
 import contextlib
