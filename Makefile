@@ -24,6 +24,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy sda/model sda/format sda/train
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-bench
@@ -32,4 +33,4 @@ bench: $(VENV)/.installed-bench
 	@echo "GPU figures: python bench/gpu_kernels.py on a CUDA machine (see bench/RESULTS.md)"
 
 clean:
-	rm -rf $(VENV) build *.egg-info sda/_sdafile*.so .pytest_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) build *.egg-info sda/_sdafile*.so .pytest_cache .ruff_cache .mypy_cache .benchmarks

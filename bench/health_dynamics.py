@@ -91,7 +91,7 @@ def variant(name: str):
     saved_rule, saved_model = warmup.RULE, engine.ConvVQVAE
     warmup.RULE = RULES.get(name, saved_rule)
     if name == "vqp":
-        engine.ConvVQVAE = lambda cfg: ConvVQVAE(cfg, quantizer=InitializingPeer(cfg))
+        engine.ConvVQVAE = lambda cfg, sync: ConvVQVAE(cfg, quantizer=InitializingPeer(cfg))  # one process: no sync
     try:
         yield
     finally:

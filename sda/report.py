@@ -7,7 +7,7 @@ from sda.config import smaller_codebook_size
 from sda.errors import SdaFormatError
 from sda.format import container
 from sda.model.health import LOW_UTILIZATION, HealthWarning, LevelHealth, percent
-from sda.text import plural
+from sda.text import duration, plural, size
 from sda.train.events import Summary
 from sda.train.history import EpochRecord, History
 
@@ -101,19 +101,6 @@ def health_block(levels: list[LevelHealth], step: int, warmup_steps: int) -> lis
 def batch(per_process: int, processes: int) -> str:
     """'batch 16', or 'batch 16 per process x 2 processes' for a distributed run."""
     return f"batch {per_process}" + (f" per process x {processes} processes" if processes > 1 else "")
-
-
-def duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
-
-
-def size(n_bytes: int) -> str:
-    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e5 else f"{n_bytes / 1e3:.1f} kB"
 
 
 def _loss(value) -> str:

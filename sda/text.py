@@ -7,6 +7,11 @@ A terminal runs what it is sent (colour, cursor moves, title and clipboard write
 or a metadata string can hold any of it; Unicode bidi controls can make a name read backwards. Python
 decodes file names that are not valid UTF-8 with surrogateescape: such a name opens the file, but cannot
 be encoded to UTF-8, so it cannot go into metadata or a web page as it is.
+
+Also the one way sda writes a duration or a size, for every frontend and message:
+
+    duration(0.74), duration(38.5), duration(65), duration(3725)   # '0.74 s', '38.50 s', '1 min 05 s', '1 h 02 min'
+    size(512), size(1500), size(12_345_678)                        # '512 B', '1.5 kB', '12.3 MB'
 """
 
 import unicodedata
@@ -46,3 +51,23 @@ def printable_lines(text: str) -> str:
 def plural(n: int, noun: str) -> str:
     """'1 step', '3 steps': English plurals by -s, for the nouns sda counts."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def duration(seconds: float) -> str:
+    """'0.74 s' (a sample's length needs the hundredths), '1 min 05 s', '1 h 02 min'."""
+    if round(seconds, 2) < 60:
+        return f"{seconds:.2f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def size(n_bytes: int) -> str:
+    """'512 B', '1.5 kB', '12.3 MB', '4.0 GB': decimal units, one decimal from kB up."""
+    value, unit = float(n_bytes), "B"
+    for larger in ("kB", "MB", "GB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, larger
+    return f"{n_bytes} B" if unit == "B" else f"{value:.1f} {unit}"

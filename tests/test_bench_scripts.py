@@ -56,11 +56,10 @@ def test_codebook_quality_smoke(tmp_path):
 
 
 def test_ui_overhead_smoke():
-    from tests.test_ui import free_port
-    from tests.test_ui_browser import CHROMIUM, _skip_or_fail
+    from tests.helpers import CHROMIUM, free_port, skip_or_fail
 
     if not pathlib.Path(CHROMIUM).exists():
-        _skip_or_fail(f"ui_overhead smoke: no chromium at {CHROMIUM} (apt-get install chromium)")
+        skip_or_fail(f"ui_overhead smoke: no chromium at {CHROMIUM} (apt-get install chromium)")
     script = ROOT / "bench" / "ui_overhead.py"
     run = subprocess.run([sys.executable, str(script), "--smoke", "--port", str(free_port())],
                          capture_output=True, text=True, timeout=600)

@@ -11,14 +11,10 @@ import pytest
 import soundfile as sf
 
 from sda.data.synth import write_collection
+from tests.helpers import sda
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "golden.sda"  # a valid container that is not a model
 FAST = ["--epochs", "2", "--codebook-dim", "16", "--batch-size", "8", "--seed", "3"]
-
-
-def sda(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "sda", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +119,7 @@ def test_ui_serves_on_localhost_and_ctrl_c_stops_training_with_the_model_saved(f
     from gradio_client import Client
 
     from sda.format import modelfile
-    from tests.test_ui import free_port
+    from tests.helpers import free_port
 
     port = free_port()
     proc = _serve(port, tmp_path / "models")
@@ -177,7 +173,7 @@ def test_reconstruct_refuses_a_model_saved_in_its_warm_up_and_says_what_to_do(fo
     import dataclasses
 
     from sda.train.engine import RunOptions
-    from tests.test_engine import SMALL, run
+    from tests.helpers import SMALL, run
 
     run(dataclasses.replace(SMALL, warmup_steps=5), RunOptions(folder, tmp_path, "early"), stop_after=2)
     recon = sda("reconstruct", tmp_path / "early.sda", sorted(folder.iterdir())[0], tmp_path / "o.wav")

@@ -187,7 +187,7 @@ def test_a_long_validation_file_gives_a_fraction_of_the_training_chunks(tmp_path
         write_tone(tmp_path / f"f{i}.wav", 40 * C if i == val else 3000)
     data = load_dataset(tmp_path, VQVAEConfig(audio=audio, validation_fraction=0.1, seed=0))
     report = data.preflight
-    (long_file,) = data.val_files
+    (long_file,) = [report.files[i] for i in report.val_indices]
     assert long_file.path == f"f{val}.wav" and long_file.available_chunks == 40
     assert long_file.chunks == report.val_chunks == 3  # half the 5 training chunks, rounded up
     assert data.val_mels.shape[0] == data.val_audio.shape[0] == 3 and data.train_mels.shape[0] == 5
@@ -267,8 +267,8 @@ def test_load_dataset(mixed):
     assert report == preflight(folder, config.audio, seed=5, validation_fraction=0.25)
     train, val = split_files(9, seed=5, validation_fraction=0.25)
     assert (list(report.train_indices), list(report.val_indices)) == (train, val)
-    n_train = sum(f.chunks for f in data.train_files)
-    n_val = sum(f.chunks for f in data.val_files)
+    n_train = sum(report.files[i].chunks for i in report.train_indices)
+    n_val = sum(report.files[i].chunks for i in report.val_indices)
     assert data.train_mels.shape == (n_train, AUDIO.n_mels, AUDIO.chunk_frames)
     assert data.val_mels.shape == (n_val, AUDIO.n_mels, AUDIO.chunk_frames)
     assert data.val_audio.shape == (n_val, C)

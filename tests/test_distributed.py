@@ -24,9 +24,7 @@ from sda.data.synth import write_collection
 from sda.errors import ConfigError
 from sda.format import modelfile
 from sda.train import distributed
-from tests.test_cli import sda
-from tests.test_engine import SMALL  # batch size and epochs are set by each test
-from tests.test_ui import free_port
+from tests.helpers import SMALL, free_port, sda
 
 WORKER = Path(__file__).parent / "distributed_worker.py"
 CLI_FAST = ["--codebook-dim", "8", "--batch-size", "4", "--seed", "5", "--health-every", "1"]
@@ -108,7 +106,7 @@ def _codebook_process(rank: int, port: int, out: str) -> None:
     with distributed.joined(torch.device("cpu"), timeout_s=60):
         torch.manual_seed(rank)  # as on GPUs, where even the same draws may come out differently
         x = torch.randn(48, 4) + 3 * rank
-        book = EMACodebook(16, 4, decay=0.5, dead_code_threshold=1.0, kmeans_iters=3)  # codes die fast
+        book = EMACodebook(16, 4, decay=0.5, dead_code_threshold=1.0, kmeans_iters=3, sync=distributed)  # die fast
         book.initialize(x)
         initialized = {k: v.clone() for k, v in book.state_dict().items()}
         steps = [book(x[torch.randperm(48)[:32]]) for _ in range(4)]

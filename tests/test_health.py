@@ -45,8 +45,8 @@ def test_nothing_counted():
     assert (h.utilization, h.perplexity, h.dead, h.assignments) == (0.0, 0.0, 8, 0)
 
 
-def test_window_until_reset_sums_every_step():
-    window = HealthWindow(levels=2, codebook_size=4)
+def test_window_sums_its_steps_until_reset():
+    window = HealthWindow(levels=2, codebook_size=4, steps=10)
     window.add(torch.tensor([[1, 0, 0, 0], [0, 0, 0, 2]]), torch.tensor([1, 0]))
     window.add(torch.tensor([[0, 1, 0, 0], [0, 0, 0, 2]]), torch.tensor([2, 0]))
     first, second = window.snapshot()
@@ -70,7 +70,7 @@ def test_sliding_window_forgets_old_steps():
 
 
 def test_window_rejects_wrong_shapes():
-    window = HealthWindow(levels=2, codebook_size=4)
+    window = HealthWindow(levels=2, codebook_size=4, steps=10)
     with pytest.raises(ValueError, match=r"expected counts \(2, 4\)"):
         window.add(torch.zeros(3, 4, dtype=torch.int64))
     with pytest.raises(ValueError, match="at least 1"):

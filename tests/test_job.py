@@ -11,7 +11,7 @@ from sda.train.engine import RunOptions
 from sda.train.events import Done, Step
 from sda.ui import job as jobs
 from sda.ui.job import DONE, FAILED, RUNNING, STOPPED, STOPPING, JobBusyError, JobSlot, TrainingJob
-from tests.test_engine import SMALL
+from tests.helpers import SMALL
 
 WAIT = 120  # seconds: generous, CI machines are shared
 ONE_STEP = Step(epoch=1, step=1, epoch_step=1, steps_per_epoch=1, total_steps=1, loss=1.0, reconstruction=1.0,

@@ -7,9 +7,10 @@ from pathlib import Path
 import torch
 
 from sda.config import VQVAEConfig
-from sda.model.health import HealthWarning, level_health
+from sda.model.health import level_health
 from sda.report import CLI, PAGE, advice, info_text, level_line, summary_text, validation_note
 from sda.train.events import Summary
+from tests.helpers import DIP, WEAK
 
 
 def test_level_line_flags_only_weak_levels():
@@ -22,10 +23,6 @@ def test_level_line_flags_only_weak_levels():
     assert level_line(weak, judged=False).endswith("replaced 0  (too few steps to judge)")
 
 
-DIP = HealthWarning(level=0, epoch=3, step=20, codebook_size=128, utilization=0.16, dead=108, perplexity=3.6,
-                    recovered_step=48, recovered_utilization=0.97)
-WEAK = HealthWarning(level=2, epoch=30, step=300, codebook_size=128, utilization=0.2, dead=102, perplexity=6.0,
-                     latest_utilization=0.18)
 
 
 def metadata(**history) -> dict:

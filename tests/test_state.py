@@ -12,7 +12,7 @@ from sda.model.vqvae import ConvVQVAE
 from sda.train.history import EpochRecord, History
 from sda.train.runfiles import RunFiles
 from sda.train.state import Losses, RunState, Sums
-from tests.test_engine import SMALL
+from tests.helpers import SMALL
 
 CONFIG = SMALL.resolve(n_files=6, n_train_chunks=10).with_warmup(12)
 HEALTH = [level_health(torch.tensor([3, 0, 1, 0]), level=0, replaced=1).to_dict(),

@@ -1,6 +1,8 @@
 import os
 
-from sda.text import printable
+import pytest
+
+from sda.text import duration, printable, size
 
 
 def test_plain_text_is_unchanged():
@@ -22,3 +24,15 @@ def test_undecodable_bytes_show_as_the_byte_and_become_valid_unicode():
 
 def test_bidi_overrides_are_escaped():
     assert printable("song\u202egpj.wav") == "song\\u202egpj.wav"
+
+
+@pytest.mark.parametrize("seconds, text", [(0.74, "0.74 s"), (38.5, "38.50 s"), (59.999, "1 min 00 s"),
+                                           (65, "1 min 05 s"), (3725, "1 h 02 min")])
+def test_one_way_to_write_a_duration(seconds, text):
+    assert duration(seconds) == text
+
+
+@pytest.mark.parametrize("n_bytes, text", [(0, "0 B"), (999, "999 B"), (1500, "1.5 kB"), (12_345_678, "12.3 MB"),
+                                           (4 * 10**9, "4.0 GB")])
+def test_one_way_to_write_a_size(n_bytes, text):
+    assert size(n_bytes) == text

@@ -1,39 +1,16 @@
 """The Gradio app, served for real and driven through gradio_client, the way a script or another page would."""
 
 import dataclasses
-import html
 import pathlib
 import re
-import socket
-import time
 
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
 from sda.data.synth import write_collection
 from sda.format import modelfile
 from sda.ui.app import serve
-from tests.test_engine import SMALL
-
-WAIT = 120  # seconds: generous, CI machines are shared
-PLAYERS = [f"clip{i}-{which}" for i in (1, 2, 3) for which in ("original", "reconstruction")]
-# The outputs of /poll in order (buttons are not part of the API), and of /start, /stop and /show_model.
-POLL = ["banner", "status", "health", "alerts", "recon", "commit", *PLAYERS, "report", "models"]
-START = ["notice", *POLL, "key"]  # key: the client key that may stop the run (sda.ui.app: who may do what)
-STOP = ["notice", *POLL]
-MODEL = ["notice", "info", "health", "recon", "commit", "config"]
-
-
-def shown_markdown(markdown: str) -> str:
-    """The text a Markdown output shows for what sda.ui.render.md_text wrote: backslash escapes and
-    entities undone (a value's `_` reaches the page as `\\_`)."""
-    return html.unescape(re.sub(r"\\(.)", r"\1", markdown))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import MODEL, SMALL, WAIT, Page, free_port, shown_markdown
 
 
 @pytest.fixture(scope="module")
@@ -45,41 +22,6 @@ def app(tmp_path_factory):
         app.slot.stop()
         app.slot.job.wait(WAIT)
     app.close()
-
-
-class Page:
-    """What one page would show, kept up to date from its own gradio_client session's results."""
-
-    def __init__(self, app, auth=None):
-        self.client = Client(app.local_url, verbose=False, auth=auth)
-        self.shown = {}
-
-    def call(self, api_name, *args, names=POLL):
-        result = self.client.predict(*args, api_name=api_name)
-        for name, value in zip(names, result, strict=True):
-            if isinstance(value, dict) and value.get("__type__") == "update":
-                if "value" not in value:
-                    continue  # unchanged
-                value = value["value"]
-            self.shown[name] = value
-        return self.shown
-
-    def start(self, data, levels=2, commitment=0.25, epochs=None, name="", health_every=2, batch=8, lr=1e-3, seed=0):
-        """/start with this page's key (none at first: the server makes one and returns it)."""
-        return self.call("/start", str(data), levels, commitment, epochs, name, health_every, batch, lr, seed,
-                         self.shown.get("key"), names=START)
-
-    def stop(self):
-        return self.call("/stop", self.shown.get("key"), names=STOP)
-
-    def poll_until(self, predicate, what):
-        end = time.monotonic() + WAIT
-        while time.monotonic() < end:
-            shown = self.call("/poll")
-            if predicate(shown):
-                return shown
-            time.sleep(0.2)
-        raise AssertionError(f"the page never showed {what}; it shows {self.shown}")
 
 
 def wait_idle(app):

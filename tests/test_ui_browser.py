@@ -17,17 +17,9 @@ import pytest
 from sda.data.synth import write_collection
 from sda.format import modelfile
 from sda.ui.app import SERIES_COLORS, serve
-from tests.test_engine import SMALL
-from tests.test_ui import free_port
+from tests.helpers import CHROMIUM, SMALL, free_port, skip_or_fail
 
-CHROMIUM = os.environ.get("SDA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT_MS = 90_000  # generous: CI machines are shared
-
-
-def _skip_or_fail(reason: str):
-    if os.environ.get("SDA_REQUIRE_BROWSER"):
-        pytest.fail(f"{reason}; SDA_REQUIRE_BROWSER is set, so the browser test may not be skipped")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +27,14 @@ def browser():
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError:
-        _skip_or_fail("browser test: playwright is not installed (pip install playwright)")
+        skip_or_fail("browser test: playwright is not installed (pip install playwright)")
     if not Path(CHROMIUM).exists():
-        _skip_or_fail(f"browser test: no chromium at {CHROMIUM} (apt-get install chromium, or set SDA_CHROMIUM)")
+        skip_or_fail(f"browser test: no chromium at {CHROMIUM} (apt-get install chromium, or set SDA_CHROMIUM)")
     with sync_playwright() as p:
         try:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         except Error as exc:
-            _skip_or_fail(f"browser test: chromium at {CHROMIUM} does not start: {exc.message.splitlines()[0]}")
+            skip_or_fail(f"browser test: chromium at {CHROMIUM} does not start: {exc.message.splitlines()[0]}")
         yield browser
         browser.close()
 
@@ -135,7 +127,7 @@ def test_markup_everywhere_stays_text(browser, small_app, folder, tmp_path):
     no script runs (window.__xss stays unset) and the markup is on the page as text."""
     from playwright.sync_api import expect
 
-    from tests.attacks.test_page import MARK, hostile_model, trained_model
+    from tests.helpers import MARK, hostile_model, trained_model
 
     expect.set_options(timeout=TIMEOUT_MS)
     hostile_model(trained_model(folder, tmp_path / "source"), small_app.models_dir / f"{MARK}.sda")

@@ -22,7 +22,7 @@ from sda.ui.render import (
     report_text,
     status_markdown,
 )
-from tests.test_engine import SMALL
+from tests.helpers import SMALL
 
 
 def health(level, used, k=64, assignments=100):
@@ -71,7 +71,7 @@ def test_a_running_job_shows_epoch_step_eta_and_the_banner(finished):
     running = dataclasses.replace(finished, status=RUNNING, summary=None)
     line = status_markdown(running)
     step = finished.step
-    assert f"**Epoch {step.epoch} of {SMALL.epochs}** · step {step.step} of {step.total_steps} · ETA 0 s" in line
+    assert f"**Epoch {step.epoch} of {SMALL.epochs}** · step {step.step} of {step.total_steps} · ETA 0.00 s" in line
     assert "on cpu (fp32), kernels torch" in line
     assert "one model at a time" in busy_banner(running) and "**m**" in busy_banner(running)
     assert status_markdown(dataclasses.replace(running, status=STOPPING)).startswith("**Stopping** after this step")
@@ -88,7 +88,7 @@ def test_warnings_are_listed_newest_first_and_escaped(finished):
 
 
 def test_levels_weak_now_are_the_problem_with_page_advice_and_recovered_dips_are_history(finished):
-    from tests.test_report import DIP, WEAK
+    from tests.helpers import DIP, WEAK
 
     live = dataclasses.replace(finished.health, warnings=(DIP, WEAK))
     view = dataclasses.replace(finished, status=RUNNING, summary=None, health=live)

@@ -166,10 +166,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    import torch
-
-    from sda.data.audio import LogMel, MelInverter, read_audio, resample, to_mono, write_audio
+    from sda.data.audio import read_audio, write_audio
     from sda.format.modelfile import load_model
+    from sda.model import codec
 
     _check_reconstruct_paths(args.input, args.output, args.force)
     model, metadata = load_model(args.model)
@@ -177,29 +176,22 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         weights = metadata.get("weights")
         step = weights.get("step", "?") if isinstance(weights, dict) else "?"
         raise SdaError(f"{args.model} was saved during warm-up (step {step} of {model.config.warmup_steps}), before "
-                         "its codebooks were initialised, so it has no codes yet: resume its training "
-                         "(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then reconstruct")
-    audio = model.config.audio
+                       "its codebooks were initialised, so it has no codes yet: resume its training "
+                       "(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then reconstruct")
+    rate = model.config.audio.sample_rate
     try:
-        wave, rate = read_audio(args.input)
+        wave, input_rate = read_audio(args.input)
     except Exception as exc:  # soundfile raises several types; all mean the same to the user
         raise AudioFileError(f"cannot read {args.input} as audio: {exc}") from None
     if wave.shape[-1] == 0:
         raise AudioFileError(f"{args.input} holds no audio (0 samples): give a file with sound in it")
-    mono = resample(to_mono(wave), rate, audio.sample_rate)
-    # Whole code positions only: pad to a multiple of hop x downsample (and at least one FFT window),
-    # then cut the decoded audio back to the input's length.
-    unit = audio.hop_length * model.config.downsample
-    target = -(-max(len(mono), audio.n_fft) // unit) * unit
-    padded = torch.nn.functional.pad(mono, (0, target - len(mono)))
-    with torch.no_grad():
-        codes = model.encode(LogMel(audio)(padded[None]))  # [1, T', L]
-        out = MelInverter(audio)(model.decode(codes))[0, : len(mono)]
-    write_audio(args.output, out, audio.sample_rate)
+    mono = codec.prepare(wave, input_rate, model.config)
+    out, codes = codec.reconstruct(model, mono)
+    write_audio(args.output, out, rate)
     positions, levels = codes.shape[1], codes.shape[2]
-    print(f"{printable(str(args.input))}: {len(mono) / audio.sample_rate:.2f} s -> code grid {levels} levels x "
+    print(f"{printable(str(args.input))}: {len(mono) / rate:.2f} s -> code grid {levels} levels x "
           f"{positions} time positions ({model.config.codebook_size} codes per level)")
-    print(f"wrote {printable(str(args.output))} ({audio.sample_rate} Hz, mono)")
+    print(f"wrote {printable(str(args.output))} ({rate} Hz, mono)")
     return 0
 
 

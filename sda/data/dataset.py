@@ -43,7 +43,7 @@ from sda.config import (
 )
 from sda.data.audio import AUDIO_EXTENSIONS, AudioSource, LogMel, is_audio_file
 from sda.errors import AudioFileError, DataError
-from sda.text import plural, printable
+from sda.text import duration, plural, printable, size
 
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below this a file holds nothing to learn from
 SILENT = "silent (peak below -80 dBFS)"
@@ -156,23 +156,23 @@ class Preflight:
         train_chunks = self.n_chunks - self.val_chunks
         lines = [
             printable(str(self.folder)),
-            f"  {n} usable audio files, {_duration(self.total_seconds)} in all",
+            f"  {n} usable audio files, {duration(self.total_seconds)} in all",
             f"  sample rates: {_counts(self.sample_rates, lambda sr: f'{sr} Hz')}",
             f"  channels: {_counts(self.channels, _channels)}",
             f"  -> {self.n_chunks} chunks of {a.chunk_seconds:.2f} s, mono at {a.sample_rate} Hz: {train_chunks} for "
             f"training ({plural(len(self.train_indices), 'file')}), {self.val_chunks} for validation "
             f"({plural(len(self.val_indices), 'file')})",
             f"  codebook size: {self.codebook_size} (auto for {n} files)",
-            f"  memory for the cached chunks: {_size(self.memory_bytes)}",
+            f"  memory for the cached chunks: {size(self.memory_bytes)}",
         ]
         if n <= LISTED_FILES:
             width = max(len(f.path) for f in self.files)
-            lines += [f"    {f.path:<{width}}  {_duration(f.seconds):>9}  {f.sample_rate:>6} Hz  "
+            lines += [f"    {f.path:<{width}}  {duration(f.seconds):>9}  {f.sample_rate:>6} Hz  "
                       f"{_channels(f.channels):<8}  {plural(f.chunks, 'chunk')}" for f in self.files]
         else:
             by_length = sorted(self.files, key=lambda f: f.seconds)
-            lines.append(f"  shortest {by_length[0].path} ({_duration(by_length[0].seconds)}), "
-                         f"longest {by_length[-1].path} ({_duration(by_length[-1].seconds)})")
+            lines.append(f"  shortest {by_length[0].path} ({duration(by_length[0].seconds)}), "
+                         f"longest {by_length[-1].path} ({duration(by_length[-1].seconds)})")
         sampled = self.validation_sampled
         capped = [f for f in self.files if f.available_chunks > a.max_chunks_per_file and f not in sampled]
         if capped:
@@ -223,14 +223,6 @@ class Dataset:
     train_mels: torch.Tensor  # [N_train, n_mels, chunk_frames] float32
     val_mels: torch.Tensor  # [N_val, n_mels, chunk_frames] float32
     val_audio: torch.Tensor  # [N_val, chunk_samples] float32, the waveforms of val_mels, for previews
-
-    @property
-    def train_files(self) -> list[UsableFile]:
-        return [self.preflight.files[i] for i in self.preflight.train_indices]
-
-    @property
-    def val_files(self) -> list[UsableFile]:
-        return [self.preflight.files[i] for i in self.preflight.val_indices]
 
 
 def preflight(folder: str | Path, audio: AudioConfig | None = None, *, seed: int = VQVAEConfig.seed,
@@ -515,19 +507,3 @@ def _counts(counter: Counter, label=str) -> str:
     return ", ".join(f"{label(key)} ({n})" for key, n in counter.most_common())
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, seconds = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def _size(n_bytes: int) -> str:
-    value, unit = float(n_bytes), "B"
-    for larger in ("kB", "MB", "GB"):
-        if value < 1000:
-            break
-        value, unit = value / 1000, larger
-    return f"{n_bytes} B" if unit == "B" else f"{value:.1f} {unit}"

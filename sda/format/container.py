@@ -49,7 +49,9 @@ Two backends: the byte-level work is four functions, crc32, read_into, first_non
 write_all, which the C++ extension sda._sdafile (csrc/sdafile.cpp) and the class _PurePython
 here implement with the same signatures. Everything else (layout, JSON, validation, the atomic
 write protocol, every message) is the shared code of this module, so both backends write
-byte-identical files and raise the same error for the same bad input.
+byte-identical files and raise the same error for the same bad input. ("Backend" in sda means this byte
+backend here; elsewhere the kernel backend, sda.kernels.backend: "triton" or "torch"; torch.distributed's
+process-group backend, gloo or nccl, in sda.train.distributed; and pyproject.toml's build backend.)
 """
 
 import contextlib
@@ -67,6 +69,7 @@ import sys
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -202,8 +205,20 @@ def _tensor_bytes(name: str, tensor):
     # resolve_neg: a lazily negated view (conj().imag) would otherwise store its un-negated memory.
     flat = tensor.detach().to("cpu").resolve_neg().contiguous().reshape(-1)
     # view(uint8) reinterprets the memory; numpy() then exposes it as a buffer (it cannot take bf16).
-    data = memoryview(flat.view(torch.uint8).numpy())
+    data = flat.view(torch.uint8).numpy().data
     return data, _DTYPE_NAMES[tensor.dtype], shape
+
+
+def _create_temporary(directory: str, name: str) -> tuple[str, int]:
+    """(path, open descriptor) of a new temporary file for name in directory, created exclusively."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        candidate = os.path.join(directory, _TEMPORARY.format(name=name, tag=secrets.token_hex(6)))
+        try:
+            return candidate, os.open(candidate, flags, 0o666)  # 0o666: the umask decides, as for any new file
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {directory}")
 
 
 def _shape_fits(shape) -> bool:
@@ -276,26 +291,16 @@ def _write_atomic(path, head: bytes, blobs) -> None:
         position = start + data.nbytes
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    tmp, fd = None, None
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-    for _ in range(100):
-        candidate = os.path.join(directory, _TEMPORARY.format(name=os.path.basename(path), tag=secrets.token_hex(6)))
-        try:
-            fd = os.open(candidate, flags, 0o666)  # 0o666: the umask decides, as for any new file
-            tmp = candidate
-            break
-        except FileExistsError:
-            continue
-    if tmp is None:
-        raise FileExistsError(f"could not create a temporary file in {directory}")
+    tmp, fd = _create_temporary(directory, os.path.basename(path))
+    still_open: int | None = fd
     try:
         _io.write_all(fd, tmp, items)  # writes and fsyncs
-        fd, written = None, fd
-        os.close(written)  # released even when it reports an error, so never closed twice
+        still_open = None
+        os.close(fd)  # released even when it reports an error, so never closed twice
         os.replace(tmp, path)
     except BaseException:
-        if fd is not None:
-            os.close(fd)
+        if still_open is not None:
+            os.close(still_open)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
@@ -651,8 +656,9 @@ def _read_data(f, path, layout, table, verify: bool) -> dict:
         try:
             nonzero = _io.first_nonzero(fd, file_name, ranges)
         except EOFError as exc:
-            where = "the padding after the header" if exc.index == 0 else _padding(table[exc.index - 1])
-            raise _truncated(path, exc.offset, f"inside {where}") from None
+            index, offset = _short_read(exc)
+            where = "the padding after the header" if index == 0 else _padding(table[index - 1])
+            raise _truncated(path, offset, f"inside {where}") from None
         if nonzero == 0:
             raise SdaCorruptError(f"{path}: the padding after the header holds non-zero bytes; the file is damaged: "
                                   "copy it again")
@@ -660,7 +666,8 @@ def _read_data(f, path, layout, table, verify: bool) -> dict:
     try:
         crcs = _io.read_into(fd, file_name, items, verify)
     except EOFError as exc:  # the file shrank after it was measured
-        raise _truncated(path, exc.offset, f"inside tensor {table[exc.index]['name']!r}") from None
+        index, offset = _short_read(exc)
+        raise _truncated(path, offset, f"inside tensor {table[index]['name']!r}") from None
 
     tensors = {}
     for i, (entry, buffer, actual) in enumerate(zip(table, buffers, crcs, strict=True)):
@@ -696,6 +703,12 @@ class _ShortRead(EOFError):
     def __init__(self, path, index: int, offset: int):
         super().__init__(f"{path}: the file ends at byte {offset}, inside item {index}")
         self.index, self.offset = index, offset
+
+
+def _short_read(exc: EOFError) -> tuple[int, int]:
+    """(index, offset) of a short read, which both backends raise as an EOFError carrying the two."""
+    short = cast(_ShortRead, exc)  # or _sdafile.ShortReadError: the same attributes
+    return short.index, short.offset
 
 
 @contextlib.contextmanager
@@ -767,14 +780,27 @@ class _PurePython:
             os.fsync(fd)
 
 
+class _ByteWork(Protocol):
+    """The four functions of a backend: _PurePython's, or sda._sdafile's."""
+
+    def crc32(self, data, value: int = 0, /) -> int: ...
+
+    def read_into(self, fd: int, path, items, crc: bool = True) -> list: ...
+
+    def first_nonzero(self, fd: int, path, ranges) -> int: ...
+
+    def write_all(self, fd: int, path, items) -> None: ...
+
+
 _NATIVE_FUNCTIONS = ("crc32", "read_into", "first_nonzero", "write_all")
-if native._ext is not None and all(hasattr(native._ext, f) for f in _NATIVE_FUNCTIONS):
-    _BACKENDS, _CPP_MISSING = {"cpp": native._ext, "python": _PurePython}, ""
+_BACKENDS: dict[str, _ByteWork]
+if native.extension is not None and all(hasattr(native.extension, f) for f in _NATIVE_FUNCTIONS):
+    _BACKENDS, _CPP_MISSING = {"cpp": native.extension, "python": _PurePython}, ""
 else:
     _BACKENDS = {"python": _PurePython}
     _CPP_MISSING = ("SDA_PURE_PYTHON=1 is set" if os.environ.get("SDA_PURE_PYTHON") == "1"
                     else "the extension sda._sdafile is out of date; rebuild it with pip install -e ."
-                    if native._ext is not None
+                    if native.extension is not None
                     else "the extension sda._sdafile was not built; reinstall sda with a C++ compiler present")
 BACKEND = "cpp" if "cpp" in _BACKENDS else "python"
 _io = _BACKENDS[BACKEND]

@@ -16,6 +16,7 @@ import platform
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -128,6 +129,7 @@ def _check_resume_metadata(path: Path, metadata: dict, config: VQVAEConfig, n_pa
         if not ok:
             _damaged(path, what)
 
+    assert config.epochs is not None  # _config refuses a config that was never resolved
     position = metadata["position"]
     need(isinstance(position, dict), "its training position is not an object")
     whole = {"epoch": (1, config.epochs + 1), "epoch_step": (0, 10**9), "step": (0, 10**12),
@@ -151,9 +153,9 @@ def _check_resume_metadata(path: Path, metadata: dict, config: VQVAEConfig, n_pa
          and all(isinstance(f, dict) and isinstance(f.get("path"), str) for f in dataset["files"]),
          "its dataset record has no list of files")
     history = metadata.get("history")
-    need(isinstance(history, dict) and isinstance(history.get("epochs"), list)
-         and isinstance(history.get("warnings"), list) and isinstance(history.get("health_warnings", []), list),
-         "its history is not an object with lists of epochs and warnings")
+    if not (isinstance(history, dict) and isinstance(history.get("epochs"), list)
+            and isinstance(history.get("warnings"), list) and isinstance(history.get("health_warnings", []), list)):
+        _damaged(path, "its history is not an object with lists of epochs and warnings")
     try:
         for record in history.get("health_warnings", []):
             HealthWarning.from_dict(record)
@@ -174,11 +176,16 @@ def _read(path: Path, kind: str) -> tuple[dict, dict]:
 
 
 def _config(path: Path, metadata: dict) -> VQVAEConfig:
+    """The stored config, concrete as training resolved it (a codebook size and a number of epochs)."""
     try:
-        return VQVAEConfig.from_dict(metadata["config"])
+        config = VQVAEConfig.from_dict(metadata["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise SdaFormatError(f"{path} has no usable training config ({exc}): the file is damaged or "
                                      "was not written by sda") from None
+    if config.codebook_size is None or config.epochs is None:
+        _damaged(path, "its config leaves the codebook size or the number of epochs automatic, as only a run's "
+                       "start does")
+    return config
 
 
 # The tensors a config implies come from a stand-in model too small to cost anything: building the real one
@@ -224,7 +231,7 @@ def _form(tensor: torch.Tensor) -> str:
     return f"{str(tensor.dtype).removeprefix('torch.')} {list(tensor.shape)}"
 
 
-def _damaged(path: Path, what: str):
+def _damaged(path: Path, what: str) -> NoReturn:
     raise SdaFormatError(f"{path} is damaged or was not written by sda: {what}")
 
 

@@ -21,22 +21,56 @@ keeps its value until real assignments move it.
 Every assignment (training, k-means, evaluation) goes through sda.kernels.assign, which returns
 indices, counts and sums in one pass: the EMA update and the health figures need no other.
 
-Under torch.distributed every process holds the same state and keeps it so (sda.train.distributed): each
-training step sums the counts and sums over all processes before the EMA update, so every process
-applies the update of the global batch; k-means and dead-code replacement draw at random, so process
-0 computes them and the others take its result. Decisions that follow from the state (which codes
-are dead) come out the same everywhere without talking.
+Under torch.distributed every process holds the same state and keeps it so, through the Sync it is
+given (sda.train.distributed in a training run; LOCAL, one process, by default): each training step sums
+the counts and sums over all processes before the EMA update, so every process applies the update of
+the global batch; k-means and dead-code replacement draw at random, so process 0 computes them and the
+others take its result. Decisions that follow from the state (which codes are dead) come out the same
+everywhere without talking. The sync is injected, as vector-quantize-pytorch injects its all-reduce,
+so the model layer knows nothing of how processes talk.
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import nn
 
 from sda.kernels import assign
-from sda.train import distributed
 
 LAPLACE_EPS = 1e-5
+
+
+class Sync(Protocol):
+    """What the codebooks need from the processes of a run; the module sda.train.distributed is one.
+    what: '...ing ...', for the message of a collective that fails."""
+
+    def rank(self) -> int:
+        """This process's rank; 0 decides what is drawn at random."""
+        ...
+
+    def all_reduce_(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
+        """Sum tensor over all processes, in place; returns it."""
+        ...
+
+    def broadcast_(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
+        """Overwrite tensor with process 0's, in place; returns it."""
+        ...
+
+
+class LocalSync:
+    """One process: every collective is the identity."""
+
+    def rank(self) -> int:
+        return 0
+
+    def all_reduce_(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
+        return tensor
+
+    def broadcast_(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
+        return tensor
+
+
+LOCAL: Sync = LocalSync()
 
 
 class CodebookOutput(NamedTuple):
@@ -92,9 +126,15 @@ def kmeans(x: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, torch.Ten
 class EMACodebook(nn.Module):
     """K codes [K, D]; forward quantises x [N, D] float32 (see the module docstring for the state)."""
 
+    embed: torch.Tensor
+    cluster_size: torch.Tensor
+    embed_sum: torch.Tensor
+    initialized: torch.Tensor
+
     def __init__(self, codebook_size: int, dim: int, decay: float = 0.95, dead_code_threshold: float = 0.25,
-                 kmeans_iters: int = 10):
+                 kmeans_iters: int = 10, sync: Sync = LOCAL):
         super().__init__()
+        self.sync = sync
         self.decay = decay
         self.dead_code_threshold = dead_code_threshold
         self.kmeans_iters = kmeans_iters
@@ -118,7 +158,7 @@ class EMACodebook(nn.Module):
         replaced = 0
         if self.training:
             statistics = "summing codebook statistics"
-            self.ema_update(distributed.all_reduce_(a.counts, statistics), distributed.all_reduce_(a.sums, statistics))
+            self.ema_update(self.sync.all_reduce_(a.counts, statistics), self.sync.all_reduce_(a.sums, statistics))
             replaced = self.replace_dead(x)
         return CodebookOutput(quantized, a.indices, a.counts, replaced)
 
@@ -132,12 +172,12 @@ class EMACodebook(nn.Module):
         counts times count_scale (to express them per training step: see sda.train.warmup).
         Several processes: process 0's x and k-means decide, the others receive the result."""
         centroids, counts = torch.empty_like(self.embed), torch.empty_like(self.cluster_size)
-        if distributed.rank() == 0:
+        if self.sync.rank() == 0:
             found, found_counts = kmeans(x.detach().float(), self.codebook_size, self.kmeans_iters)
             centroids, counts = found, found_counts.to(counts.dtype) * count_scale
         everything = torch.ones(self.codebook_size, dtype=torch.bool, device=x.device)
         what = "taking process 0's k-means codes"
-        self._set_codes(everything, distributed.broadcast_(centroids, what), distributed.broadcast_(counts, what))
+        self._set_codes(everything, self.sync.broadcast_(centroids, what), self.sync.broadcast_(counts, what))
         self.initialized.fill_(True)
 
     @torch.no_grad()
@@ -164,12 +204,12 @@ class EMACodebook(nn.Module):
         if n_dead == 0:
             return 0
         codes = torch.empty(n_dead, self.embed.shape[1], device=x.device)
-        if distributed.rank() == 0:
+        if self.sync.rank() == 0:
             codes = x[sample_rows(x.shape[0], n_dead, x.device)].detach().float()
         # A re-seeded code starts at twice the threshold: log(2) / (1 - decay) steps to attract data
         # before it counts as dead again.
         start = torch.full((n_dead,), 2.0 * self.dead_code_threshold, device=x.device)
-        self._set_codes(dead, distributed.broadcast_(codes, "taking process 0's re-seeded codes"), start)
+        self._set_codes(dead, self.sync.broadcast_(codes, "taking process 0's re-seeded codes"), start)
         return n_dead
 
     def _set_codes(self, which: torch.Tensor, codes: torch.Tensor, cluster_size: torch.Tensor) -> None:

@@ -1,13 +1,13 @@
 """Codebook health: how much of each RVQ level is in use, computed from the kernels' counts.
 
-Per level, over a window of steps (an epoch, or the last N steps):
+Per level, over a window of the last N training steps:
     utilization = codes used at least once / K                (shown as %)
     perplexity  = exp(entropy of the usage distribution)      (K at most; 1 means collapse)
     dead codes  = K - codes used;  replaced = codes re-seeded by dead-code replacement
 Per-batch figures depend on the batch size and mislead on small data, hence the window. The counts
 come from sda.kernels.assign, which already counted every assignment: health costs no extra pass.
 
-    window = HealthWindow(levels=3, codebook_size=64, steps=None)   # None: until reset (an epoch)
+    window = HealthWindow(levels=3, codebook_size=64, steps=100)    # the last 100 steps
     window.add(counts, replaced)     # counts [L, K] int64, replaced [L] per training step
     snapshot = window.snapshot()     # list of LevelHealth, one per level
     new, resolved = monitor.check(snapshot, epoch, step)            # LowUtilizationMonitor: HealthWarning records
@@ -22,6 +22,7 @@ at a step, or still weak at the end. Figures print rounded toward zero (percent)
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -60,16 +61,15 @@ def level_health(counts: torch.Tensor, level: int = 0, replaced: int = 0) -> Lev
 
 
 class HealthWindow:
-    """Sums per-step counts [L, K] over a window: all steps since reset(), or the last `steps`."""
+    """Sums per-step counts [L, K] over the last `steps` steps (fewer since the start or a reset())."""
 
-    def __init__(self, levels: int, codebook_size: int, steps: int | None = None):
-        if steps is not None and steps < 1:
-            raise ValueError(f"HealthWindow steps must be None or at least 1, got {steps}")
+    def __init__(self, levels: int, codebook_size: int, steps: int):
+        if steps < 1:
+            raise ValueError(f"HealthWindow steps must be at least 1, got {steps}")
         self.steps = steps
         self.counts = torch.zeros(levels, codebook_size, dtype=torch.int64)
         self.replaced = torch.zeros(levels, dtype=torch.int64)
-        self._history = deque()  # (counts, replaced) per step, only for a sliding window
-        self._steps = 0  # steps since reset
+        self._history: deque[tuple[torch.Tensor, torch.Tensor]] = deque()  # (counts, replaced) per step
 
     def add(self, counts: torch.Tensor, replaced: torch.Tensor | None = None) -> None:
         """Count one step: counts [L, K], replaced [L] (codes re-seeded in that step)."""
@@ -80,23 +80,21 @@ class HealthWindow:
                              f"{tuple(self.replaced.shape)}, got {tuple(counts.shape)} and {tuple(replaced.shape)}")
         self.counts += counts
         self.replaced += replaced
-        self._steps += 1
-        if self.steps is not None:
-            self._history.append((counts, replaced))
-            if len(self._history) > self.steps:
-                old_counts, old_replaced = self._history.popleft()
-                self.counts -= old_counts
-                self.replaced -= old_replaced
+        self._history.append((counts, replaced))
+        if len(self._history) > self.steps:
+            old_counts, old_replaced = self._history.popleft()
+            self.counts -= old_counts
+            self.replaced -= old_replaced
 
     def reset(self) -> None:
+        """Forget every step (the engine's, when the quantizer comes on after warm-up)."""
         self.counts.zero_()
         self.replaced.zero_()
         self._history.clear()
-        self._steps = 0
 
     def __len__(self) -> int:
         """How many steps the window covers now."""
-        return self._steps if self.steps is None else min(self._steps, self.steps)
+        return len(self._history)
 
     def snapshot(self) -> list[LevelHealth]:
         pairs = zip(self.counts, self.replaced, strict=True)
@@ -170,7 +168,7 @@ class LowUtilizationMonitor:
     `records` holds every warning with its outcome so far; pass a run's saved records to resume it.
     """
 
-    def __init__(self, records: list[HealthWarning] = (), threshold: float = LOW_UTILIZATION,
+    def __init__(self, records: Iterable[HealthWarning] = (), threshold: float = LOW_UTILIZATION,
                  recovered: float = RECOVERED_UTILIZATION):
         self.threshold, self.recovered = threshold, recovered
         self.records = list(records)

@@ -13,13 +13,14 @@ bfloat16 distance cannot separate close codes. Codebooks are updated by EMA (sda
 by the optimizer, so they hold no parameters.
 """
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sda.model.codebook import EMACodebook
+from sda.model.codebook import LOCAL, EMACodebook, Sync
 
 
 class QuantizerOutput(NamedTuple):
@@ -30,17 +31,41 @@ class QuantizerOutput(NamedTuple):
     replaced: torch.Tensor  # [L] int64
 
 
+class Quantizer(Protocol):
+    """What ConvVQVAE needs of its quantizer, an nn.Module: ResidualVQ, or a peer library's in an adapter (bench)."""
+
+    @property
+    def initialized(self) -> bool: ...
+
+    def __call__(self, z: torch.Tensor) -> QuantizerOutput: ...
+
+    def initialize(self, z: torch.Tensor, count_scale: float = 1.0) -> None: ...
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor: ...
+
+    # and, as an nn.Module, its codebook state (the engine undoes a skipped step's EMA update with them):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any: ...
+
+
 class ResidualVQ(nn.Module):
     def __init__(self, levels: int, codebook_size: int, dim: int, decay: float = 0.95,
-                 dead_code_threshold: float = 0.25, kmeans_iters: int = 10):
+                 dead_code_threshold: float = 0.25, kmeans_iters: int = 10, sync: Sync = LOCAL):
+        """sync: how the codebooks of several processes stay identical (sda.model.codebook.Sync)."""
         super().__init__()
         self.levels = nn.ModuleList(
-            EMACodebook(codebook_size, dim, decay, dead_code_threshold, kmeans_iters) for _ in range(levels)
+            EMACodebook(codebook_size, dim, decay, dead_code_threshold, kmeans_iters, sync) for _ in range(levels)
         )
 
     @property
+    def codebooks(self) -> list[EMACodebook]:
+        """The levels, first to last (nn.ModuleList types its items as plain Modules)."""
+        return cast(list[EMACodebook], list(self.levels))
+
+    @property
     def initialized(self) -> bool:
-        return all(bool(level.initialized) for level in self.levels)
+        return all(bool(level.initialized) for level in self.codebooks)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         with torch.autocast(z.device.type, enabled=False):
@@ -52,7 +77,7 @@ class ResidualVQ(nn.Module):
         residual = x
         quantized = torch.zeros_like(x)
         codes, commitment, counts, replaced = [], [], [], []
-        for level in self.levels:
+        for level in self.codebooks:
             out = level(residual.detach())
             commitment.append(F.mse_loss(residual, out.quantized))
             residual = residual - out.quantized
@@ -76,11 +101,11 @@ class ResidualVQ(nn.Module):
         count_scale: see EMACodebook.initialize."""
         b, d, t = z.shape
         residual = z.float().transpose(1, 2).reshape(b * t, d)
-        for level in self.levels:
+        for level in self.codebooks:
             level.initialize(residual, count_scale)
             residual = residual - level.embed[level.nearest(residual)]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [B, T, L] -> quantized latents [B, D, T]."""
-        quantized = sum(level.embed[codes[..., i]] for i, level in enumerate(self.levels))
-        return quantized.transpose(1, 2)
+        chosen = [level.embed[codes[..., i]] for i, level in enumerate(self.codebooks)]  # L x [B, T, D]
+        return sum(chosen[1:], chosen[0]).transpose(1, 2)

@@ -4,6 +4,7 @@ Mel bins are the channels and time is the convolved axis, so codes form a grid o
 time positions (T' = T / downsample): the natural shape for encoding, decoding and editing codes.
 
     model = ConvVQVAE(config)                     # a resolved VQVAEConfig (concrete codebook size)
+    model = ConvVQVAE(config, sync=sda.train.distributed)   # several processes: sda.model.codebook.Sync
     model.set_normalization(train_mels)           # per-bin mean/std of the training log-mels
     out = model(mel)                              # mel [B, M, T] log-mel
     out = model(mel, quantize=False)              # warm-up (sda.train.warmup): a plain autoencoder
@@ -21,8 +22,9 @@ import torch
 from torch import nn
 
 from sda.config import VQVAEConfig
+from sda.model.codebook import LOCAL, Sync
 from sda.model.losses import reconstruction_loss, total_loss
-from sda.model.quantizer import QuantizerOutput, ResidualVQ
+from sda.model.quantizer import Quantizer, QuantizerOutput, ResidualVQ
 
 
 class VQVAEOutput(NamedTuple):
@@ -66,16 +68,22 @@ def decoder(dim: int, hidden: int, n_mels: int, stages: int) -> nn.Sequential:
 
 
 class ConvVQVAE(nn.Module):
-    def __init__(self, config: VQVAEConfig, quantizer: nn.Module | None = None):
-        """quantizer: any module with ResidualVQ's interface; default the one the config describes."""
+    mel_mean: torch.Tensor
+    mel_std: torch.Tensor
+
+    def __init__(self, config: VQVAEConfig, quantizer: Quantizer | None = None, sync: Sync = LOCAL):
+        """quantizer: any module with ResidualVQ's interface; default the one the config describes, its
+        codebooks kept identical across processes by sync (sda.model.codebook.Sync; one process by default)."""
         super().__init__()
         if config.codebook_size is None:
             raise ValueError("ConvVQVAE needs a resolved config: call config.resolve(...) for a concrete codebook size")
         self.config = config
+        self.codebook_size: int = config.codebook_size
         n_mels, stages = config.audio.n_mels, int(math.log2(config.downsample))
         self.encoder = encoder(n_mels, config.hidden_channels, config.codebook_dim, stages)
-        self.quantizer = quantizer or ResidualVQ(config.rvq_levels, config.codebook_size, config.codebook_dim,
-                                                 config.ema_decay, config.dead_code_threshold, config.kmeans_iters)
+        self.quantizer: Quantizer = quantizer or ResidualVQ(
+            config.rvq_levels, self.codebook_size, config.codebook_dim, config.ema_decay, config.dead_code_threshold,
+            config.kmeans_iters, sync)
         self.decoder = decoder(config.codebook_dim, config.hidden_channels, n_mels, stages)
         # Log-mels sit around -11..2 with very different spread per bin; the network sees them
         # standardised per bin, with statistics from the training set saved alongside the weights.
@@ -108,7 +116,7 @@ class ConvVQVAE(nn.Module):
 
     def _unquantized(self, z: torch.Tensor) -> QuantizerOutput:
         b, _, t = z.shape
-        levels, k = self.config.rvq_levels, self.config.codebook_size
+        levels, k = self.config.rvq_levels, self.codebook_size
         return QuantizerOutput(quantized=z.float(), codes=torch.full((b, t, levels), -1, device=z.device),
                                commitment=torch.zeros(levels, device=z.device),
                                counts=torch.zeros(levels, k, dtype=torch.int64, device=z.device),

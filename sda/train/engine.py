@@ -176,7 +176,7 @@ def _setup(checkpoint: TrainingState | None, files: RunFiles, data: Dataset, opt
     cfg = data.config.with_warmup(steps_per_epoch * epochs)  # a resumed run keeps its own
     every = max(1, epochs // 10)
     torch.manual_seed(cfg.seed)
-    model = ConvVQVAE(cfg).to(device)
+    model = ConvVQVAE(cfg, sync=distributed).to(device)  # the codebooks stay identical across processes
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
     notes: list[str] = []
     if checkpoint is None:
@@ -303,8 +303,7 @@ def _end_of_epoch(run: _Run) -> Iterator[Event]:
                          warmup=state.step - state.epoch_step < _decided(cfg.warmup_steps),
                          health=run.window.snapshot(), validation_health=val_health)
     state.history.epochs.append(record)
-    yield Epoch(epoch=state.epoch, epochs=run.epochs, train=record.train, validation=validation,
-                validation_health=val_health)
+    yield Epoch(epoch=state.epoch, epochs=run.epochs, train=record.train, validation=validation)
     if run.main and (state.epoch % run.preview_every == 0 or state.epoch == run.epochs):
         try:
             yield _preview(run.model, run.data, run.inverter, state.epoch, files.previews, run.device)

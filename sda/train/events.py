@@ -8,7 +8,7 @@ more than one field that could be mixed up are built by keyword only.
             case Health(): ...    # every options.health_every steps and at each epoch end
             case Alert(): ...     # a warning: low utilization (once per level until it recovers), skipped steps
             case Recovered(): ... # a level that warned is healthy again
-            case Epoch(): ...     # train and validation losses, validation health
+            case Epoch(): ...     # train and validation losses
             case Preview(): ...   # original and reconstruction audio files written
             case Checkpoint(): ...
             case Done(): ...      # always last on success or stop: the summary
@@ -87,7 +87,6 @@ class Epoch:
     epochs: int
     train: dict  # loss, reconstruction, commitment: means over the epoch's steps
     validation: dict  # loss, reconstruction, commitment on the validation set
-    validation_health: list[LevelHealth]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from sda.errors import ConfigError, OutputError, SdaError
 from sda.format import container
-from sda.text import printable
+from sda.text import printable, size
 
 GENERATED_NAME = "sda-%Y%m%d-%H%M%S"  # strftime: what a run without --model-name is called (then -2, -3, ...)
 MAX_NAME_CHARS = 100
@@ -185,13 +185,9 @@ def check_space(out_dir: Path, needed_bytes: int) -> None:
     """Refuse a run whose saves cannot fit: found at the start, not at the first checkpoint."""
     free = shutil.disk_usage(out_dir).free
     if free < needed_bytes:
-        raise OutputError(f"{out_dir} has {_mb(free)} free and this run needs about {_mb(needed_bytes)} for its model, "
-                          "checkpoint and previews (each save is written whole before it replaces the last): free some "
-                          "space, or choose another folder with --out")
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+        raise OutputError(f"{out_dir} has {size(free)} free and this run needs about {size(needed_bytes)} for its "
+                          "model, checkpoint and previews (each save is written whole before it replaces the last): "
+                          "free some space, or choose another folder with --out")
 
 
 def _read_holder(fd: int) -> str:

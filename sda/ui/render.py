@@ -18,7 +18,7 @@ import pandas as pd
 
 from sda import report
 from sda.model.health import LOW_UTILIZATION, LevelHealth, percent
-from sda.text import printable
+from sda.text import duration, printable
 from sda.train.history import History
 from sda.ui.job import DONE, FAILED, STOPPED, STOPPING, JobView
 
@@ -167,7 +167,7 @@ def status_markdown(view: JobView | None) -> str:
         s = view.summary
         how = "Finished" if view.status == DONE else "Stopped early"
         return (f"**{how}** after {s.epochs_done} of {s.epochs} epochs ({s.steps} steps, "
-                f"{report.duration(s.elapsed_s)}). Model saved: {md_text(s.model_path)}")
+                f"{duration(s.elapsed_s)}). Model saved: {md_text(s.model_path)}")
     if started is None:
         if view.status == STOPPING:
             return "**Stopping** before training begins: nothing will be saved…"
@@ -178,7 +178,7 @@ def status_markdown(view: JobView | None) -> str:
         line = f"**Epoch 1 of {started.config.epochs}**, starting · {where}"
     else:
         line = (f"**Epoch {step.epoch} of {started.config.epochs}** · step {step.step} of {step.total_steps} · "
-                f"ETA {report.duration(step.eta_s)} · loss {step.loss:.4f} · {where}")
+                f"ETA {duration(step.eta_s)} · loss {step.loss:.4f} · {where}")
     if view.status == STOPPING:
         line = "**Stopping** after this step; saving the model and a checkpoint… · " + line
     return line

@@ -9,7 +9,6 @@ script runs, the markup is readable) is tests/test_ui_browser.py::test_markup_ev
 import dataclasses
 import re
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -18,9 +17,8 @@ from hypothesis import strategies as st
 from sda.format import container
 from sda.model.health import LevelHealth
 from sda.text import printable
-from sda.train.engine import RunOptions
 from sda.train.events import Alert, Started, Summary
-from sda.ui.job import DONE, FAILED, RUNNING, JobView, TrainingJob
+from sda.ui.job import DONE, FAILED, RUNNING, JobView
 from sda.ui.render import (
     alerts_markdown,
     busy_banner,
@@ -31,26 +29,15 @@ from sda.ui.render import (
     report_text,
     status_markdown,
 )
-from tests.test_engine import SMALL
-from tests.test_ui import shown_markdown
+from tests.helpers import CONTROL, MARK, SMALL, hostile_model, shown_markdown, trained_model
 
-# Markup that runs script when a page puts it into HTML unescaped; `window.__xss` tells the browser test.
-MARK = '<img src=x onerror="window.__xss=1">'
 ESCAPED = html_text(MARK)  # &lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;
-CONTROL = "\x1b]52;c;aGk=\x07"  # an OSC-52 clipboard write
 VIEWS = ["notice", "info", "health", "recon", "commit", "config"]  # stand-ins for ui._show_model's components
 
 
 def no_markup(text: str) -> None:
     """No tag can start in text that goes into HTML or Markdown: every < of a value is escaped."""
     assert "<img" not in text and "<b" not in text, text
-
-
-def trained_model(folder: Path, models: Path) -> Path:
-    """A real model file, models/source.sda, from a one-epoch run of the tiny config on folder."""
-    job = TrainingJob(dataclasses.replace(SMALL, epochs=1), RunOptions(folder, models, "source", health_every=2))
-    assert job.wait(120) and job.view().status == DONE, job.view().error
-    return models / "source.sda"
 
 
 @pytest.fixture(scope="module")
@@ -74,32 +61,6 @@ def _set(tree, path, value):
     for key in path[:-1]:
         tree = tree[key]
     tree[path[-1]] = value
-
-
-def _marked(value):
-    """Every string of a metadata tree with MARK in front (paths that matched each other still match)."""
-    if isinstance(value, str):
-        return MARK + value
-    if isinstance(value, dict):
-        return {key: _marked(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_marked(item) for item in value]
-    return value
-
-
-def hostile_model(source: Path, path: Path) -> Path:
-    """source's weights, with MARK in every string of its metadata and in every figure the page shows
-    as it is (the replaced codes and the codebook size of each level), a rejected file, a warning and
-    a terminal escape in its name: the file still opens, so the markup reaches every view of the Models tab."""
-    tensors, metadata = container.read(source)
-    metadata = _marked(metadata)
-    for level in metadata["health"]:
-        level["replaced"] = level["codebook_size"] = MARK
-    metadata["model_name"] += CONTROL
-    metadata["dataset"]["rejected"] = [{"path": MARK + CONTROL + ".wav", "reason": MARK}]
-    metadata["history"]["warnings"] = [MARK + " a warning"]
-    container.write(path, tensors, metadata)
-    return path
 
 
 def assert_models_tab_is_safe(shown: dict) -> None:

@@ -20,8 +20,7 @@ from gradio_client.exceptions import AppError, AuthenticationError
 
 from sda.errors import ConfigError
 from sda.ui.app import MAX_WHOLE, Login, login_for, serve
-from tests.test_engine import SMALL
-from tests.test_ui import STOP, WAIT, Page, free_port, shown_markdown
+from tests.helpers import SMALL, STOP, WAIT, Page, free_port, shown_markdown
 
 GOOD = {"path": None, "levels": 2, "commitment": 0.25, "epochs": 2, "name": "", "every": 2, "batch": 8, "lr": 1e-3,
         "seed": 0}  # path: the folder fixture

@@ -15,8 +15,7 @@ from attacks.harness import refused, sda_limited
 from sda.data.synth import write_collection
 from sda.errors import ConfigError, DataError
 from sda.ui.app import _check_folder, check_data_root, confine, reachable_beyond_loopback, serve
-from tests.test_engine import SMALL
-from tests.test_ui import START, free_port, shown_markdown
+from tests.helpers import SMALL, START, free_port, shown_markdown
 
 
 @pytest.fixture(scope="module")
