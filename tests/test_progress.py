@@ -61,9 +61,9 @@ def test_a_message_from_a_file_reaches_the_terminal_with_its_escapes_visible():
 
 
 def test_an_error_goes_to_stderr_in_red_on_a_terminal_and_plain_otherwise(capsys):
-    shown(Error(f"bad {HOSTILE}", bad_input=True), interactive=True)
+    shown(Error(f"bad {HOSTILE}", "data"), interactive=True)
     assert capsys.readouterr().err == f"{RED}sda: error: bad kick\\x1b]52;c;aGk=\\x07.wav{RESET}\n"
-    shown(Error("bad input", bad_input=True))
+    shown(Error("bad input", "settings"))
     assert capsys.readouterr().err == "sda: error: bad input\n"
 
 
@@ -83,7 +83,8 @@ def test_health_as_lines_one_per_level_with_a_verdict_only_when_judged():
 
 def test_epochs_and_interval_checkpoints_are_shown_and_the_final_ones_left_to_the_report():
     losses = {"loss": 1.5, "reconstruction": 1.25, "commitment": 1.0}
-    text = shown(Epoch(2, 5, losses, losses), Checkpoint(Path("m.checkpoint.sda"), 2, 10, "interval"),
-                 Checkpoint(Path("m.checkpoint.sda"), 2, 10, "end"))
+    interval = Checkpoint(path=Path("m.checkpoint.sda"), epoch=2, step=10, reason="interval")
+    text = shown(Epoch(epoch=2, epochs=5, train=losses, validation=losses), interval,
+                 dataclasses.replace(interval, reason="end"))
     assert text == ("epoch 2/5: train loss 1.5000 (recon 1.2500, commit 1.0000), validation loss 1.5000 "
                     "(recon 1.2500)\n  checkpoint: m.checkpoint.sda\n")
