@@ -102,6 +102,25 @@ def test_help_lists_the_commands():
     assert pathlib.Path(sys.executable).exists()
 
 
+@pytest.mark.parametrize("value", ["fast", "triton"])  # unknown; and triton, which cannot run on CPU tensors
+def test_a_bad_sda_kernels_is_a_settings_error_before_any_audio_is_read(tmp_path, monkeypatch, value):
+    write_collection(tmp_path / "kit", n_files=4, seed=0)
+    monkeypatch.setenv("SDA_KERNELS", value)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    for run in (sda("train", tmp_path / "kit", "--out", tmp_path / "out"), sda("env")):
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.startswith("sda: error: SDA_KERNELS=") and "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing claimed or decoded
+
+
+def test_a_reader_that_goes_away_ends_sda_quietly():
+    """`sda env | head -1`: the pipe closes before sda writes; no traceback, no 'Broken pipe' error line."""
+    proc = subprocess.Popen([sys.executable, "-m", "sda", "env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the interpreter has even imported sda: every write meets a closed pipe
+    stderr = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 1 and stderr == "", stderr
+
+
 def _serve(port, models):
     """`sda ui` in a subprocess, returned once it says where it listens."""
     proc = subprocess.Popen([sys.executable, "-m", "sda", "ui", "--port", str(port), "--models", str(models)],

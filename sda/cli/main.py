@@ -23,6 +23,7 @@ from sda.config import OPTIONAL, RANGES, RVQ_LEVELS, AudioConfig, RunOptions, VQ
 from sda.errors import (
     EXIT,
     EXIT_BAD_INPUT,
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     AudioFileError,
     ConfigError,
@@ -45,7 +46,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     import torch
 
     from sda.format import container
-    from sda.kernels import backend
+    from sda.train.devices import kernel_backend
 
     try:
         import triton
@@ -57,16 +58,13 @@ def cmd_env(args: argparse.Namespace) -> int:
     print(f"sda {sda.__version__} on Python {platform.python_version()} ({sys.platform})")
     print(f"torch {torch.__version__}, triton {triton_version}")
     print(f"SDA_KERNELS={os.environ.get('SDA_KERNELS', 'auto')}")
-    try:
-        cpu_backend = backend(torch.empty(0, 1))
-    except ValueError as exc:  # sda.kernels imports nothing of sda: its refusal of SDA_KERNELS is a ValueError
-        raise ConfigError(str(exc)) from None
+    cpu_backend = kernel_backend(torch.device("cpu"))
     print(f"kernel backend on cpu: {cpu_backend}")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             dev = torch.device("cuda", i)
             name = torch.cuda.get_device_name(i)
-            print(f"kernel backend on {dev} ({name}): {backend(torch.empty(0, 1, device=dev))}")
+            print(f"kernel backend on {dev} ({name}): {kernel_backend(dev)}")
     else:
         print("cuda: not available")
     print(f".sda file backend: {container.BACKEND}")
@@ -400,6 +398,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("sda: aborted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (sda info m.sda | head): nothing failed, and nowhere to say more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit cannot raise again
+        return EXIT_FAILED
     except Exception as exc:  # what it is was decided by its class (sda.errors); here only its exit status
         if kind_of(exc) is None:  # unexpected: a bug, whose traceback is what its report needs
             traceback.print_exc()

@@ -48,7 +48,7 @@ from sda.model.health import HealthWindow, LevelHealth, LowUtilizationMonitor, j
 from sda.model.vqvae import ConvVQVAE, VQVAEOutput
 from sda.text import printable
 from sda.train import distributed, events, runfiles, warmup
-from sda.train.devices import pick_device, pick_precision
+from sda.train.devices import kernel_backend, pick_device, pick_precision
 from sda.train.events import (
     Alert,
     Checkpoint,
@@ -86,6 +86,7 @@ def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None
     first, joined = distributed.first_process(), False
     try:
         device = pick_device(options.device)
+        kernel_backend(device, config.codebook_dim)  # a bad SDA_KERNELS is refused now, not at the first step
         with distributed.joined(device, options.timeout_s) as device:
             joined = True  # from here on errors are agreed, so process 0 speaks for all
             for event in _train(config, options, device, stop or threading.Event()):
