@@ -35,7 +35,7 @@ def launch(nproc: int, argv: list[str], device: str) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     from sda.train import distributed
-    from sda.train.engine import pick_device
+    from sda.train.devices import pick_device
 
     distributed.device_for(pick_device(device), 0, nproc)
     # torchrun gives each worker one CPU thread unless told; sharing the cores serves CPU training better.

@@ -402,9 +402,10 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit cannot raise again
         return EXIT_FAILED
     except Exception as exc:  # what it is was decided by its class (sda.errors); here only its exit status
-        if kind_of(exc) is None:  # unexpected: a bug, whose traceback is what its report needs
+        kind = kind_of(exc)
+        if kind is None:  # unexpected: a bug, whose traceback is what its report needs
             traceback.print_exc()
             print(f"sda: unexpected error ({type(exc).__name__}); the traceback above says where", file=sys.stderr)
         else:
             print(f"sda: error: {printable_lines(exc)}", file=sys.stderr)
-        return EXIT[kind_of(exc)]
+        return EXIT[kind]

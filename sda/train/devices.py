@@ -7,7 +7,7 @@
 
 import torch
 
-from sda.config import ConfigError
+from sda.errors import ConfigError
 from sda.kernels import backend
 
 

@@ -40,10 +40,19 @@ from torch.utils.data import DistributedSampler, TensorDataset
 from sda.config import RunOptions, VQVAEConfig, check_setting
 from sda.data.audio import MelInverter, write_audio
 from sda.data.dataset import Dataset, LoadingStopped, load_dataset
-from sda.errors import EXPECTED, ConfigError, DataError, SaveError, SdaError, SdaFormatError, TrainingError, kind_of
+from sda.errors import (
+    EXPECTED,
+    ConfigError,
+    DataError,
+    PeerFailure,
+    SaveError,
+    SdaError,
+    SdaFormatError,
+    TrainingError,
+    kind_of,
+)
 from sda.format import modelfile
 from sda.format.modelfile import TrainingState
-from sda.kernels import backend
 from sda.model.health import HealthWindow, LevelHealth, LowUtilizationMonitor, judged, level_health
 from sda.model.vqvae import ConvVQVAE, VQVAEOutput
 from sda.text import printable
@@ -92,7 +101,7 @@ def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None
             for event in _train(config, options, device, stop or threading.Event()):
                 if first:
                     yield event
-    except distributed.PeerFailure as exc:
+    except PeerFailure as exc:
         yield Error(str(exc), exc.kind)  # each process's own view of what broke: all say it
     except EXPECTED as exc:
         kind = kind_of(exc)
@@ -148,7 +157,7 @@ class _Run:
 
     def __post_init__(self) -> None:
         cfg, state = self.cfg, self.state
-        self.backend = backend(torch.empty(0, cfg.codebook_dim, device=self.device))
+        self.backend = kernel_backend(self.device, cfg.codebook_dim)
         self.first_step = state.step
         self.total_steps = state.step + self.steps_per_epoch * (self.epochs - state.epoch + 1) - state.epoch_step
         self.window_steps = max(self.steps_per_epoch, self.options.health_every)
@@ -210,7 +219,7 @@ def _run(run: _Run, stop: threading.Event) -> Iterator[Event]:
             stopped = yield from _epoch_steps(run, stop)
             if not stopped:
                 yield from _end_of_epoch(run)
-    except distributed.PeerFailure as failure:
+    except PeerFailure as failure:
         raise _saved_after(run, failure) from None
     if not run.main:
         return
@@ -284,7 +293,7 @@ def _update(run: _Run, batch: torch.Tensor, quantize: bool) -> tuple[Losses, boo
             with distributed.collective("averaging the gradients"):
                 out.loss.backward()
             ok = bool(torch.isfinite(nn.utils.clip_grad_norm_(model.parameters(), run.cfg.grad_clip)))
-    except distributed.PeerFailure:
+    except PeerFailure:
         model.quantizer.load_state_dict(codebooks)  # back to the codebooks the weights go with
         raise
     if ok:
@@ -356,17 +365,17 @@ def _save_at_end(run: _Run, reason: str) -> Iterator[Event]:
     raise SaveError(f"{failure}{_continue_hint(run.files, run.options)}") from None
 
 
-def _saved_after(run: _Run, failure: distributed.PeerFailure) -> distributed.PeerFailure:
+def _saved_after(run: _Run, failure: PeerFailure) -> PeerFailure:
     """Another process is lost: process 0 saves the model as of the last whole step. The PeerFailure to raise,
     saying what is on disk and how to go on."""
     files, options = run.files, run.options
     if not run.main:
-        return distributed.PeerFailure(f"{failure}. Only process 0 saves the model")
+        return PeerFailure(f"{failure}. Only process 0 saves the model")
     try:
         _save(run, "failure")
     except SaveError as exc:
-        return distributed.PeerFailure(f"{failure}. {exc}{_continue_hint(files, options)}")
-    return distributed.PeerFailure(f"{failure}. The model as of step {run.state.step} is saved in {files.model}; "
+        return PeerFailure(f"{failure}. {exc}{_continue_hint(files, options)}")
+    return PeerFailure(f"{failure}. The model as of step {run.state.step} is saved in {files.model}; "
                                    f"continue with{_resume_flags(files, options)}")
 
 

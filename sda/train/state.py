@@ -20,8 +20,8 @@ import torch
 
 from sda.config import VQVAEConfig
 from sda.data.dataset import Preflight
+from sda.errors import SdaFormatError
 from sda.format import modelfile
-from sda.format.container import SdaFormatError
 from sda.format.modelfile import TrainingState
 from sda.model.health import LevelHealth
 from sda.model.vqvae import ConvVQVAE

@@ -18,8 +18,8 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sda.config import VQVAEConfig
-from sda.train.engine import RunOptions, train
+from sda.config import RunOptions, VQVAEConfig
+from sda.train.engine import train
 from sda.train.events import Alert, Cancelled, Done, Epoch, Error, Health, Preview, Started, Step, Summary
 
 RUNNING, STOPPING, DONE, STOPPED, FAILED = "running", "stopping", "done", "stopped", "failed"
