@@ -144,3 +144,25 @@ def test_a_history_that_is_not_an_object_of_lists_is_refused(files, tmp_path):
     path = rewrite(files[1], tmp_path / "c.sda", history={"epochs": {}, "warnings": []})
     with pytest.raises(SdaFormatError, match="its history is not an object with lists of epochs and warnings"):
         modelfile.load_checkpoint(path)
+
+
+USAGE = torch.arange(CONFIG.rvq_levels * 16, dtype=torch.int64).reshape(CONFIG.rvq_levels, 16)
+
+
+def test_the_usage_counts_round_trip_and_a_file_without_them_reads_none(files, tmp_path):
+    path, _, model = files
+    assert modelfile.load_usage(path) is None  # as files from before the usage counts were kept
+    with_usage = tmp_path / "u.sda"
+    modelfile.save_model(with_usage, model, container.read(path)[1], USAGE)
+    assert torch.equal(modelfile.load_usage(with_usage), USAGE)
+    assert container.read(with_usage)[0][modelfile.USAGE_TENSOR].nbytes == CONFIG.rvq_levels * 16 * 8
+    loaded, _ = modelfile.load_model(with_usage)  # the counts are not weights: the model loads as before
+    assert all(torch.equal(loaded.state_dict()[name], t) for name, t in model.state_dict().items())
+
+
+@pytest.mark.parametrize("usage", [USAGE.float(), USAGE[:, :8], -USAGE, USAGE[:1]])
+def test_usage_counts_of_the_wrong_form_are_refused_as_damage(files, tmp_path, usage):
+    path = rewrite(files[0], tmp_path / "bad.sda", tensors=lambda t: {**t, modelfile.USAGE_TENSOR: usage.contiguous()})
+    for load in (modelfile.load_usage, modelfile.load_model):
+        with pytest.raises(SdaFormatError, match="its usage counts are"):
+            load(path)

@@ -9,7 +9,7 @@ from sda.format import modelfile
 from sda.format.container import SdaFormatError
 from sda.model.health import HealthWarning, level_health
 from sda.model.vqvae import ConvVQVAE
-from sda.train.history import EpochRecord, History
+from sda.train.history import MAX_WINDOWS, EpochRecord, History, WindowRecord
 from sda.train.runfiles import RunFiles
 from sda.train.state import Losses, RunState, Sums
 from tests.helpers import SMALL
@@ -28,7 +28,11 @@ def history_as_written() -> dict:
              "validation_health": HEALTH[::-1]}
     return {"epochs": [epoch, {**epoch, "epoch": 2, "warmup": False}],
             "warnings": ["epoch 2, step 7: the loss or its gradients were not finite; the update was skipped"],
-            "processes": 2, "health_warnings": [WARNING.to_dict()]}
+            "processes": 2, "health_warnings": [WARNING.to_dict()],
+            "windows": [{"step": 10, "epoch": 1, "warming_up": True, "judged": False, "utilization": [0.0, 0.0],
+                         "perplexity": [0.0, 0.0]},
+                        {"step": 20, "epoch": 2, "warming_up": False, "judged": True, "utilization": [0.5, 1.0],
+                         "perplexity": [1.9, 4.0]}]}
 
 
 def test_the_history_reads_and_writes_the_dicts_sda_writes_key_for_key():
@@ -37,6 +41,7 @@ def test_the_history_reads_and_writes_the_dicts_sda_writes_key_for_key():
     assert [e.epoch for e in history.epochs] == [1, 2] and [e.warmup for e in history.epochs] == [True, False]
     assert history.epochs[0].validation["reconstruction"] == 1.5 and history.epochs[1].health[0].replaced == 1
     assert history.processes == 2 and history.health_warnings == [WARNING] and history.last() is history.epochs[1]
+    assert history.windows[1] == WindowRecord(20, 2, False, True, (0.5, 1.0), (1.9, 4.0))
     again = history.to_dict()
     assert again == written
     assert list(again) == list(written) and list(again["epochs"][0]) == list(written["epochs"][0])
@@ -48,8 +53,28 @@ def test_a_history_from_before_warm_up_processes_and_health_warnings_reads_with_
     history = History.from_dict(old)
     assert history.processes == 1 and history.health_warnings == [] and history.last() == EpochRecord(
         epoch=1, train={"loss": 1.0}, validation={"loss": 2.0, "reconstruction": 1.5})
-    assert not history.epochs[0].warmup and history.epochs[0].health == []
+    assert not history.epochs[0].warmup and history.epochs[0].health == [] and history.windows == []
     assert History().last() is None
+
+
+def test_a_long_runs_health_windows_are_thinned_to_span_the_whole_run():
+    history = History()
+    for step in range(10, 10 * (3 * MAX_WINDOWS) + 1, 10):
+        history.add_window(WindowRecord.of(step, 1, False, True, [level_health(torch.tensor([1, 0]))]))
+    steps = [w.step for w in history.windows]
+    assert MAX_WINDOWS // 2 <= len(steps) <= MAX_WINDOWS and steps == sorted(steps)
+    assert steps[0] == 10 and steps[-1] == 30 * MAX_WINDOWS  # the first and the newest stay
+
+
+WINDOW = {"step": 10, "epoch": 1, "warming_up": False, "judged": True, "utilization": [0.5], "perplexity": [2.0]}
+
+
+@pytest.mark.parametrize("change", [{"step": "10"}, {"judged": 1}, {"utilization": [1.5]}, {"utilization": [None]},
+                                    {"perplexity": [2.0, 3.0]}, {"utilization": "0.5"}, {"perplexity": [True]},
+                                    {"utilization": [0.1] * 65, "perplexity": [1.0] * 65}])
+def test_a_health_window_sda_did_not_write_is_refused(change):
+    with pytest.raises(ValueError, match="not one sda writes"):
+        History.from_dict({"epochs": [], "warnings": [], "windows": [{**WINDOW, **change}]})
 
 
 @pytest.mark.parametrize("junk", [5, {"epochs": [{"epoch": "one"}], "warnings": []}, {"warnings": []},

@@ -1,7 +1,8 @@
 """Trained models and training checkpoints as v2 .sda files (sda.format.container): no pickle anywhere.
 
-    save_model(path, model, metadata)             # kind "model": weights, codebooks, EMA state
+    save_model(path, model, metadata, usage)      # kind "model": weights, codebooks, EMA state, usage counts
     model, metadata = load_model(path)            # rebuilt from the stored config alone, in eval mode
+    usage = load_usage(path)                      # [L, K] int64: the last health window's counts, or None
     save_checkpoint(path, model, optimizer, metadata)   # kind "checkpoint": + optimizer, RNG
     state = load_checkpoint(path)                 # TrainingState: what the engine needs to resume
     metadata = model_metadata(name, config, preflight, history, health)   # what every file carries
@@ -24,11 +25,15 @@ import sda
 from sda.config import VQVAEConfig
 from sda.errors import SdaFormatError
 from sda.format import container
+from sda.model.bitrate import bitrate
 from sda.model.health import HealthWarning
 from sda.model.vqvae import ConvVQVAE
 
 OPTIMIZER_PREFIX = "optimizer."
 RNG_TENSOR = "rng.torch"
+# The per-code usage counts [levels, K] int64 of the last training health window: which codes carry the data.
+# L x K x 8 bytes (3 KiB at 3 x 128, 32 KiB at 4 x 1024). Files from before it have none.
+USAGE_TENSOR = "health.usage"
 
 
 def model_metadata(name: str, config: VQVAEConfig, preflight, history: dict, health: list,
@@ -43,12 +48,17 @@ def model_metadata(name: str, config: VQVAEConfig, preflight, history: dict, hea
         "config": config.to_dict(),
         "dataset": preflight.to_dict(),
         "health": [h.to_dict() for h in health],
+        "bitrate": bitrate(config, health).to_dict() if health else None,  # of the final health window
         "history": history,  # {"epochs": [per-epoch losses and health], "warnings": [...]}
     }
 
 
-def save_model(path: Path, model: ConvVQVAE, metadata: dict) -> None:
-    container.write(path, model.state_dict(), metadata, kind="model")
+def save_model(path: Path, model: ConvVQVAE, metadata: dict, usage: torch.Tensor | None = None) -> None:
+    """usage: the last health window's counts [levels, K], kept as USAGE_TENSOR."""
+    tensors = dict(model.state_dict())
+    if usage is not None:
+        tensors[USAGE_TENSOR] = usage.detach().to("cpu", torch.int64).contiguous()
+    container.write(path, tensors, metadata, kind="model")
 
 
 def load_model(path: Path) -> tuple[ConvVQVAE, dict]:
@@ -57,10 +67,26 @@ def load_model(path: Path) -> tuple[ConvVQVAE, dict]:
     allocate more than the file holds; any problem is an SdaError."""
     tensors, metadata = _read(path, "model")
     config = _config(path, metadata)
+    _check_usage(path, config, tensors.pop(USAGE_TENSOR, None))
     _check_tensors(path, _layout(config)[0], tensors)
     model = ConvVQVAE(config)
     _load_weights(path, model, tensors)
     return model.eval(), metadata
+
+
+def load_usage(path: Path) -> torch.Tensor | None:
+    """The per-code usage counts [levels, K] int64 of a model file's last health window; None in files from before
+    sda kept them. The whole file is read and verified (a model is a few MB)."""
+    tensors, metadata = _read(path, "model")
+    usage = tensors.get(USAGE_TENSOR)
+    _check_usage(path, _config(path, metadata), usage)
+    return usage
+
+
+def _check_usage(path: Path, config: VQVAEConfig, usage: torch.Tensor | None) -> None:
+    want = [config.rvq_levels, config.codebook_size]
+    if usage is not None and (usage.dtype != torch.int64 or list(usage.shape) != want or bool((usage < 0).any())):
+        _damaged(path, f"its usage counts are {_form(usage)}, not int64 {want} of counts of at least 0")
 
 
 def save_checkpoint(path: Path, model: ConvVQVAE, optimizer: torch.optim.Optimizer, metadata: dict) -> None:

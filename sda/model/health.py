@@ -101,6 +101,17 @@ class HealthWindow:
         return [level_health(counts, level, int(replaced)) for level, (counts, replaced) in enumerate(pairs)]
 
 
+def codes_carrying(counts: torch.Tensor, share: float = 0.5) -> int:
+    """How few codes of a level carry `share` of its assignments: counts [K]; 0 when nothing was counted.
+    With K codes in even use that is about share x K; a handful means the level is used as a much smaller one."""
+    counts = counts.detach().to("cpu", torch.float64)
+    total = counts.sum().item()
+    if total <= 0:
+        return 0
+    cumulative = counts.sort(descending=True).values.cumsum(0)
+    return int((cumulative < share * total - 1e-9).sum().item()) + 1
+
+
 def percent(fraction: float) -> str:
     """'29.9%': rounded toward zero at one decimal, so a figure never reads as past a line it did not cross."""
     return f"{math.floor(1000 * fraction + 1e-9) / 10:.1f}%"

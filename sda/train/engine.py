@@ -53,6 +53,7 @@ from sda.errors import (
 )
 from sda.format import modelfile
 from sda.format.modelfile import TrainingState
+from sda.model.bitrate import bitrate
 from sda.model.health import HealthWindow, LevelHealth, LowUtilizationMonitor, judged, level_health
 from sda.model.vqvae import ConvVQVAE, VQVAEOutput
 from sda.text import printable
@@ -72,7 +73,7 @@ from sda.train.events import (
     Step,
     Summary,
 )
-from sda.train.history import EpochRecord
+from sda.train.history import EpochRecord, WindowRecord
 from sda.train.runfiles import RunFiles, check_model_name
 from sda.train.state import Losses, RunState, Sums
 
@@ -339,7 +340,8 @@ def _save(run: _Run, reason: str) -> Checkpoint:
     """The model, then the checkpoint (RunState.save). Raises SaveError saying what is on disk."""
     state = run.state
     try:
-        state.save(run.files, run.model, run.optimizer, run.cfg, run.data.preflight, run.window.snapshot())
+        state.save(run.files, run.model, run.optimizer, run.cfg, run.data.preflight, run.window.snapshot(),
+                   run.window.counts)
     except (OSError, SdaError) as exc:
         raise SaveError(f"could not save step {state.step} in {run.files.out_dir}: {_reason(exc)}. On disk: "
                          f"{run.files.on_disk()}") from exc
@@ -392,6 +394,7 @@ def _summary(run: _Run, stopped: bool) -> Summary:
         health=run.window.snapshot(), warnings=list(state.history.warnings), processes=state.processes,
         health_warnings=list(run.monitor.records), warmup_steps=_decided(run.cfg.warmup_steps),
         val_chunks=len(run.data.val_mels), val_files=len(run.data.preflight.val_indices),
+        bitrate=bitrate(run.cfg, run.window.snapshot()), usage=run.window.counts.clone(),
     )
 
 
@@ -497,8 +500,10 @@ def _health_events(run: _Run) -> Iterator[Event]:
     snapshot = window.snapshot()
     new, resolved = monitor.check(snapshot, state.epoch, state.step) if ready else ([], [])
     state.history.health_warnings = list(monitor.records)
+    state.history.add_window(WindowRecord.of(state.step, state.epoch, warming_up, ready, snapshot))
     yield Health(epoch=state.epoch, step=state.step, levels=snapshot, window_steps=len(window),
-                 warming_up=warming_up, judged=ready, warnings=tuple(monitor.records))
+                 warming_up=warming_up, judged=ready, warnings=tuple(monitor.records),
+                 usage=window.counts.clone(), bitrate=bitrate(run.cfg, snapshot))
     for warning in new:
         yield Alert(warning.message(), level=warning.level, warning=warning)
     for warning in resolved:

@@ -19,9 +19,12 @@ more than one field that could be mixed up are built by keyword only.
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from sda.config import VQVAEConfig
 from sda.data.dataset import Preflight
 from sda.errors import USER_KINDS
+from sda.model.bitrate import Bitrate
 from sda.model.health import HealthWarning, LevelHealth
 
 
@@ -63,6 +66,8 @@ class Health:
     warming_up: bool = False  # sda.train.warmup: the quantizer is not on yet (or its warm-up is not over)
     judged: bool = True  # the figures are judged against the 30% line (see sda.model.health.judged)
     warnings: tuple[HealthWarning, ...] = ()  # every low-utilization warning so far, each with its outcome
+    usage: torch.Tensor | None = None  # [levels, K] int64: each code's assignments in the window
+    bitrate: Bitrate | None = None  # of the window's usage (sda.model.bitrate)
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,8 @@ class Summary:
     warmup_steps: int = 0
     val_chunks: int = 0  # what validation measured on
     val_files: int = 0
+    bitrate: Bitrate | None = None  # of the last training health window
+    usage: torch.Tensor | None = None  # [levels, K] int64: its per-code counts
 
 
 @dataclass(frozen=True)

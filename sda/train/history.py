@@ -8,10 +8,13 @@ before a key existed: each missing key gets the value those files meant. Light o
 `sda info` stays quick.
 """
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from sda.model.health import HealthWarning, LevelHealth
+
+MAX_WINDOWS = 1000  # health windows kept in a model's history; past it, every other one goes (see History.add_window)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,43 @@ class EpochRecord:
                    validation_health=[LevelHealth(**h) for h in data.get("validation_health", [])])
 
 
+@dataclass(frozen=True)
+class WindowRecord:
+    """One health window of the run, as the Health event had it: the points of the health-history charts."""
+
+    step: int  # the step the window ended at (1-based)
+    epoch: int
+    warming_up: bool  # the quantizer was not on yet: the figures mean nothing
+    judged: bool  # measured against the 30% line (sda.model.health.judged)
+    utilization: tuple[float, ...]  # per level, fractions in [0, 1]
+    perplexity: tuple[float, ...]  # per level
+
+    @classmethod
+    def of(cls, step: int, epoch: int, warming_up: bool, judged: bool, levels: list[LevelHealth]) -> "WindowRecord":
+        return cls(step, epoch, warming_up, judged, tuple(h.utilization for h in levels),
+                   tuple(h.perplexity for h in levels))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "epoch": self.epoch, "warming_up": self.warming_up, "judged": self.judged,
+                "utilization": list(self.utilization), "perplexity": list(self.perplexity)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "WindowRecord":
+        """Raises ValueError on a record sda did not write: charts draw these figures, so they are checked."""
+        step, epoch, warming_up, judged = data["step"], data["epoch"], data["warming_up"], data["judged"]
+        utilization, perplexity = data["utilization"], data["perplexity"]
+        if not (type(step) is int and type(epoch) is int and type(warming_up) is bool and type(judged) is bool
+                and isinstance(utilization, list) and isinstance(perplexity, list)
+                and len(utilization) == len(perplexity) <= 64
+                and all(_finite(u) and 0 <= u <= 1 for u in utilization) and all(_finite(p) for p in perplexity)):
+            raise ValueError(f"health window record {str(data)[:80]} is not one sda writes")
+        return cls(step, epoch, warming_up, judged, tuple(utilization), tuple(perplexity))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass
 class History:
     """What a run has recorded: its epochs, its warnings for the user, its low-utilization warnings."""
@@ -47,18 +87,28 @@ class History:
     warnings: list[str] = field(default_factory=list)  # other than codebook health: skipped steps, resume notes
     processes: int = 1  # of the run (the last one, if resumed): each took batch_size chunks a step
     health_warnings: list[HealthWarning] = field(default_factory=list)  # each with its outcome so far
+    windows: list[WindowRecord] = field(default_factory=list)  # every health window, thinned past MAX_WINDOWS
+
+    def add_window(self, record: WindowRecord) -> None:
+        """Keep a window; past MAX_WINDOWS, drop every other one of those kept (never the first or the newest), so
+        a long run's history stays a few hundred kB and still spans the whole run, denser towards its end."""
+        self.windows.append(record)
+        if len(self.windows) > MAX_WINDOWS:
+            self.windows = self.windows[:-1:2] + self.windows[-1:]
 
     def to_dict(self) -> dict[str, Any]:
         return {"epochs": [e.to_dict() for e in self.epochs], "warnings": list(self.warnings),
-                "processes": self.processes, "health_warnings": [w.to_dict() for w in self.health_warnings]}
+                "processes": self.processes, "health_warnings": [w.to_dict() for w in self.health_warnings],
+                "windows": [w.to_dict() for w in self.windows]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "History":
-        # "processes" and "health_warnings" came later than the rest: files before them ran on one
-        # process and raised no such warning.
+        # "processes", "health_warnings" and "windows" came later than the rest: files before them ran on one
+        # process, raised no such warning and kept no window.
         return cls(epochs=[EpochRecord.from_dict(e) for e in data["epochs"]], warnings=list(data["warnings"]),
                    processes=data.get("processes", 1),
-                   health_warnings=[HealthWarning.from_dict(w) for w in data.get("health_warnings", [])])
+                   health_warnings=[HealthWarning.from_dict(w) for w in data.get("health_warnings", [])],
+                   windows=[WindowRecord.from_dict(w) for w in data.get("windows", [])])
 
     def last(self) -> EpochRecord | None:
         return self.epochs[-1] if self.epochs else None

@@ -4,7 +4,7 @@ into a model and its checkpoint, and reads it back to resume.
     state = RunState.start(processes)                                   # a new run, at epoch 1, step 0
     state, notes = RunState.restore(checkpoint, model, optimizer, steps_per_epoch, processes, path)
     state.advance(losses, ok); state.next_epoch()                       # as training goes
-    state.save(files, model, optimizer, config, preflight, health)      # the model file, then the checkpoint
+    state.save(files, model, optimizer, config, preflight, health, usage)   # the model file, then the checkpoint
 
 A model's metadata gets the "history" and "weights" records, a checkpoint's the "position" too, key for key
 as SDA_FORMAT.md has them; restore() reads what any sda wrote.
@@ -121,13 +121,14 @@ class RunState:
                 "processes": self.processes, "elapsed_s": self.elapsed()}
 
     def save(self, files: RunFiles, model: ConvVQVAE, optimizer: torch.optim.Optimizer, config: VQVAEConfig,
-             preflight: Preflight, health: list[LevelHealth]) -> None:
+             preflight: Preflight, health: list[LevelHealth], usage: torch.Tensor | None = None) -> None:
         """The model first (what the user came for), then the checkpoint; each write atomic, so one that fails
-        leaves the file before it whole. Raises what the write raised (OSError, SdaError)."""
+        leaves the file before it whole. health and usage [levels, K]: the last health window's figures and
+        counts. Raises what the write raised (OSError, SdaError)."""
         metadata = modelfile.model_metadata(files.name, config, preflight, self.history.to_dict(), health,
                                             files.run_id)
         metadata["weights"] = self.weights()
-        modelfile.save_model(files.model, model, metadata)
+        modelfile.save_model(files.model, model, metadata, usage)
         modelfile.save_checkpoint(files.checkpoint, model, optimizer, {**metadata, "position": self.position()})
 
     @classmethod
@@ -150,7 +151,11 @@ class RunState:
         state = cls.start(processes, started)
         state.epoch, state.epoch_step, state.step = position["epoch"], position["epoch_step"], position["step"]
         state.sums, state.elapsed_before = Sums.from_dict(position["sums"]), position["elapsed_s"]
-        state.history = History.from_dict(checkpoint.metadata["history"])
+        try:
+            state.history = History.from_dict(checkpoint.metadata["history"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SdaFormatError(f"{path} is damaged or was not written by sda: its history has a bad entry "
+                                 f"({exc})") from None
         state.history.processes = processes
         saved_processes = position.get("processes", 1)
         if saved_processes == processes or state.epoch_step == 0:

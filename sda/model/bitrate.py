@@ -1,0 +1,80 @@
+"""What the codes cost in bits, as codec papers report it (EnCodec, DAC, SoundStream).
+
+    frame rate     = sample_rate / (hop_length x downsample)      code positions per second, per level
+    nominal        = levels x log2 K x frame rate                 bit/s if every code were equally likely
+    effective      = frame rate x sum over levels of H_l          bit/s an entropy coder could reach, where
+    H_l            = log2(perplexity_l)                           the usage entropy of level l, in bits a position
+    effective share = sum of H_l / (levels x log2 K)              1.0: every code of every level equally used
+
+    rate = bitrate(config, snapshot)        # snapshot: list of LevelHealth (sda.model.health)
+    rate.effective_bps, rate.share, rate.level_bps(0)
+
+The entropies are those of the health window the snapshot covers, so the effective figure is of the codes the
+training data uses now; a level that counted nothing has entropy 0.
+"""
+
+import math
+from dataclasses import dataclass
+
+from sda.config import VQVAEConfig
+from sda.model.health import LevelHealth
+
+
+def frame_rate(config: VQVAEConfig) -> float:
+    """Code positions per second of audio, per level."""
+    return config.audio.sample_rate / (config.audio.hop_length * config.downsample)
+
+
+def entropy_bits(health: LevelHealth) -> float:
+    """The usage entropy of a level, in bits (perplexity = 2 ** bits); 0 when nothing was counted."""
+    return math.log2(health.perplexity) if health.perplexity > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Bitrate:
+    frame_rate: float  # code positions per second, per level
+    codebook_bits: float  # log2 K
+    entropies: tuple[float, ...]  # bits per position, one per level
+
+    @property
+    def levels(self) -> int:
+        return len(self.entropies)
+
+    @property
+    def nominal_bps(self) -> float:
+        return self.levels * self.codebook_bits * self.frame_rate
+
+    @property
+    def effective_bps(self) -> float:
+        return self.frame_rate * sum(self.entropies)
+
+    @property
+    def share(self) -> float:
+        """Effective over nominal, in [0, 1]."""
+        return sum(self.entropies) / (self.levels * self.codebook_bits) if self.levels and self.codebook_bits else 0.0
+
+    def level_bps(self, level: int) -> float:
+        return self.frame_rate * self.entropies[level]
+
+    def line(self) -> str:
+        """'21.5 codes/s a level; 452 bit/s nominal, 401 bit/s effective (88.7%)'."""
+        return (f"{self.frame_rate:.1f} codes/s a level; {bits_per_second(self.nominal_bps)} nominal, "
+                f"{bits_per_second(self.effective_bps)} effective ({100 * self.share:.1f}%)")
+
+    def to_dict(self) -> dict:
+        """The model metadata's "bitrate" record (SDA_FORMAT.md): the derived figures too, for other tools."""
+        return {"frame_rate": self.frame_rate, "codebook_bits": self.codebook_bits,
+                "entropy_bits": list(self.entropies), "nominal_bps": self.nominal_bps,
+                "effective_bps": self.effective_bps, "effective_share": self.share,
+                "level_bps": [self.level_bps(i) for i in range(self.levels)]}
+
+
+def bitrate(config: VQVAEConfig, snapshot: list[LevelHealth]) -> Bitrate:
+    """The bitrate of a health snapshot [one LevelHealth per level] of a model with this config."""
+    k = snapshot[0].codebook_size if snapshot else (config.codebook_size or 0)
+    return Bitrate(frame_rate(config), math.log2(k) if k > 1 else 0.0, tuple(entropy_bits(h) for h in snapshot))
+
+
+def bits_per_second(bps: float) -> str:
+    """'452 bit/s', '1.29 kbit/s'."""
+    return f"{bps:.0f} bit/s" if bps < 1000 else f"{bps / 1000:.3g} kbit/s"
