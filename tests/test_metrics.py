@@ -236,3 +236,22 @@ def test_the_pages_tensorboard_folder_is_a_name_under_the_models_folder(tmp_path
     for hostile in ("../up", "/etc", "a/b", "..", ".hidden", "a\\b", "c:d", "x\x1b[2J", "\0"):
         with pytest.raises(ConfigError):
             tensorboard_folder(hostile, tmp_path)
+
+
+def test_the_pages_tensorboard_folder_reaches_the_run(folder, tmp_path):
+    from helpers import START, WAIT, Page, free_port, shown_markdown
+
+    from sda.ui.app import serve
+
+    app = serve(tmp_path, port=free_port(), base_config=dataclasses.replace(SMALL, epochs=1), quiet=True)
+    try:
+        page = Page(app)
+        settings = [str(folder), 2, 0.25, 1, "kit", 2, 8, 1e-3, 0]
+        shown = page.call("/start", *settings, None, "../up", names=START)
+        assert "TensorBoard folder" in shown_markdown(shown["notice"]) and app.slot.job is None
+        page.call("/start", *settings, shown["key"], "runs", names=START)
+        assert app.slot.job.wait(WAIT) and app.slot.job.view().error is None
+        assert list((tmp_path / "tensorboard" / "runs" / "kit").glob("events.out.tfevents.*"))
+        assert (tmp_path / "kit.metrics.jsonl").exists()
+    finally:
+        app.close()

@@ -149,7 +149,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                     batch_size = gr.Number(value=base_config.batch_size, precision=0, **described("batch_size"))
                     learning_rate = gr.Number(value=base_config.learning_rate, **described("learning_rate"))
                     seed = gr.Number(value=base_config.seed, precision=0, **described("seed"))
-                    board = gr.Textbox(label="TensorBoard folder (optional)", elem_id="sda-tensorboard",
+                    board = gr.Textbox("", label="TensorBoard folder (optional)", elem_id="sda-tensorboard",
                                        info=plain_text(f"A folder name: TensorBoard files go in "
                                                        f"{models_dir / TENSORBOARD}/FOLDER/NAME"))
                 with gr.Row():
