@@ -221,6 +221,15 @@ def test_tensorboard_without_its_package_is_a_settings_error_before_any_audio_is
     assert not (tmp_path / "models").exists() and not (tmp_path / "board").exists()
 
 
+def test_sda_train_tensorboard_writes_both_logs(folder, tmp_path):
+    result = sda("train", folder, "--epochs", "1", "--batch-size", "8", "--hidden-channels", "16", "--codebook-dim",
+                 "8", "--out", tmp_path / "models", "--model-name", "kit", "--tensorboard", tmp_path / "board")
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "board" / "kit").glob("events.out.tfevents.*"))
+    log = records(tmp_path / "models" / "kit.metrics.jsonl")
+    assert (log[0]["type"], log[-1]["type"], log[-1]["outcome"]) == ("start", "end", "done")
+
+
 def test_train_help_names_tensorboard():
     result = sda("train", "--help")
     assert result.returncode == 0 and "--tensorboard DIR" in result.stdout and "sda[tensorboard]" in result.stdout

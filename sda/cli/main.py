@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue from NAME.checkpoint.sda, with its settings (default: a new run)")
     run.add_argument("--tensorboard", type=Path, metavar="DIR",
                      help="also write TensorBoard files, in DIR/NAME/ (needs pip install 'sda[tensorboard]'); "
-                          "NAME.metrics.jsonl beside the model is always written")
+                          "NAME.metrics.jsonl beside the model is always written (default: none)")
     for name in RUN_FLAGS:
         _add_setting(run, name)
     run.add_argument("--nproc", type=_int_at_least(1, 1024), default=1,
