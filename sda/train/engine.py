@@ -97,18 +97,8 @@ def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None
     if not distributed.first_process():
         yield from _classified(config, options, stop)
         return
-    logs = metrics.RunLogs.for_options(options)  # the one place events leave the engine: all of them are logged
-    try:
-        for event in _classified(config, options, stop):
-            alerts = logs.write(event)
-            if isinstance(event, Done | Error | events.Cancelled):
-                yield from alerts  # the run's last event stays last
-                yield event
-            else:
-                yield event
-                yield from alerts
-    finally:
-        logs.close()
+    # The one place events leave the engine, so every event of either frontend's run, or torchrun's, is logged.
+    yield from metrics.RunLogs.for_options(options).follow(_classified(config, options, stop))
 
 
 def _classified(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None) -> Iterator[Event]:

@@ -1,9 +1,8 @@
 """The run's figures for other tools: a JSON Lines log beside the model, and TensorBoard files if asked for.
 
     logs = RunLogs.for_options(options)        # the JSON Lines log always; TensorBoard with options.tensorboard
-    for event in events:                       # the engine's (sda.train.engine.train feeds every one)
-        alerts = logs.write(event)             # [] or, once per log, the Alert saying it stopped writing
-    logs.close()
+    for event in logs.follow(events):          # the engine's events (sda.train.engine.train), each written
+        ...                                    # first; plus, once per log that fails, the Alert saying so
 
 Both logs open on Started, which names the files, and follow the run from there: a resumed run appends to the
 log it had (never truncating it) and TensorBoard continues at its step. A log that cannot be written (full disk,
@@ -75,7 +74,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -117,6 +116,21 @@ class RunLogs:
         if options.tensorboard is not None:
             logs.append(("the TensorBoard log", TensorBoardLog(Path(options.tensorboard).expanduser())))
         return cls(logs)
+
+    def follow(self, events: Iterable[Event]) -> Iterator[Event]:
+        """events, each written to the logs before it goes on; a log's warning comes right after the event that
+        failed it, or before it when that is the run's last (Done, Error, Cancelled), which stays last."""
+        try:
+            for event in events:
+                alerts = self.write(event)
+                if isinstance(event, Done | Error | Cancelled):
+                    yield from alerts
+                    yield event
+                else:
+                    yield event
+                    yield from alerts
+        finally:
+            self.close()
 
     def write(self, event: Event) -> list[Alert]:
         alerts = []
