@@ -264,3 +264,14 @@ def test_the_pages_tensorboard_folder_reaches_the_run(folder, tmp_path):
         assert (tmp_path / "kit.metrics.jsonl").exists()
     finally:
         app.close()
+
+
+def test_only_the_first_process_of_a_distributed_run_writes_the_logs(folder, tmp_path):
+    result = sda("train", folder, "--nproc", "2", "--epochs", "1", "--codebook-dim", "8", "--batch-size", "4",
+                 "--health-every", "1", "--out", tmp_path, "--model-name", "two", "--tensorboard", tmp_path / "board")
+    assert result.returncode == 0, result.stderr
+    log = records(tmp_path / "two.metrics.jsonl")
+    assert [r["type"] for r in log].count("start") == 1 and log[0]["processes"] == 2
+    steps = [r["step"] for r in log if r["type"] == "health"]
+    assert steps == sorted(set(steps))  # each window once, not once a process
+    assert len(list((tmp_path / "board" / "two").iterdir())) == 1  # one event file
