@@ -5,12 +5,14 @@
         ...                                    # first; plus, once per log that fails, the Alert saying so
 
 Both logs open on Started, which names the files, and follow the run from there: a resumed run appends to the
-log it had (never truncating it) and TensorBoard continues at its step. A log that cannot be written (full disk,
+log it had (never truncating it) and TensorBoard continues at its step. A new run stopped before its first
+step (Cancelled) removes the log it began, so that its name stays free. A log that cannot be written (full disk,
 a directory in the way) warns once and writes no more: the model is what matters, so the run goes on. Only the
 first process of a distributed run is fed events (the engine's choice), so only it writes.
 
 The JSON Lines log, <out_dir>/<name>.metrics.jsonl: one JSON object a line, flushed after each, so a crash keeps
-what was written. Non-finite numbers are written as null. Fields by record (every record has type, time, step):
+what was written (a disk that filled mid-line may leave the last line cut: a reader skips a line that does not
+parse). Non-finite numbers are written as null. Fields by record (every record has type, time, step):
 
     field                 records   meaning
     type                  all       "start", "health", "epoch" or "end"
@@ -137,11 +139,11 @@ class RunLogs:
         for what, log in list(self._logs.items()):
             try:
                 log.write(event)
-            except Exception as exc:  # noqa: BLE001  (whatever a log meets, training goes on)
+            except Exception as exc:  # whatever a log meets (a full disk, TensorBoard's own errors), training goes on
                 del self._logs[what]
                 _close_quietly(log)
                 alerts.append(Alert(f"could not write {what} ({_reason(exc)}): it stops here; training goes "
-                                         "on, and the model is saved as usual"))
+                                    "on, and the model is saved as usual"))
         return alerts
 
     def close(self) -> None:
@@ -157,7 +159,7 @@ class MetricsLog:
     def __init__(self) -> None:
         self._file: IO[str] | None = None
         self._path: Path | None = None
-        self._size_before: int | None = None  # of the file this session appends to; None: it made the file
+        self._created = False  # this session made the file (a new run), rather than appending to a resumed one's
         self._step = 0
 
     def write(self, event: Event) -> None:
@@ -183,13 +185,13 @@ class MetricsLog:
                 self._record("end", **end_fields(None, event))
                 self.close()
             case Cancelled():
-                self._undo()
+                self._forget()
 
     def _open(self, started: Started) -> None:
         if started.metrics_path is None:
             return
         self._path = started.metrics_path
-        self._size_before = self._path.stat().st_size if self._path.exists() else None
+        self._created = not self._path.exists()
         self._file = open(self._path, "a", encoding="utf-8")  # noqa: SIM115  (open for the run, closed at its end)
         self._step = started.resumed_at[1] if started.resumed_at else 0
 
@@ -199,16 +201,12 @@ class MetricsLog:
         self._file.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
         self._file.flush()
 
-    def _undo(self) -> None:
-        """A run cancelled before its first step leaves no trace: its name stays free, a resumed log as it was."""
-        assert self._file is not None and self._path is not None
-        self._file.close()
-        self._file = None
-        if self._size_before is None:
+    def _forget(self) -> None:
+        """A new run cancelled before its first step saves nothing (sda.train.engine), and leaves no log either:
+        its name stays free. (A resumed one is never cancelled once Started: it saves where it stands.)"""
+        self.close()
+        if self._created and self._path is not None:
             self._path.unlink(missing_ok=True)
-        else:
-            with open(self._path, "r+b") as f:
-                f.truncate(self._size_before)
 
     def close(self) -> None:
         if self._file is not None:
@@ -318,7 +316,7 @@ class TensorBoardLog:
 
 
 def usage_histogram(writer: Any, tag: str, counts: list[int], step: int) -> None:
-    """The code indices of a level, each weighted by its count: one bucket a code, [i - 0.5, i + 0.5). Nothing
+    """The code indices of a level, each weighted by its count: one bucket a code, (i - 0.5, i + 0.5]. Nothing
     for a window that counted nothing (warm-up): TensorBoard cannot draw an empty histogram."""
     total = sum(counts)
     if total == 0:
