@@ -387,7 +387,7 @@ def confine(text: str, root: Path | None) -> Path:
 def tensorboard_folder(text, models_dir: Path) -> Path | None:
     """The page's TensorBoard folder: blank for none, else one plain folder name, taken under
     models_dir/tensorboard/, so that the page writes nowhere but under its models folder."""
-    name = _text(text, "the TensorBoard folder", MAX_NAME_CHARS).strip()
+    name = _text(text, "the TensorBoard folder", MAX_NAME_CHARS)
     if not name:
         return None
     try:
