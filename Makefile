@@ -10,12 +10,13 @@ DEPS   := pyproject.toml setup.py $(wildcard csrc/*)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The tests also read back what --tensorboard writes, so they install that extra too.
 $(VENV)/.installed: $(BIN)/python $(DEPS)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[dev,tensorboard]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
-	$(BIN)/python -m pip install -e '.[dev,bench]'
+	$(BIN)/python -m pip install -e '.[dev,tensorboard,bench]'
 	touch $@
 
 # The demo trains on a generated collection (written to models/demo-data) and prints the report.

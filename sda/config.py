@@ -256,6 +256,7 @@ class RunOptions:
     preview_every: int | None = None  # epochs; None: about ten per run
     resume: Path | None = None  # a checkpoint file
     timeout_s: float = 180.0  # several processes: how long one waits for the others before the run fails
+    tensorboard: Path | None = None  # also write TensorBoard files in tensorboard/NAME/ (sda.train.metrics)
 
 
 def _check_ranges(config) -> None:

@@ -88,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if check_nproc(args.nproc):  # flags and the demo data are settled here, once, before any worker starts
         return launch(args.nproc, args.argv, args.device)
     options = RunOptions(data_dir=args.data_dir, out_dir=args.out, model_name=args.model_name, device=args.device,
-                         precision=args.precision, resume=args.resume,
+                         precision=args.precision, resume=args.resume, tensorboard=args.tensorboard,
                          **{name: getattr(args, name) for name in RUN_FLAGS})
     status = _train_and_show(config, options)
     if distributed.launched():
@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=RunOptions.out_dir, help="folder for models (default: ./%(default)s)")
     run.add_argument("--resume", type=Path, metavar="CHECKPOINT",
                      help="continue from NAME.checkpoint.sda, with its settings (default: a new run)")
+    run.add_argument("--tensorboard", type=Path, metavar="DIR",
+                     help="also write TensorBoard files, in DIR/NAME/ (needs pip install 'sda[tensorboard]'); "
+                          "NAME.metrics.jsonl beside the model is always written (default: none)")
     for name in RUN_FLAGS:
         _add_setting(run, name)
     run.add_argument("--nproc", type=_int_at_least(1, 1024), default=1,

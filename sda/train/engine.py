@@ -57,7 +57,7 @@ from sda.model.bitrate import bitrate
 from sda.model.health import HealthWindow, LevelHealth, LowUtilizationMonitor, judged, level_health
 from sda.model.vqvae import ConvVQVAE, VQVAEOutput
 from sda.text import printable
-from sda.train import distributed, events, runfiles, warmup
+from sda.train import distributed, events, metrics, runfiles, warmup
 from sda.train.devices import kernel_backend, pick_device, pick_precision
 from sda.train.events import (
     Alert,
@@ -91,8 +91,18 @@ def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None
     of Done. An unexpected exception (a bug) propagates, traceback and all.
 
     Under torchrun every process calls this (sda.train.distributed). Only process 0 yields events other than
-    Error and writes files; an Error that every process meets is yielded quiet by the others.
+    Error and writes files; an Error that every process meets is yielded quiet by the others. Process 0 feeds
+    every event to the run's logs (sda.train.metrics); one that cannot be written adds an Alert, once.
     """
+    if not distributed.first_process():
+        yield from _classified(config, options, stop)
+        return
+    # The one place events leave the engine, so every event of either frontend's run, or torchrun's, is logged.
+    yield from metrics.RunLogs.for_options(options).follow(_classified(config, options, stop))
+
+
+def _classified(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None) -> Iterator[Event]:
+    """train's events, unlogged: every classified problem as an Error event."""
     first, joined = distributed.first_process(), False
     try:
         device = pick_device(options.device)
@@ -211,7 +221,8 @@ def _run(run: _Run, stop: threading.Event) -> Iterator[Event]:
     yield Started(config=run.cfg, preflight=run.data.preflight, device=str(run.device), precision=run.precision,
                   backend=run.backend, model_path=files.model, checkpoint_path=files.checkpoint,
                   steps_per_epoch=run.steps_per_epoch, resumed_at=(state.epoch, state.step) if run.resumed else None,
-                  processes=state.processes)
+                  processes=state.processes, model_name=files.name, run_id=files.run_id or "",
+                  metrics_path=files.metrics)
     for note in run.notes:
         yield _warn(state, f"epoch {state.epoch}: {note}", note)
     stopped = False
@@ -414,6 +425,8 @@ def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threadi
         try:
             for setting in ("health_every", "checkpoint_every", "preview_every", "timeout_s"):
                 check_setting(setting, getattr(options, setting))
+            if options.tensorboard is not None:
+                metrics.check_tensorboard()
             state = modelfile.load_checkpoint(options.resume) if options.resume is not None else None
             config = state.config if state else config  # the checkpoint's settings, so the run continues as it began
             name, run_id = _identity(state, options)

@@ -40,6 +40,9 @@ class Started:
     steps_per_epoch: int
     resumed_at: tuple[int, int] | None  # (epoch, step) when resuming, 1-based epoch
     processes: int = 1  # torch.distributed: each takes batch_size chunks per step
+    model_name: str = ""
+    run_id: str = ""  # the same in every session of a resumed run
+    metrics_path: Path | None = None  # the JSON Lines log (sda.train.metrics); None: none is written
 
 
 @dataclass(frozen=True, kw_only=True)

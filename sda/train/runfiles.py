@@ -2,6 +2,7 @@
 
     files = claim(Path("models"), "kit-v1", run_id="3f2a...")   # None for the name: a new generated one
     files.model, files.checkpoint, files.previews                # kit-v1.sda, kit-v1.checkpoint.sda, kit-v1-previews/
+    files.metrics                                                # kit-v1.metrics.jsonl (sda.train.metrics)
     files.on_disk()                                              # what of this run is saved now, in words
     files.release()                                              # at the end of the run, however it ends
 
@@ -67,6 +68,10 @@ class RunFiles:
         return self.out_dir / f"{self.name}-previews"
 
     @property
+    def metrics(self) -> Path:
+        return self.out_dir / f"{self.name}.metrics.jsonl"
+
+    @property
     def lock(self) -> Path:
         return self.out_dir / f".{self.name}.lock"
 
@@ -97,7 +102,7 @@ class RunFiles:
 def claim(out_dir: Path, name: str | None, run_id: str | None, resuming: bool = False) -> RunFiles:
     """Claim name (or a new generated one) in out_dir for the run run_id. Refused with OutputError if out_dir
     cannot be written, if another run holds the name, or if files of another run have it (a new run: any model,
-    checkpoint or previews of that name; a resumed one: files with another run_id)."""
+    checkpoint, previews or metrics log of that name; a resumed one: files with another run_id)."""
     out_dir = Path(out_dir).expanduser()
     if name is not None:
         check_model_name(name)  # before anything is created
@@ -161,7 +166,7 @@ def _claim_one(out_dir: Path, name: str, run_id: str | None, resuming: bool) -> 
 def _check_owner(files: RunFiles, resuming: bool) -> None:
     """Raise OutputError unless every existing file of files.name is this run's."""
     if not resuming:
-        taken = [p for p in (files.model, files.checkpoint, files.previews) if p.exists()]
+        taken = [p for p in (files.model, files.checkpoint, files.previews, files.metrics) if p.exists()]
         if taken:
             raise OutputError(f"a model named {files.name!r} already exists in {files.out_dir} "
                               f"({', '.join(p.name for p in taken)}): choose another model name, or continue it with "

@@ -46,6 +46,7 @@ from sda.report import PAGE, describe
 from sda.text import printable
 from sda.train.engine import PREVIEW_CLIPS
 from sda.train.history import History
+from sda.train.runfiles import check_model_name
 from sda.ui.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView, NotYourJobError
 from sda.ui.render import (
     SERIES,
@@ -74,6 +75,7 @@ MAX_UPLOAD = "100mb"  # the page takes uploads only to open a .sda model or chec
 # The largest whole number a page's number field holds exactly (a browser's numbers are doubles).
 MAX_WHOLE = 2**53 - 1
 MAX_PATH_CHARS, MAX_NAME_CHARS = 4096, 1000  # sda.train.engine.check_model_name then allows 100
+TENSORBOARD = "tensorboard"  # the page's TensorBoard folders are under models_dir/TENSORBOARD (tensorboard_folder)
 _CLIENT_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
 CSS = """
 .sda-levels { width: 100%; border-collapse: collapse; }
@@ -147,6 +149,9 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                     batch_size = gr.Number(value=base_config.batch_size, precision=0, **described("batch_size"))
                     learning_rate = gr.Number(value=base_config.learning_rate, **described("learning_rate"))
                     seed = gr.Number(value=base_config.seed, precision=0, **described("seed"))
+                    board = gr.Textbox("", label="TensorBoard folder (optional)", elem_id="sda-tensorboard",
+                                       info=plain_text(f"A folder name: TensorBoard files go in "
+                                                       f"{models_dir / TENSORBOARD}/FOLDER/NAME"))
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", elem_id="sda-start")
                     stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="sda-stop")
@@ -188,7 +193,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
             return _check_folder(path, base_config, data_root)
 
         def on_start(seen_now, path, n_levels, weight, n_epochs, model_name, every, batch, lr, seed_value,
-                     key=None):
+                     key=None, board_folder=""):
             key = _client_key(key) or _new_client_key()
             try:
                 config = dataclasses.replace(
@@ -203,7 +208,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                 every = check_setting("health_every", _whole(every, "health update interval"))
                 options = RunOptions(data_dir=confine(path, data_root), out_dir=models_dir,
                                      model_name=_text(model_name, "the model name", MAX_NAME_CHARS) or None,
-                                     health_every=every)
+                                     health_every=every, tensorboard=tensorboard_folder(board_folder, models_dir))
                 job = slot.start(config, options, owner=key)
             except (SdaUserError, JobBusyError) as exc:  # a bug is not the user's: it propagates to Gradio's log
                 _toast(gr.Warning, exc, "Cannot start")
@@ -248,7 +253,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
         folder.submit(check_folder, folder, [found, codebook], preprocess=False, api_name="check_folder")
         folder.blur(check_folder, folder, [found, codebook], preprocess=False, api_name=False)
         start.click(on_start, [seen, folder, levels, commitment, epochs, name, health_every, batch_size,
-                               learning_rate, seed, client], [notice, *live.outputs(), client], preprocess=False,
+                               learning_rate, seed, client, board], [notice, *live.outputs(), client], preprocess=False,
                     api_name="start")
         stop.click(on_stop, [seen, client], [notice, *live.outputs()], preprocess=False, api_name="stop")
         timer = gr.Timer(POLL_SECONDS)
@@ -377,6 +382,21 @@ def confine(text: str, root: Path | None) -> Path:
         raise DataError(f"{text} is outside the data folder {root}: this page reads audio only from folders under "
                         "it; give a path inside it, or one relative to it")
     return real
+
+
+def tensorboard_folder(text, models_dir: Path) -> Path | None:
+    """The page's TensorBoard folder: blank for none, else one plain folder name, taken under
+    models_dir/tensorboard/, so that the page writes nowhere but under its models folder."""
+    name = _text(text, "the TensorBoard folder", MAX_NAME_CHARS)
+    if not name:
+        return None
+    try:
+        check_model_name(name)  # the same rule as a model name: one plain name, never a path
+    except ConfigError:
+        raise ConfigError(f"the TensorBoard folder {printable(name)!r} cannot be used: give a plain folder name "
+                          f"(it goes under {models_dir / TENSORBOARD}), without / \\ or : or control characters, "
+                          "not starting with . or -") from None
+    return models_dir / TENSORBOARD / name
 
 
 def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir: Path) -> dict:

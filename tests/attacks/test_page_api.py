@@ -23,15 +23,15 @@ from sda.ui.app import MAX_WHOLE, Login, login_for, serve
 from tests.helpers import SMALL, STOP, WAIT, Page, free_port, shown_markdown
 
 GOOD = {"path": None, "levels": 2, "commitment": 0.25, "epochs": 2, "name": "", "every": 2, "batch": 8, "lr": 1e-3,
-        "seed": 0}  # path: the folder fixture
+        "seed": 0, "board": ""}  # path: the folder fixture; board (the TensorBoard folder) comes after the client key
 # Each input's words in a message about it (the page's own or VQVAEConfig.validate's).
 WORDS = {"path": ("folder",), "levels": ("rvq levels", "rvq_levels"), "commitment": ("commitment",),
          "epochs": ("epochs",), "name": ("model name",), "every": ("health update interval", "health_every"),
-         "batch": ("batch",), "lr": ("learning rate", "learning_rate"), "seed": ("seed",)}
+         "batch": ("batch",), "lr": ("learning rate", "learning_rate"), "seed": ("seed",), "board": ("tensorboard",)}
 HOSTILE = [1e308, -1e308, 1e30, 10**30, -(10**30), MAX_WHOLE + 1, -1, -0.5, True, False, None, math.nan, math.inf,
            -math.inf, "x" * 100_000, "3", [1], {"a": 1}, "\udcff", "a\x00b"]
 # The few hostile values that are a valid setting for one input: no epochs is automatic, no name a timestamp.
-VALID = [("epochs", None), ("name", None), ("name", "3")]
+VALID = [("epochs", None), ("name", None), ("name", "3"), ("board", None), ("board", "3")]
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,9 @@ def idle(app) -> bool:
 
 
 def settings(folder, **changed) -> list:
+    """The inputs of /start in order, with no client key yet (None)."""
     values = {**GOOD, "path": str(folder), **changed}
-    return [values[name] for name in GOOD]
+    return [values[name] for name in GOOD if name != "board"] + [None, values["board"]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ def test_each_hostile_value_of_each_start_input_gets_a_message_and_starts_nothin
     for value in HOSTILE:
         if (field, value) in VALID or (field == "path" and value in (None, "3")):
             continue  # valid, or (path "3") a folder that does not exist: the run itself says so
-        result = call(app, "start", *settings(folder, **{field: value}), None)  # None: no client key yet
+        result = call(app, "start", *settings(folder, **{field: value}))
         notice = shown_markdown(result[0])
         assert notice.startswith("**Cannot start:**"), (field, value, notice)
         assert any(word in notice.lower() for word in WORDS[field]), (field, value, notice)
