@@ -24,6 +24,11 @@ def level_line(h: LevelHealth, judged: bool = True) -> str:
             f"dead {h.dead:4d}/{h.codebook_size}  replaced {h.replaced}{flag}")
 
 
+def eta_text(eta_s: float | None) -> str:
+    """The time left as both frontends show it; the engine has none until a few steps are timed (sda.train.eta)."""
+    return "ETA estimating" if eta_s is None else f"ETA {duration(eta_s)}"
+
+
 def warming_up_line(level: int, warmup_steps: int) -> str:
     """The row of a level while sda.train.warmup has the quantizer off: no figures that mean nothing yet."""
     return f"level {level + 1}  warming up: the quantizer starts after step {warmup_steps}"

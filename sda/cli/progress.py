@@ -12,7 +12,7 @@ import sys
 from tqdm import tqdm
 
 from sda import report
-from sda.text import duration, plural, printable_lines
+from sda.text import plural, printable_lines
 from sda.train.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step
 
 YELLOW, RED, RESET = "\033[33m", "\033[31m", "\033[0m"
@@ -103,7 +103,7 @@ class Progress:
                                      desc="  " + line) for i, line in enumerate(self.latest)]
         self.bar.set_description_str(f"epoch {s.epoch}/{self.epochs}", refresh=False)
         self.bar.update(1)
-        self.bar.set_postfix_str(f"loss {s.loss:.4f}, ETA {duration(s.eta_s)}", refresh=False)
+        self.bar.set_postfix_str(f"loss {s.loss:.4f}, {report.eta_text(s.eta_s)}", refresh=False)
 
     def _close_bars(self) -> None:
         for bar in self.level_lines:

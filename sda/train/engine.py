@@ -57,6 +57,7 @@ from sda.model.health import HealthWindow, LevelHealth, LowUtilizationMonitor, j
 from sda.model.vqvae import ConvVQVAE, VQVAEOutput
 from sda.text import printable
 from sda.train import distributed, events, runfiles, warmup
+from sda.train.eta import Eta
 from sda.train.devices import kernel_backend, pick_device, pick_precision
 from sda.train.events import (
     Alert,
@@ -144,6 +145,7 @@ class _Run:
     resumed: bool
     checkpoint_every: int  # epochs
     preview_every: int  # epochs
+    eta: Eta = field(default_factory=Eta)  # this session's steps, timed
     backend: str = field(init=False)  # the kernels': "torch" or "triton"
     first_step: int = field(init=False)  # where this session began
     total_steps: int = field(init=False)
@@ -264,7 +266,7 @@ def _step(run: _Run, order: torch.Tensor) -> Iterator[Event]:
     yield Step(epoch=state.epoch, step=state.step, epoch_step=state.epoch_step, steps_per_epoch=run.steps_per_epoch,
                total_steps=run.total_steps, loss=losses.loss, reconstruction=losses.reconstruction,
                commitment=losses.commitment, skipped=not ok, elapsed_s=state.elapsed_before + session,
-               eta_s=session / (state.step - run.first_step) * (run.total_steps - state.step))
+               eta_s=run.eta.update(time.monotonic(), run.total_steps - state.step))
     if not ok:
         message = f"step {state.step}: the loss or its gradients were not finite; the update was skipped"
         yield _warn(state, f"epoch {state.epoch}, {message}", message)

@@ -51,7 +51,7 @@ class Step:
     commitment: float
     skipped: bool  # non-finite loss or gradients: no update was made
     elapsed_s: float
-    eta_s: float
+    eta_s: float | None  # None while too few steps are timed (sda.train.eta)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -178,7 +178,7 @@ def status_markdown(view: JobView | None) -> str:
         line = f"**Epoch 1 of {started.config.epochs}**, starting · {where}"
     else:
         line = (f"**Epoch {step.epoch} of {started.config.epochs}** · step {step.step} of {step.total_steps} · "
-                f"ETA {duration(step.eta_s)} · loss {step.loss:.4f} · {where}")
+                f"{report.eta_text(step.eta_s)} · loss {step.loss:.4f} · {where}")
     if view.status == STOPPING:
         line = "**Stopping** after this step; saving the model and a checkpoint… · " + line
     return line
