@@ -31,7 +31,7 @@ from sda.errors import (
     SdaError,
     kind_of,
 )
-from sda.text import printable, printable_lines
+from sda.text import plural, printable, printable_lines
 
 # sda train's flags for the settings of sda.config, in the order --help lists them; a setting's flag is its name
 # with dashes unless FLAG_NAMES says otherwise. Every field of VQVAEConfig and AudioConfig has one.
@@ -188,7 +188,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     write_audio(args.output, out, rate)
     positions, levels = codes.shape[1], codes.shape[2]
     print(f"{printable(str(args.input))}: {len(mono) / rate:.2f} s -> code grid {levels} levels x "
-          f"{positions} time positions ({model.config.codebook_size} codes per level)")
+          f"{plural(positions, 'time position')} ({model.config.codebook_size} codes per level)")
     print(f"wrote {printable(str(args.output))} ({rate} Hz, mono)")
     return 0
 

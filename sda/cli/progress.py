@@ -64,7 +64,8 @@ class Progress:
                        f"level {i + 1}  (health after the first steps)" for i in range(self.levels)]
         self._print(event.preflight.format())
         self._print(f"model: {c.rvq_levels} RVQ levels x {c.codebook_size} codes x dim {c.codebook_dim}, "
-                    f"commitment weight {c.commitment_weight}; {c.epochs} epochs of {event.steps_per_epoch} steps "
+                    f"commitment weight {c.commitment_weight}; {plural(c.epochs, 'epoch')} of "
+                    f"{plural(event.steps_per_epoch, 'step')} "
                     f"({report.batch(c.batch_size, event.processes)}); device {event.device} ({event.precision}), "
                     f"kernels {event.backend}")
         if c.warmup_steps:
@@ -85,7 +86,7 @@ class Progress:
             for line, bar in zip(lines, self.level_lines, strict=False):
                 bar.set_description_str("  " + line)
         else:
-            self._print(f"  step {event.step} health over {event.window_steps} steps:")
+            self._print(f"  step {event.step} health over {plural(event.window_steps, 'step')}:")
             for line in lines:
                 self._print("    " + line)
 

@@ -55,10 +55,10 @@ from sda.format import modelfile
 from sda.format.modelfile import TrainingState
 from sda.model.health import HealthWindow, LevelHealth, LowUtilizationMonitor, judged, level_health
 from sda.model.vqvae import ConvVQVAE, VQVAEOutput
-from sda.text import printable
+from sda.text import plural, printable
 from sda.train import distributed, events, runfiles, warmup
-from sda.train.eta import Eta
 from sda.train.devices import kernel_backend, pick_device, pick_precision
+from sda.train.eta import Eta
 from sda.train.events import (
     Alert,
     Checkpoint,
@@ -562,8 +562,9 @@ def _check_same_data(saved: dict, preflight) -> None:
     then, now = [f["path"] for f in saved["files"]], [f.path for f in preflight.files]
     if then != now:
         added, removed = sorted(set(now) - set(then)), sorted(set(then) - set(now))
-        raise DataError(f"{preflight.folder} is not the data this checkpoint was trained on ({len(then)} files then, "
-                        f"{len(now)} now; added: {', '.join(added[:5]) or 'none'}; removed: "
+        raise DataError(f"{preflight.folder} is not the data this checkpoint was trained on "
+                        f"({plural(len(then), 'file')} then, {len(now)} now; added: {', '.join(added[:5]) or 'none'}; "
+                        "removed: "
                         f"{', '.join(removed[:5]) or 'none'}). Resume with the same folder, or start a new run.")
 
 

@@ -43,7 +43,7 @@ from sda.data.dataset import preflight
 from sda.errors import ConfigError, DataError, SdaError, SdaUserError
 from sda.model.health import LevelHealth
 from sda.report import PAGE, describe
-from sda.text import printable
+from sda.text import plural, printable
 from sda.train.engine import PREVIEW_CLIPS
 from sda.train.history import History
 from sda.ui.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView, NotYourJobError
@@ -485,7 +485,7 @@ def _check_folder(path: str, base_config: VQVAEConfig, data_root: Path | None = 
 
 def _codebook_line(pf, config: VQVAEConfig) -> str:
     size = config.resolve(n_files=len(pf.files), n_train_chunks=pf.n_chunks - pf.val_chunks).codebook_size
-    return f"{size} codes per level (for {len(pf.files)} usable files)"
+    return f"{size} codes per level (for {plural(len(pf.files), 'usable file')})"
 
 
 def _model_files(models_dir: Path) -> dict[str, Path]:
