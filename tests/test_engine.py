@@ -35,6 +35,8 @@ def test_a_run_yields_its_events_and_saves_a_loadable_model(folder, tmp_path):
     assert [p.epoch for p in previews] == [1, 2, 3]
     for original, reconstruction in previews[-1].clips:
         assert original.exists() and reconstruction.exists()
+    val_files = {started.preflight.files[i].path for i in started.preflight.val_indices}
+    assert len(previews[-1].sources) == len(previews[-1].clips) and set(previews[-1].sources) <= val_files
 
     summary = done.summary
     assert summary.model_path == tmp_path / "m.sda" and summary.model_bytes == summary.model_path.stat().st_size

@@ -156,3 +156,26 @@ def test_the_controls_take_their_defaults_bounds_and_words_from_the_config(tmp_p
                           ("seed", VQVAEConfig.seed), ("health_every", RunOptions.health_every)]:
         control = shown[RANGES[name].label_for(name)]
         assert control.value == default and control.info.lower().startswith(RANGES[name].help.lower()), name
+
+
+def test_the_preview_players_name_the_file_each_clip_is_from(tmp_path):
+    from datetime import datetime
+
+    import numpy as np
+    import soundfile as sf
+
+    from sda.train.events import Preview
+    from sda.ui.app import _preview_players
+    from sda.ui.job import DONE, JobView
+
+    wavs = []
+    for name in ("original.wav", "reconstruction.wav"):
+        sf.write(tmp_path / name, np.zeros(100, dtype=np.float32), 8000)
+        wavs.append(tmp_path / name)
+    view = JobView(job_id=1, version=1, status=DONE, began=datetime.now(), model_name=None,
+                   preview=Preview(epoch=2, clips=[tuple(wavs)], sources=("drums/kick\x1b[2J.wav",)))
+    players = ("o1", "r1", "o2", "r2")  # stand-ins for the gr.Audio components
+    shown = _preview_players(view, players)
+    assert shown["o1"]["label"] == "Clip 1 (drums/kick\\x1b[2J.wav): original"  # printable: no escape reaches a page
+    assert shown["r1"]["label"] == "Clip 1 (drums/kick\\x1b[2J.wav): reconstruction after epoch 2"
+    assert shown["o2"]["visible"] is False

@@ -136,6 +136,11 @@ class Preflight:
         return sum(self.files[i].chunks for i in self.val_indices)
 
     @property
+    def val_chunk_files(self) -> list[str]:
+        """The file (its printable path in the folder) of each validation chunk, in the order of Dataset.val_mels."""
+        return [self.files[i].path for i in self.val_indices for _ in range(self.files[i].chunks)]
+
+    @property
     def validation_sampled(self) -> list[UsableFile]:
         """Validation files that give fewer chunks than they would in training (see _share_validation)."""
         return [f for f in (self.files[i] for i in self.val_indices)

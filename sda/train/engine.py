@@ -554,7 +554,7 @@ def _preview(model: ConvVQVAE, data: Dataset, inverter: MelInverter, epoch: int,
         reconstruction_path = folder / f"clip{i + 1}-epoch{epoch:03d}.wav"
         write_audio(reconstruction_path, reconstruction, rate)
         clips.append((original_path, reconstruction_path))
-    return Preview(epoch=epoch, clips=clips)
+    return Preview(epoch=epoch, clips=clips, sources=tuple(data.preflight.val_chunk_files[:len(clips)]))
 
 
 def _check_same_data(saved: dict, preflight) -> None:

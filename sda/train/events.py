@@ -93,6 +93,7 @@ class Epoch:
 class Preview:
     epoch: int
     clips: list[tuple[Path, Path]]  # (original, reconstruction) wav files
+    sources: tuple[str, ...] = ()  # the audio file of each clip, its printable path in the data folder
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -451,8 +451,9 @@ def _preview_players(view: JobView, players: tuple) -> dict:
         clip, which = divmod(i, 2)
         samples = _clip(clips[clip][which]) if clip < len(clips) else None
         if samples is not None:
-            label = f"Clip {clip + 1}: " + ("original" if which == 0 else
-                                            f"reconstruction after epoch {view.preview.epoch}")
+            source = view.preview.sources[clip] if clip < len(view.preview.sources) else None
+            label = f"Clip {clip + 1}" + (f" ({plain_text(source)})" if source else "") + ": " + (
+                "original" if which == 0 else f"reconstruction after epoch {view.preview.epoch}")
             out[player] = gr.update(value=samples, visible=True, label=label)
         else:
             out[player] = gr.update(value=None, visible=False)
