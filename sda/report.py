@@ -3,7 +3,7 @@
 Both frontends print these, so the CLI's report and the Gradio tab's are the same words.
 """
 
-from sda.config import smaller_codebook_size
+from sda.config import CLI, PAGE, smaller_codebook_size
 from sda.errors import SdaFormatError
 from sda.format import container
 from sda.model.health import LOW_UTILIZATION, HealthWarning, LevelHealth, percent
@@ -11,7 +11,7 @@ from sda.text import duration, plural, size
 from sda.train.events import Summary
 from sda.train.history import EpochRecord, History
 
-CLI, PAGE = "cli", "page"  # the frontends, for advice that names what each one offers
+__all__ = ["CLI", "PAGE"]  # the frontends (sda.config), here too for those that only print reports
 MIN_VALIDATION_CHUNKS = 8  # fewer validation chunks than this measure too little to judge a model by
 
 

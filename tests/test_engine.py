@@ -114,6 +114,7 @@ def test_an_existing_model_is_not_overwritten(folder, tmp_path):
     (tmp_path / "taken.sda").write_bytes(b"precious")
     seen = run(SMALL, RunOptions(folder, tmp_path, "taken"))
     assert isinstance(seen[-1], events.Error) and "already exists" in seen[-1].message
+    assert "--resume" in seen[-1].message  # the CLI's way on; the page's message names none (tests/test_ui.py)
     assert (tmp_path / "taken.sda").read_bytes() == b"precious"
 
 

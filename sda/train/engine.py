@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler, TensorDataset
 
-from sda.config import RunOptions, VQVAEConfig, check_setting
+from sda.config import PAGE, RunOptions, VQVAEConfig, check_setting
 from sda.data.audio import MelInverter, write_audio
 from sda.data.dataset import Dataset, LoadingStopped, load_dataset
 from sda.errors import (
@@ -199,7 +199,7 @@ def _setup(checkpoint: TrainingState | None, files: RunFiles, data: Dataset, opt
                                         start_time)
     preview_every = options.preview_every or every
     if distributed.rank() == 0:
-        runfiles.check_space(files.out_dir, _bytes_needed(model, epochs, cfg, preview_every))
+        runfiles.check_space(files.out_dir, _bytes_needed(model, epochs, cfg, preview_every), options.frontend)
     return _Run(cfg=cfg, epochs=epochs, options=options, files=files, data=data, device=device, precision=precision,
                 model=model, optimizer=optimizer, forward=distributed.data_parallel(model, device), sampler=sampler,
                 steps_per_epoch=steps_per_epoch, state=state, notes=notes, resumed=checkpoint is not None,
@@ -271,9 +271,10 @@ def _step(run: _Run, order: torch.Tensor) -> Iterator[Event]:
         message = f"step {state.step}: the loss or its gradients were not finite; the update was skipped"
         yield _warn(state, f"epoch {state.epoch}, {message}", message)
         if state.bad_steps >= MAX_BAD_STEPS:
+            how = ("Lower the learning rate (under More settings) and start again" if run.options.frontend == PAGE
+                   else "Lower the learning rate (--lr) and start again, or resume from the last checkpoint")
             raise TrainingError(f"training diverged: {MAX_BAD_STEPS} steps in a row had a non-finite "
-                                f"loss or gradients (epoch {state.epoch}). Lower the learning rate (--lr) and "
-                                "start again, or resume from the last checkpoint.")
+                                f"loss or gradients (epoch {state.epoch}). {how}.")
     if state.step % run.options.health_every == 0 or state.epoch_step == run.steps_per_epoch:
         yield from _health_events(run)
 
@@ -418,7 +419,7 @@ def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threadi
             name, run_id = _identity(state, options)
             out_dir = Path(options.out_dir).expanduser()  # outputs go to --out, never where a file says
             if main:  # only process 0 writes files
-                files = runfiles.claim(out_dir, name, run_id, resuming=state is not None)
+                files = runfiles.claim(out_dir, name, run_id, resuming=state is not None, frontend=options.frontend)
                 files.run_id = files.run_id or uuid.uuid4().hex  # a checkpoint from before run identities: one now
             else:
                 files = RunFiles(out_dir, name or "", run_id)
@@ -584,7 +585,7 @@ def _resume_flags(files: RunFiles, options: RunOptions) -> str:
 
 
 def _continue_hint(files: RunFiles, options: RunOptions) -> str:
-    if not files.checkpoint.exists():
+    if not files.checkpoint.exists() or options.frontend == PAGE:  # the page cannot resume a run
         return ""
     return f"; to go on from the checkpoint once there is room: sda train DATA_DIR{_resume_flags(files, options)}"
 
