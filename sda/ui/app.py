@@ -64,6 +64,7 @@ from sda.ui.render import (
 )
 
 POLL_SECONDS = 1.0
+SERVER_CHECK_SECONDS = 3  # how often the page checks that its server still answers (SERVER_WATCH)
 TOAST_SECONDS = 5  # a warning toast fades after this: the Warnings list under the health table keeps them all
 # Markdown that shows values from files, folders and users (escaped by sda.ui.render.md_text): no LaTeX,
 # so a "$$" in a file name stays text.
@@ -84,7 +85,43 @@ CSS = """
 .sda-levels tr.weak td { background: rgba(245, 158, 11, 0.28); font-weight: 600; }
 .sda-levels tr.warming td { opacity: 0.7; font-style: italic; }
 .sda-muted { opacity: 0.7; }
+/* Reports and the preflight line up in columns, as in a terminal */
+#sda-report textarea, #sda-preflight textarea, #sda-model-info textarea { font-family: var(--font-mono), monospace; }
+/* SERVER_WATCH (below): while the server does not answer, or is another one, the status line is no longer live */
+#sda-status[data-sda-server] > * { display: none; }
+#sda-status[data-sda-server]::before { display: block; font-weight: 600; padding: 8px 0; }
+#sda-status[data-sda-server="lost"]::before {
+  content: "No answer from sda ui: it may have stopped. This page no longer shows a live run.";
+}
+#sda-status[data-sda-server="restarted"]::before {
+  content: "sda ui has restarted since this page loaded: reload the page to see what it is doing now.";
+}
 """
+# The page's own check that its server is there (Gradio's polls stop quietly when it is not): every few seconds
+# it asks for the app's id, which each server process makes anew. No answer, or another id, marks the status
+# line (data-sda-server, shown by CSS) so that a run's last epoch and ETA do not read as live.
+SERVER_WATCH = """
+() => {
+  const root = ((window.gradio_config && window.gradio_config.root) || window.location.origin).replace(/\\/$/, "");
+  let first = null;
+  const check = async () => {
+    let problem = "";
+    try {
+      const response = await fetch(root + "/gradio_api/app_id", {cache: "no-store"});
+      const id = (await response.json()).app_id;
+      if (first === null) first = id;
+      else if (id !== first) problem = "restarted";
+    } catch (error) {
+      problem = "lost";
+    }
+    const status = document.getElementById("sda-status");
+    if (status && problem) status.dataset.sdaServer = problem;
+    else if (status) delete status.dataset.sdaServer;
+  };
+  check();
+  setInterval(check, CHECK_MS);
+}
+""".replace("CHECK_MS", str(1000 * SERVER_CHECK_SECONDS))
 
 
 @dataclass(frozen=True)
@@ -334,7 +371,7 @@ def serve(models_dir: Path, host: str = "127.0.0.1", port: int = 7860, share: bo
     # No allowed_paths: Gradio serves only its own cache (preview clips are sent as samples, _clip) and
     # the uploads, which max_file_size caps.
     app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=quiet, css=CSS,
-               show_error=True, max_file_size=MAX_UPLOAD,
+               js=SERVER_WATCH, show_error=True, max_file_size=MAX_UPLOAD,
                auth=(login.user, login.password) if login else None,
                auth_message="sda: log in as sda with the password sda ui printed at start (or the one you gave it)")
     return app
