@@ -94,11 +94,11 @@ def test_a_good_folder_check_clears_the_error_of_an_earlier_start(app, folder, t
     page.start(tmp_path / "gone")
     page.poll_until(lambda s: "Could not start" in s["status"], "the failure")
     check, after = handler(app, "check_folder"), handler(app, "after_check")
-    *_, usable = check(str(tmp_path / "also-gone"))
-    assert usable is False and after(usable) == ({"__type__": "update"}, {"__type__": "update"})  # left as it is
-    *_, usable = check(str(folder))
-    notice, status = after(usable)
-    assert usable is True and notice == "" and status.startswith("No training yet")
+    _, codebook = check(str(tmp_path / "also-gone"))
+    assert after(codebook) == ({"__type__": "update"}, {"__type__": "update"})  # a bad folder: left as it is
+    _, codebook = check(str(folder))
+    notice, status = after(codebook)
+    assert codebook.startswith("64 codes") and notice == "" and status.startswith("No training yet")
 
 
 def test_a_reload_during_a_run_shows_it_and_leaves_the_form_at_its_defaults(app, folder):

@@ -157,7 +157,6 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
     # delete_cache: uploads and copies of previews older than a day go, checked daily.
     with gr.Blocks(title="sda: train discrete audio models", delete_cache=(86400, 86400)) as app:
         seen = gr.State(None)  # what this page has shown of which job; see _changes
-        usable = gr.State(False)  # whether the folder box's latest check found a folder to train on
         client = gr.BrowserState(None, storage_key="sda-client")  # this browser's key: who may stop (module doc)
         gr.Markdown("# sda\nTrain an RVQ-VAE on a folder of sounds, with the health of every codebook level in view.")
         banner = gr.Markdown("", elem_id="sda-banner", **TEXT)
@@ -223,12 +222,12 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
         model_views = [model_notice, model_info, model_health, model_recon, model_commit, model_config]
 
         def check_folder(path: str):
-            report, codebook_line = _check_folder(path, base_config, data_root)
-            return report, codebook_line, codebook_line not in ("", _UNUSABLE)
+            return _check_folder(path, base_config, data_root)
 
-        def after_check(usable):
-            """A folder that checks out: an earlier Start's error no longer applies, so it goes."""
-            if usable is not True:
+        def after_check(codebook_line):
+            """After a folder check, by the codebook line it drew: a folder that checks out (a line, not blank or
+            _UNUSABLE) means an earlier Start's error no longer applies, so it goes."""
+            if not isinstance(codebook_line, str) or codebook_line in ("", _UNUSABLE):
                 return gr.update(), gr.update()
             view = slot.job.view() if slot.job else None
             refused = view is not None and view.status == FAILED and view.started is None
@@ -287,12 +286,10 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
 
         # preprocess=False: every value reaches the handler as sent, and is checked there (_text, _number,
         # _whole; ranges by VQVAEConfig.validate, whose messages name the setting), not coerced first.
-        # usable (a gr.State, so not part of the API's outputs) tells after_check how the check went.
-        for checked in (folder.submit(check_folder, folder, [found, codebook, usable], preprocess=False,
+        for checked in (folder.submit(check_folder, folder, [found, codebook], preprocess=False,
                                       api_name="check_folder"),
-                        folder.blur(check_folder, folder, [found, codebook, usable], preprocess=False,
-                                    api_name=False)):
-            checked.then(after_check, usable, [notice, status], preprocess=False, api_name=False)
+                        folder.blur(check_folder, folder, [found, codebook], preprocess=False, api_name=False)):
+            checked.then(after_check, codebook, [notice, status], preprocess=False, api_name=False)
         start.click(on_start, [seen, folder, levels, commitment, epochs, name, health_every, batch_size,
                                learning_rate, seed, client], [notice, *live.outputs(), client], preprocess=False,
                     api_name="start")
