@@ -74,6 +74,8 @@ class Range:
         return value
 
 
+# The frontends, for messages and advice that name what the one in use offers: a flag, or a page control.
+CLI, PAGE = "cli", "page"
 MAX_EPOCHS = 100_000
 SEED_RANGE = Range(True, 0, 2**32 - 1)  # what every generator seeded from it (torch, numpy) accepts
 # Every numeric setting's type, range and meaning: VQVAEConfig's, AudioConfig's and RunOptions'. The defaults are
@@ -257,6 +259,7 @@ class RunOptions:
     resume: Path | None = None  # a checkpoint file
     timeout_s: float = 180.0  # several processes: how long one waits for the others before the run fails
     tensorboard: Path | None = None  # also write TensorBoard files in tensorboard/NAME/ (sda.train.metrics)
+    frontend: str = CLI  # who reads the run's messages: CLI (they may name flags) or PAGE (the page's controls)
 
 
 def _check_ranges(config) -> None:

@@ -3,7 +3,7 @@
 Both frontends print these, so the CLI's report and the Gradio tab's are the same words.
 """
 
-from sda.config import smaller_codebook_size
+from sda.config import CLI, PAGE, smaller_codebook_size
 from sda.errors import SdaFormatError
 from sda.format import container
 from sda.model.health import LOW_UTILIZATION, HealthWarning, LevelHealth, percent
@@ -11,7 +11,7 @@ from sda.text import duration, plural, size
 from sda.train.events import Summary
 from sda.train.history import EpochRecord, History
 
-CLI, PAGE = "cli", "page"  # the frontends, for advice that names what each one offers
+__all__ = ["CLI", "PAGE"]  # the frontends (sda.config), here too for those that only print reports
 MIN_VALIDATION_CHUNKS = 8  # fewer validation chunks than this measure too little to judge a model by
 
 
@@ -22,6 +22,11 @@ def level_line(h: LevelHealth, judged: bool = True) -> str:
     flag = verdict if judged else "  (too few steps to judge)"
     return (f"level {h.level + 1}  util {percent(h.utilization):>6}  perplexity {h.perplexity:6.1f}  "
             f"dead {h.dead:4d}/{h.codebook_size}  replaced {h.replaced}{flag}")
+
+
+def eta_text(eta_s: float | None) -> str:
+    """The time left as both frontends show it; the engine has none until a few steps are timed (sda.train.eta)."""
+    return "ETA estimating" if eta_s is None else f"ETA {duration(eta_s)}"
 
 
 def warming_up_line(level: int, warmup_steps: int) -> str:
@@ -58,7 +63,7 @@ def warning_lines(warnings: list[HealthWarning], frontend: str, levels: int) -> 
 
 def validation_note(chunks: int, files: int) -> str:
     """How much validation measured on, and whether that is enough to judge by."""
-    what = f"{chunks} chunk{'s' if chunks != 1 else ''} from {files} file{'s' if files != 1 else ''}"
+    what = f"{plural(chunks, 'chunk')} from {plural(files, 'file')}"
     if chunks < MIN_VALIDATION_CHUNKS:
         return (f"validation: {what}, too few to judge the model by (under {MIN_VALIDATION_CHUNKS}); "
                 "its loss and utilization are indicative only")
@@ -100,7 +105,7 @@ def health_block(levels: list[LevelHealth], step: int, warmup_steps: int) -> lis
 
 def batch(per_process: int, processes: int) -> str:
     """'batch 16', or 'batch 16 per process x 2 processes' for a distributed run."""
-    return f"batch {per_process}" + (f" per process x {processes} processes" if processes > 1 else "")
+    return f"batch {per_process}" + (f" per process x {plural(processes, 'process')}" if processes > 1 else "")
 
 
 def _loss(value) -> str:
@@ -110,13 +115,14 @@ def _loss(value) -> str:
 def summary_text(s: Summary, frontend: str = CLI) -> str:
     how = "stopped early" if s.stopped else "finished"
     lines = [
-        f"Training {how}: {s.epochs_done} of {s.epochs} epochs, {s.steps} steps in {duration(s.elapsed_s)}"
+        f"Training {how}: {s.epochs_done} of {plural(s.epochs, 'epoch')}, {plural(s.steps, 'step')} in "
+        f"{duration(s.elapsed_s)}"
         + (" (resumed from a checkpoint)" if s.resumed else ""),
         f"  final train loss {_loss(s.train_loss)}, validation loss {_loss(s.val_loss)} "
         f"(reconstruction {_loss(s.val_reconstruction)})",
         f"  {validation_note(s.val_chunks, s.val_files)}",
         f"  device {s.device} ({s.precision}), kernel backend {s.backend}"
-        + (f", {s.processes} processes" if s.processes > 1 else ""),
+        + (f", {plural(s.processes, 'process')}" if s.processes > 1 else ""),
         *health_block(s.health, s.steps, s.warmup_steps),
     ]
     levels = len(s.health)
@@ -159,10 +165,10 @@ def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI) ->
         f"commitment weight {cfg['commitment_weight']}, seed {cfg['seed']}",
         f"  audio: {cfg['audio']['sample_rate']} Hz, {cfg['audio']['n_mels']} mels, hop {cfg['audio']['hop_length']}, "
         f"chunks of {cfg['audio']['chunk_frames']} frames",
-        f"  training: {len(epochs)} of {cfg['epochs']} epochs, "
+        f"  training: {len(epochs)} of {plural(cfg['epochs'], 'epoch')}, "
         f"{batch(cfg['batch_size'], history.processes)}, lr {cfg['learning_rate']}",
-        f"  data: {data['folder']}: {len(data['files'])} files, {data['total_seconds']:.1f} s, "
-        f"{data['chunks']} chunks; "
+        f"  data: {data['folder']}: {plural(len(data['files']), 'file')}, {data['total_seconds']:.1f} s, "
+        f"{plural(data['chunks'], 'chunk')}; "
         + validation_note(*_validation_size(data)),
         "  " + _warmup_text(cfg.get("warmup_steps", 0)),
         "  weights: " + _weights_text(metadata, epochs),

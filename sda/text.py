@@ -49,8 +49,13 @@ def printable_lines(text: str) -> str:
 
 
 def plural(n: int, noun: str) -> str:
-    """'1 step', '3 steps': English plurals by -s, for the nouns sda counts."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    """'1 step', '3 steps', '2 processes': English plurals by -s (-es after an s), for the nouns sda counts."""
+    return f"{n} {noun if n == 1 else noun + ('es' if noun.endswith('s') else 's')}"
+
+
+def are(n: int) -> str:
+    """The verb that agrees with a count: '1 file that is', '2 files that are'."""
+    return "is" if n == 1 else "are"
 
 
 def duration(seconds: float) -> str:

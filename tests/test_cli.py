@@ -256,6 +256,23 @@ def test_train_help_shows_every_default():
     assert "(default: 0.001)" in text and "(default: 3)" in text and "(default: 180)" in text
 
 
+def test_every_option_of_every_command_says_what_it_does_and_its_default():
+    import argparse
+
+    from sda.cli.main import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for command, parser in commands.items():
+        for action in parser._actions:
+            where = f"sda {command} {action.option_strings or action.metavar}"
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{where} has no help"
+            if action.option_strings and not isinstance(action, argparse._StoreTrueAction):  # a switch is off
+                meaning = action.help.split("(default")[0].split("default:")[0].strip(" ;(")
+                assert "default" in action.help and len(meaning) > 10, f"{where}: {action.help}"
+
+
 @pytest.mark.parametrize("bug", [ValueError("a bug's ValueError"), KeyError("key"), ZeroDivisionError("zero")])
 def test_an_unexpected_error_exits_1_with_its_traceback(monkeypatch, capsys, bug):
     from sda.cli import main as cli

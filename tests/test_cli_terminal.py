@@ -60,7 +60,7 @@ def test_level_rows_stay_on_screen_with_one_step_per_epoch(tmp_path):
     cmd = [sys.executable, "-m", "sda", "train", str(folder), "--epochs", "40", "--codebook-dim", "8",
            "--out", str(tmp_path / "models"), "--model-name", "t"]
     screens, frames, written = screens_of(cmd)
-    assert "40 epochs of 1 steps" in written, "the collection must give one step per epoch"
+    assert "40 epochs of 1 step " in written, "the collection must give one step per epoch"
     during = [f for f in frames if "ETA" in f and "Training finished" not in f]
     assert any("warming up: the quantizer starts after step 4" in f for f in during), "no warm-up rows on screen"
     rows = [all(f"level {n}  util" in f for n in (1, 2, 3)) for f in during]

@@ -285,3 +285,12 @@ def test_load_dataset_resolves_batch_size_and_keeps_an_override(tmp_path):
     data = load_dataset(tmp_path, VQVAEConfig(batch_size=16, codebook_size=32))
     assert data.train_mels.shape[0] == 4 and data.val_mels.shape[0] == 1
     assert data.config.batch_size == 4 and data.config.codebook_size == 32
+
+
+def test_one_of_anything_is_said_in_the_singular(tmp_path):
+    synth.write_collection(tmp_path, n_files=5)
+    (tmp_path / "notes.txt").write_text("")
+    pf = preflight(tmp_path)
+    text = pf.format()
+    assert "skipped 1 file that is not audio: notes.txt" in text
+    assert len(pf.val_indices) == 1 and "(1 file)" in text and "(1 files)" not in text

@@ -35,6 +35,8 @@ def test_a_run_yields_its_events_and_saves_a_loadable_model(folder, tmp_path):
     assert [p.epoch for p in previews] == [1, 2, 3]
     for original, reconstruction in previews[-1].clips:
         assert original.exists() and reconstruction.exists()
+    val_files = {started.preflight.files[i].path for i in started.preflight.val_indices}
+    assert len(previews[-1].sources) == len(previews[-1].clips) and set(previews[-1].sources) <= val_files
 
     summary = done.summary
     assert summary.model_path == tmp_path / "m.sda" and summary.model_bytes == summary.model_path.stat().st_size
@@ -112,6 +114,7 @@ def test_an_existing_model_is_not_overwritten(folder, tmp_path):
     (tmp_path / "taken.sda").write_bytes(b"precious")
     seen = run(SMALL, RunOptions(folder, tmp_path, "taken"))
     assert isinstance(seen[-1], events.Error) and "already exists" in seen[-1].message
+    assert "--resume" in seen[-1].message  # the CLI's way on; the page's message names none (tests/test_ui.py)
     assert (tmp_path / "taken.sda").read_bytes() == b"precious"
 
 

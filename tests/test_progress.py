@@ -41,7 +41,7 @@ def test_the_cli_view_shows_every_level_in_place_on_a_terminal_and_as_lines_othe
     if interactive:  # tqdm bars: the level lines are rewritten with cursor movements, no per-step log lines
         assert "epoch 1/2:" in text and "\x1b[A" in text and "health over" not in text
     else:
-        assert "\x1b[" not in text and "step 1 health over 1 steps:" in text
+        assert "\x1b[" not in text and "step 1 health over 1 step:" in text
 
 
 def test_plain_output_has_no_colour_and_no_bar():

@@ -118,3 +118,8 @@ def test_a_run_stopped_in_its_warm_up_says_so_instead_of_showing_a_collapse():
     info = info_text("m.sda", {**metadata(), "health": [h.to_dict() for h in nothing],
                                "weights": {"step": 3, "epoch": 0, "mid_epoch": True}})
     assert "none yet, training stopped in the warm-up (step 3 of 40)" in info and "util " not in info
+
+
+def test_a_run_of_one_epoch_and_one_step_says_so_in_the_singular():
+    text = summary_text(summary(epochs_done=1, epochs=1, steps=1))
+    assert text.startswith("Training finished: 1 of 1 epoch, 1 step in")

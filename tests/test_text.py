@@ -36,3 +36,11 @@ def test_one_way_to_write_a_duration(seconds, text):
                                            (4 * 10**9, "4.0 GB")])
 def test_one_way_to_write_a_size(n_bytes, text):
     assert size(n_bytes) == text
+
+
+def test_counts_agree_with_their_number():
+    from sda.text import are, plural
+
+    assert plural(1, "step") == "1 step" and plural(0, "step") == "0 steps" and plural(400, "epoch") == "400 epochs"
+    assert plural(1, "process") == "1 process" and plural(2, "process") == "2 processes"
+    assert f"{plural(1, 'file')} that {are(1)}" == "1 file that is" and are(2) == "are"

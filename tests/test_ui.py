@@ -62,13 +62,87 @@ def test_bad_settings_are_refused_on_the_page_and_the_server_keeps_serving(app, 
     assert "usable audio files" in page.client.predict(str(folder), api_name="/check_folder")[0]
 
 
-def test_a_missing_folder_fails_the_run_with_the_engines_message(app, tmp_path):
+def handler(app, name):
+    """One of the page's event handlers (the closures of sda.ui.app.build_app), to call as Gradio would."""
+    return next(f.fn for f in app.fns.values() if f.name == name)
+
+
+def by_id(shown: dict) -> dict:
+    """A handler's updates by the elem_id of their component (the components that have one)."""
+    return {c.elem_id: value for c, value in shown.items() if getattr(c, "elem_id", None)}
+
+
+FORM = {"sda-folder", "sda-preflight", "sda-codebook", "sda-levels", "sda-commitment", "sda-epochs", "sda-name"}
+
+
+def test_a_failed_start_keeps_the_last_runs_charts_and_report_and_says_why(app, folder, tmp_path):
+    wait_idle(app)
+    page = Page(app)
+    page.start(folder, epochs=1, name="kept-run")
+    finished = page.poll_until(lambda s: s["status"].startswith("**Finished**"), "the finished run")
+    report, recon, health = finished["report"], finished["recon"], finished["health"]
+    page.start(tmp_path / "gone")
+    shown = page.poll_until(lambda s: "Could not start" in s["status"], "the failure")
+    assert "does not exist" in shown["status"] and shown["banner"] == ""
+    assert shown["report"] == report and report.startswith("Training finished")  # kept, as the charts are
+    assert shown["recon"] == recon and shown["health"] == health and 'data-level="1"' in health
+
+
+def test_a_good_folder_check_clears_the_error_of_an_earlier_start(app, folder, tmp_path):
     wait_idle(app)
     page = Page(app)
     page.start(tmp_path / "gone")
-    shown = page.poll_until(lambda s: "Could not start" in s["status"], "the failure")
-    assert "does not exist" in shown["status"] and shown["report"].startswith("sda: error:")
-    assert shown["banner"] == ""
+    page.poll_until(lambda s: "Could not start" in s["status"], "the failure")
+    check, after = handler(app, "check_folder"), handler(app, "after_check")
+    _, codebook = check(str(tmp_path / "also-gone"))
+    assert after(codebook) == ({"__type__": "update"}, {"__type__": "update"})  # a bad folder: left as it is
+    _, codebook = check(str(folder))
+    notice, status = after(codebook)
+    assert codebook.startswith("64 codes") and notice == "" and status.startswith("No training yet")
+
+
+def test_a_reload_during_a_run_shows_it_and_leaves_the_form_at_its_defaults(app, folder):
+    wait_idle(app)
+    page = Page(app)
+    page.start(folder, epochs=0, name="")  # automatic epochs and a generated name: a reload must not fill them in
+    page.poll_until(lambda s: "· step " in s["status"], "the first step")
+    shown = by_id(handler(app, "on_load")(None, None))
+    assert not FORM & set(shown), "a reload rewrote the form from the running job"
+    assert "· step " in shown["sda-status"] and "one model at a time" in shown["sda-banner"]
+    page.stop()
+    page.poll_until(lambda s: s["status"].startswith("**Stopped early**"), "the stopped run")
+
+
+def test_a_taken_name_says_what_to_do_on_the_page_not_a_flag(app, folder):
+    wait_idle(app)
+    (app.models_dir / "taken.sda").write_bytes(b"")
+    page = Page(app)
+    page.start(folder, name="taken")
+    shown = page.poll_until(lambda s: "Could not start" in s["status"], "the refusal")
+    message = shown_markdown(shown["status"])
+    assert "already exists" in message and "choose another model name" in message
+    assert not re.search(r"(?<![\w-])--[a-z]", message), message  # no CLI flag (--resume) the page cannot act on
+
+
+def test_new_warnings_make_one_short_toast_not_a_stack(monkeypatch, tmp_path):
+    from datetime import datetime
+
+    from sda.train.events import Alert
+    from sda.ui import app as page_app
+    from sda.ui.job import RUNNING, JobView
+
+    toasts = []
+    monkeypatch.setattr(page_app, "_toast", lambda kind, message, title, duration=None: toasts.append(
+        (message, title, duration)))
+    alerts = tuple(Alert(f"RVQ level {i} uses 3% of its codes", level=i - 1) for i in (1, 2, 3))
+    view = JobView(job_id=1, version=5, status=RUNNING, began=datetime.now(), model_name=None, alerts=alerts)
+    ui = page_app.LiveViews(*(f"c{i}" for i in range(7)), ("p1", "p2"), *(f"d{i}" for i in range(4)))
+    page_app._changes(view, None, ui, tmp_path)
+    assert toasts == [("RVQ level 1 uses 3% of its codes (and 2 more warnings: see Warnings under the codebook "
+                       "health)", "Codebook health", page_app.TOAST_SECONDS)]
+    seen = {"job": 1, "version": 4, "toasted": 3}
+    page_app._changes(view, seen, ui, tmp_path)
+    assert len(toasts) == 1  # nothing new: no toast
 
 
 def test_start_poll_stop_and_the_model_is_saved(app, folder):
@@ -76,7 +150,7 @@ def test_start_poll_stop_and_the_model_is_saved(app, folder):
     page = Page(app)
     shown = page.start(folder, levels=2, commitment=0.5, epochs=500, name="client-run")
     assert shown["notice"] == "" and "one model at a time" in shown["banner"]
-    shown = page.poll_until(lambda s: 'data-level="2"' in s["health"], "two level rows")
+    shown = page.poll_until(lambda s: 'data-level="2"' in s.get("health", ""), "two level rows")
     assert 'data-level="3"' not in shown["health"] and re.search(r"\*\*Epoch \d+ of 500\*\* · step", shown["status"])
     assert set(shown["recon"]["columns"]) == {"x", "loss", "series"}
 
@@ -156,3 +230,26 @@ def test_the_controls_take_their_defaults_bounds_and_words_from_the_config(tmp_p
                           ("seed", VQVAEConfig.seed), ("health_every", RunOptions.health_every)]:
         control = shown[RANGES[name].label_for(name)]
         assert control.value == default and control.info.lower().startswith(RANGES[name].help.lower()), name
+
+
+def test_the_preview_players_name_the_file_each_clip_is_from(tmp_path):
+    from datetime import datetime
+
+    import numpy as np
+    import soundfile as sf
+
+    from sda.train.events import Preview
+    from sda.ui.app import _preview_players
+    from sda.ui.job import DONE, JobView
+
+    wavs = []
+    for name in ("original.wav", "reconstruction.wav"):
+        sf.write(tmp_path / name, np.zeros(100, dtype=np.float32), 8000)
+        wavs.append(tmp_path / name)
+    view = JobView(job_id=1, version=1, status=DONE, began=datetime.now(), model_name=None,
+                   preview=Preview(epoch=2, clips=[tuple(wavs)], sources=("drums/kick\x1b[2J.wav",)))
+    players = ("o1", "r1", "o2", "r2")  # stand-ins for the gr.Audio components
+    shown = _preview_players(view, players)
+    assert shown["o1"]["label"] == "Clip 1 (drums/kick\\x1b[2J.wav): original"  # printable: no escape reaches a page
+    assert shown["r1"]["label"] == "Clip 1 (drums/kick\\x1b[2J.wav): reconstruction after epoch 2"
+    assert shown["o2"]["visible"] is False

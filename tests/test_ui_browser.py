@@ -70,6 +70,8 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):
     page.locator("#sda-folder textarea").press("Enter")
     expect(page.locator("#sda-preflight textarea")).to_have_value(re.compile("24 usable audio files"))
     expect(page.locator("#sda-codebook textarea")).to_have_value("4096 codes per level (for 24 usable files)")
+    for box in ("#sda-preflight", "#sda-report"):  # columns line up: monospace, as in a terminal
+        assert "mono" in page.locator(f"{box} textarea").evaluate("e => getComputedStyle(e).fontFamily")
     for control, value in (("#sda-levels", "2"), ("#sda-commitment", "0.5")):
         page.locator(f"{control} input[type=number]").fill(value)
         page.locator(f"{control} input[type=number]").press("Enter")
@@ -83,6 +85,8 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):
     expect(rows.first).to_contain_text("under 30%")
     expect(page.locator('[data-testid="toast-body"]').first).to_contain_text("RVQ level 1 uses")
     expect(page.locator("#sda-alerts")).to_contain_text("Warnings (2)")  # stays after the toasts fade
+    # The warnings come as one short toast (TOAST_SECONDS), not a stack left over the health table.
+    expect(page.locator('[data-testid="toast-body"]').filter(has_text="RVQ level")).to_have_count(0, timeout=20_000)
     expect(page.locator("#sda-status")).to_contain_text(re.compile(r"Epoch \d+ of \d\d+ · step \d+ of \d+ · ETA"))
     expect(page.locator("#sda-banner")).to_contain_text("one model at a time")
     for plot in ("recon", "commit"):  # each series drawn as a line in its colour (a chart can lose them)
@@ -92,9 +96,12 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):
 
     page.reload()  # the run goes on in the server; the fresh page attaches to it
     expect(rows).to_have_count(2)
-    expect(page.locator("#sda-folder textarea")).to_have_value(str(folder))
-    expect(page.locator("#sda-levels input[type=number]")).to_have_value("2")
-    expect(page.locator("#sda-name textarea")).to_have_value("browser-run")
+    expect(page.locator("#sda-status")).to_contain_text(re.compile(r"Epoch \d+ of \d\d+ · step"))
+    # The form is the user's, at its defaults: not the running job's resolved epochs and name, which the next
+    # Start would otherwise take (and be refused for the name, or train a fixed count instead of automatic).
+    expect(page.locator("#sda-folder textarea")).to_have_value("")
+    expect(page.locator("#sda-epochs input")).to_have_value("0")
+    expect(page.locator("#sda-name textarea")).to_have_value("")
 
     page.locator("#sda-stop").click()
     model_path = app.models_dir / "browser-run.sda"
@@ -109,6 +116,12 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):
     page.get_by_role("tab", name="Models").click()
     expect(page.locator("#sda-model-info textarea")).to_have_value(re.compile("sda model 'browser-run'"))
     expect(page.locator("#sda-model-health tr.sda-level")).to_have_count(2)
+
+    app.close()  # the server stops: the page's status must not go on reading as live (SERVER_WATCH)
+    page.get_by_role("tab", name="Training").click()
+    expect(page.locator("#sda-status")).to_have_attribute("data-sda-server", "lost")
+    assert "No answer from sda ui" in page.locator("#sda-status").evaluate(
+        "e => getComputedStyle(e, '::before').content")
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from sda.errors import (
     SdaError,
     kind_of,
 )
-from sda.text import printable, printable_lines
+from sda.text import plural, printable, printable_lines
 
 # sda train's flags for the settings of sda.config, in the order --help lists them; a setting's flag is its name
 # with dashes unless FLAG_NAMES says otherwise. Every field of VQVAEConfig and AudioConfig has one.
@@ -188,7 +188,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     write_audio(args.output, out, rate)
     positions, levels = codes.shape[1], codes.shape[2]
     print(f"{printable(str(args.input))}: {len(mono) / rate:.2f} s -> code grid {levels} levels x "
-          f"{positions} time positions ({model.config.codebook_size} codes per level)")
+          f"{plural(positions, 'time position')} ({model.config.codebook_size} codes per level)")
     print(f"wrote {printable(str(args.output))} ({rate} Hz, mono)")
     return 0
 
@@ -334,8 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "(default: %(default)s)")
     run.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=RunOptions.precision,
                      help="auto: bf16 autocast on CUDA, fp32 elsewhere (default: %(default)s)")
-    run.add_argument("--model-name", help="default: a timestamp, sda-YYYYmmdd-HHMMSS")
-    run.add_argument("--out", type=Path, default=RunOptions.out_dir, help="folder for models (default: ./%(default)s)")
+    run.add_argument("--model-name", metavar="NAME", help="the model's name: it is saved as NAME.sda in --out "
+                                                          "(default: a timestamp, sda-YYYYmmdd-HHMMSS)")
+    run.add_argument("--out", type=Path, default=RunOptions.out_dir, metavar="DIR",
+                     help="folder for models (default: ./%(default)s)")
     run.add_argument("--resume", type=Path, metavar="CHECKPOINT",
                      help="continue from NAME.checkpoint.sda, with its settings (default: a new run)")
     run.add_argument("--tensorboard", type=Path, metavar="DIR",
@@ -343,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "NAME.metrics.jsonl beside the model is always written (default: none)")
     for name in RUN_FLAGS:
         _add_setting(run, name)
-    run.add_argument("--nproc", type=_int_at_least(1, 1024), default=1,
+    run.add_argument("--nproc", type=_int_at_least(1, 1024), default=1, metavar="N",
                      help="train on N processes on this machine (torch.distributed: one GPU each, or CPU with gloo); "
                           "the batch size is per process. For several machines use torchrun (see README) "
                           "(default: %(default)s)")
@@ -357,12 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(run=cmd_train)
 
     i = commands.add_parser("info", help="show a model's config, data, codebook health and loss curve")
-    i.add_argument("model", type=Path, metavar="MODEL.sda")
+    i.add_argument("model", type=Path, metavar="MODEL.sda", help="a model or checkpoint file (NAME.sda or "
+                                                                 "NAME.checkpoint.sda); its weights are not read")
     i.set_defaults(run=cmd_info)
 
     r = commands.add_parser("reconstruct", help="encode, quantize and decode an audio file through a model")
-    r.add_argument("model", type=Path, metavar="MODEL.sda")
-    r.add_argument("input", type=Path, metavar="IN")
+    r.add_argument("model", type=Path, metavar="MODEL.sda", help="the model to encode and decode with")
+    r.add_argument("input", type=Path, metavar="IN", help="the audio file to reconstruct (any format sda trains on)")
     r.add_argument("output", type=Path, metavar="OUT.wav", help="a .wav, .flac, .ogg or .aiff file to write")
     r.add_argument("--force", action="store_true", help="replace OUT if it exists (never the input)")
     r.set_defaults(run=cmd_reconstruct)
@@ -370,13 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     u = commands.add_parser("ui", help="serve the training page (Gradio) in the browser",
                             description="Serve the Gradio training page: train with live codebook health, "
                                         "and look at saved models.")
-    u.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    u.add_argument("--port", type=_int_at_least(1, 65535), default=7860, help="default 7860")
+    u.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    u.add_argument("--port", type=_int_at_least(1, 65535), default=7860, metavar="N",
+                   help="port to listen on (default: %(default)s)")
     u.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
-    u.add_argument("--models", type=Path, default=Path("models"), help="folder for models (default ./models)")
+    u.add_argument("--models", type=Path, default=Path("models"), metavar="DIR",
+                   help="folder the page saves models to and lists (default: ./%(default)s)")
     u.add_argument("--data-root", type=Path, metavar="DIR",
                    help="the page reads audio only from folders under DIR (relative paths are taken there); "
-                        "required with --share or a --host other than loopback")
+                        "required with --share or a --host other than loopback (default: none, any folder of this "
+                        "machine, allowed on loopback only)")
     u.add_argument("--password-file", type=Path, metavar="FILE",
                    help="the login password, from FILE's first line (default: $SDA_UI_PASSWORD, or beyond loopback "
                         "a password made at start and printed); the user is sda")

@@ -12,7 +12,7 @@ import sys
 from tqdm import tqdm
 
 from sda import report
-from sda.text import duration, plural, printable_lines
+from sda.text import plural, printable_lines
 from sda.train.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step
 
 YELLOW, RED, RESET = "\033[33m", "\033[31m", "\033[0m"
@@ -64,7 +64,8 @@ class Progress:
                        f"level {i + 1}  (health after the first steps)" for i in range(self.levels)]
         self._print(event.preflight.format())
         self._print(f"model: {c.rvq_levels} RVQ levels x {c.codebook_size} codes x dim {c.codebook_dim}, "
-                    f"commitment weight {c.commitment_weight}; {c.epochs} epochs of {event.steps_per_epoch} steps "
+                    f"commitment weight {c.commitment_weight}; {plural(c.epochs, 'epoch')} of "
+                    f"{plural(event.steps_per_epoch, 'step')} "
                     f"({report.batch(c.batch_size, event.processes)}); device {event.device} ({event.precision}), "
                     f"kernels {event.backend}")
         if c.warmup_steps:
@@ -85,7 +86,7 @@ class Progress:
             for line, bar in zip(lines, self.level_lines, strict=False):
                 bar.set_description_str("  " + line)
         else:
-            self._print(f"  step {event.step} health over {event.window_steps} steps:")
+            self._print(f"  step {event.step} health over {plural(event.window_steps, 'step')}:")
             for line in lines:
                 self._print("    " + line)
 
@@ -103,7 +104,7 @@ class Progress:
                                      desc="  " + line) for i, line in enumerate(self.latest)]
         self.bar.set_description_str(f"epoch {s.epoch}/{self.epochs}", refresh=False)
         self.bar.update(1)
-        self.bar.set_postfix_str(f"loss {s.loss:.4f}, ETA {duration(s.eta_s)}", refresh=False)
+        self.bar.set_postfix_str(f"loss {s.loss:.4f}, {report.eta_text(s.eta_s)}", refresh=False)
 
     def _close_bars(self) -> None:
         for bar in self.level_lines:

@@ -43,7 +43,7 @@ from sda.config import (
 )
 from sda.data.audio import AUDIO_EXTENSIONS, AudioSource, LogMel, is_audio_file
 from sda.errors import AudioFileError, DataError
-from sda.text import duration, plural, printable, size
+from sda.text import are, duration, plural, printable, size
 
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below this a file holds nothing to learn from
 SILENT = "silent (peak below -80 dBFS)"
@@ -136,6 +136,11 @@ class Preflight:
         return sum(self.files[i].chunks for i in self.val_indices)
 
     @property
+    def val_chunk_files(self) -> list[str]:
+        """The file (its printable path in the folder) of each validation chunk, in the order of Dataset.val_mels."""
+        return [self.files[i].path for i in self.val_indices for _ in range(self.files[i].chunks)]
+
+    @property
     def validation_sampled(self) -> list[UsableFile]:
         """Validation files that give fewer chunks than they would in training (see _share_validation)."""
         return [f for f in (self.files[i] for i in self.val_indices)
@@ -156,13 +161,14 @@ class Preflight:
         train_chunks = self.n_chunks - self.val_chunks
         lines = [
             printable(str(self.folder)),
-            f"  {n} usable audio files, {duration(self.total_seconds)} in all",
+            f"  {plural(n, 'usable audio file')}, {duration(self.total_seconds)} in all",
             f"  sample rates: {_counts(self.sample_rates, lambda sr: f'{sr} Hz')}",
             f"  channels: {_counts(self.channels, _channels)}",
-            f"  -> {self.n_chunks} chunks of {a.chunk_seconds:.2f} s, mono at {a.sample_rate} Hz: {train_chunks} for "
-            f"training ({plural(len(self.train_indices), 'file')}), {self.val_chunks} for validation "
+            f"  -> {plural(self.n_chunks, 'chunk')} of {a.chunk_seconds:.2f} s, mono at {a.sample_rate} Hz: "
+            f"{train_chunks} for training ({plural(len(self.train_indices), 'file')}), {self.val_chunks} for "
+            "validation "
             f"({plural(len(self.val_indices), 'file')})",
-            f"  codebook size: {self.codebook_size} (auto for {n} files)",
+            f"  codebook size: {self.codebook_size} (auto for {plural(n, 'file')})",
             f"  memory for the cached chunks: {size(self.memory_bytes)}",
         ]
         if n <= LISTED_FILES:
@@ -187,7 +193,7 @@ class Preflight:
                 names = ", ".join(s.path for s in not_audio)
             else:
                 names = _counts(Counter(Path(s.path).suffix.lower() or "no extension" for s in not_audio))
-            lines.append(f"  skipped {plural(len(not_audio), 'file')} that are not audio: {names}")
+            lines.append(f"  skipped {plural(len(not_audio), 'file')} that {are(len(not_audio))} not audio: {names}")
         others = [s for s in self.skipped if not s.reason.startswith(NOT_AUDIO)]
         if others:
             lines.append("  skipped: " + ", ".join(f"{s.path} ({s.reason})" for s in others))
@@ -484,7 +490,7 @@ def _check_enough(folder: Path, files: list[UsableFile], rejected: list[Rejectio
     if not files and silent:
         raise OnlySilenceError(
             f"No usable audio in {printable(str(folder))}: {plural(len(silent), 'file')} decoded but "
-            f"{'is' if len(silent) == 1 else 'are'} silent, and none has sound above -80 dBFS. "
+            f"{are(len(silent))} silent, and none has sound above -80 dBFS. "
             f"Rejected: {_list(rejected)}. Check that the files are not blank exports, or choose another folder.")
     if len(files) < MIN_FILES:
         found = (f"{plural(len(files), 'usable audio file')} in {printable(str(folder))}, "

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler, TensorDataset
 
-from sda.config import RunOptions, VQVAEConfig, check_setting
+from sda.config import PAGE, RunOptions, VQVAEConfig, check_setting
 from sda.data.audio import MelInverter, write_audio
 from sda.data.dataset import Dataset, LoadingStopped, load_dataset
 from sda.errors import (
@@ -56,9 +56,10 @@ from sda.format.modelfile import TrainingState
 from sda.model.bitrate import bitrate
 from sda.model.health import HealthWindow, LevelHealth, LowUtilizationMonitor, judged, level_health
 from sda.model.vqvae import ConvVQVAE, VQVAEOutput
-from sda.text import printable
+from sda.text import plural, printable
 from sda.train import distributed, events, metrics, runfiles, warmup
 from sda.train.devices import kernel_backend, pick_device, pick_precision
+from sda.train.eta import Eta
 from sda.train.events import (
     Alert,
     Checkpoint,
@@ -155,6 +156,7 @@ class _Run:
     resumed: bool
     checkpoint_every: int  # epochs
     preview_every: int  # epochs
+    eta: Eta = field(default_factory=Eta)  # this session's steps, timed
     backend: str = field(init=False)  # the kernels': "torch" or "triton"
     first_step: int = field(init=False)  # where this session began
     total_steps: int = field(init=False)
@@ -208,7 +210,7 @@ def _setup(checkpoint: TrainingState | None, files: RunFiles, data: Dataset, opt
                                         start_time)
     preview_every = options.preview_every or every
     if distributed.rank() == 0:
-        runfiles.check_space(files.out_dir, _bytes_needed(model, epochs, cfg, preview_every))
+        runfiles.check_space(files.out_dir, _bytes_needed(model, epochs, cfg, preview_every), options.frontend)
     return _Run(cfg=cfg, epochs=epochs, options=options, files=files, data=data, device=device, precision=precision,
                 model=model, optimizer=optimizer, forward=distributed.data_parallel(model, device), sampler=sampler,
                 steps_per_epoch=steps_per_epoch, state=state, notes=notes, resumed=checkpoint is not None,
@@ -276,14 +278,15 @@ def _step(run: _Run, order: torch.Tensor) -> Iterator[Event]:
     yield Step(epoch=state.epoch, step=state.step, epoch_step=state.epoch_step, steps_per_epoch=run.steps_per_epoch,
                total_steps=run.total_steps, loss=losses.loss, reconstruction=losses.reconstruction,
                commitment=losses.commitment, skipped=not ok, elapsed_s=state.elapsed_before + session,
-               eta_s=session / (state.step - run.first_step) * (run.total_steps - state.step))
+               eta_s=run.eta.update(time.monotonic(), run.total_steps - state.step))
     if not ok:
         message = f"step {state.step}: the loss or its gradients were not finite; the update was skipped"
         yield _warn(state, f"epoch {state.epoch}, {message}", message)
         if state.bad_steps >= MAX_BAD_STEPS:
+            how = ("Lower the learning rate (under More settings) and start again" if run.options.frontend == PAGE
+                   else "Lower the learning rate (--lr) and start again, or resume from the last checkpoint")
             raise TrainingError(f"training diverged: {MAX_BAD_STEPS} steps in a row had a non-finite "
-                                f"loss or gradients (epoch {state.epoch}). Lower the learning rate (--lr) and "
-                                "start again, or resume from the last checkpoint.")
+                                f"loss or gradients (epoch {state.epoch}). {how}.")
     if state.step % run.options.health_every == 0 or state.epoch_step == run.steps_per_epoch:
         yield from _health_events(run)
 
@@ -432,7 +435,7 @@ def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threadi
             name, run_id = _identity(state, options)
             out_dir = Path(options.out_dir).expanduser()  # outputs go to --out, never where a file says
             if main:  # only process 0 writes files
-                files = runfiles.claim(out_dir, name, run_id, resuming=state is not None)
+                files = runfiles.claim(out_dir, name, run_id, resuming=state is not None, frontend=options.frontend)
                 files.run_id = files.run_id or uuid.uuid4().hex  # a checkpoint from before run identities: one now
             else:
                 files = RunFiles(out_dir, name or "", run_id)
@@ -570,7 +573,7 @@ def _preview(model: ConvVQVAE, data: Dataset, inverter: MelInverter, epoch: int,
         reconstruction_path = folder / f"clip{i + 1}-epoch{epoch:03d}.wav"
         write_audio(reconstruction_path, reconstruction, rate)
         clips.append((original_path, reconstruction_path))
-    return Preview(epoch=epoch, clips=clips)
+    return Preview(epoch=epoch, clips=clips, sources=tuple(data.preflight.val_chunk_files[:len(clips)]))
 
 
 def _check_same_data(saved: dict, preflight) -> None:
@@ -578,8 +581,9 @@ def _check_same_data(saved: dict, preflight) -> None:
     then, now = [f["path"] for f in saved["files"]], [f.path for f in preflight.files]
     if then != now:
         added, removed = sorted(set(now) - set(then)), sorted(set(then) - set(now))
-        raise DataError(f"{preflight.folder} is not the data this checkpoint was trained on ({len(then)} files then, "
-                        f"{len(now)} now; added: {', '.join(added[:5]) or 'none'}; removed: "
+        raise DataError(f"{preflight.folder} is not the data this checkpoint was trained on "
+                        f"({plural(len(then), 'file')} then, {len(now)} now; added: {', '.join(added[:5]) or 'none'}; "
+                        "removed: "
                         f"{', '.join(removed[:5]) or 'none'}). Resume with the same folder, or start a new run.")
 
 
@@ -599,7 +603,7 @@ def _resume_flags(files: RunFiles, options: RunOptions) -> str:
 
 
 def _continue_hint(files: RunFiles, options: RunOptions) -> str:
-    if not files.checkpoint.exists():
+    if not files.checkpoint.exists() or options.frontend == PAGE:  # the page cannot resume a run
         return ""
     return f"; to go on from the checkpoint once there is room: sda train DATA_DIR{_resume_flags(files, options)}"
 

@@ -57,7 +57,7 @@ class Step:
     commitment: float
     skipped: bool  # non-finite loss or gradients: no update was made
     elapsed_s: float
-    eta_s: float
+    eta_s: float | None  # None while too few steps are timed (sda.train.eta)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +101,7 @@ class Epoch:
 class Preview:
     epoch: int
     clips: list[tuple[Path, Path]]  # (original, reconstruction) wav files
+    sources: tuple[str, ...] = ()  # the audio file of each clip, its printable path in the data folder
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sda.config import CLI, PAGE
 from sda.errors import ConfigError, OutputError, SdaError
 from sda.format import container
 from sda.text import printable, size
@@ -99,40 +100,43 @@ class RunFiles:
         return " and ".join(parts)
 
 
-def claim(out_dir: Path, name: str | None, run_id: str | None, resuming: bool = False) -> RunFiles:
+def claim(out_dir: Path, name: str | None, run_id: str | None, resuming: bool = False,
+          frontend: str = CLI) -> RunFiles:
     """Claim name (or a new generated one) in out_dir for the run run_id. Refused with OutputError if out_dir
     cannot be written, if another run holds the name, or if files of another run have it (a new run: any model,
-    checkpoint, previews or metrics log of that name; a resumed one: files with another run_id)."""
+    checkpoint, previews or metrics log of that name; a resumed one: files with another run_id). frontend: whose
+    controls the messages name (sda.config.CLI: flags; PAGE: the page's)."""
     out_dir = Path(out_dir).expanduser()
     if name is not None:
         check_model_name(name)  # before anything is created
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _unwritable(out_dir, exc) from None
+        raise _unwritable(out_dir, exc, frontend) from None
     if name is not None:
-        return _claim_one(out_dir, name, run_id, resuming)
+        return _claim_one(out_dir, name, run_id, resuming, frontend)
     stamp = datetime.now().strftime(GENERATED_NAME)
     for n in range(1, 1000):  # two runs started in the same second get -2, -3...
         try:
-            return _claim_one(out_dir, stamp if n == 1 else f"{stamp}-{n}", run_id, resuming)
+            return _claim_one(out_dir, stamp if n == 1 else f"{stamp}-{n}", run_id, resuming, frontend)
         except OutputError as exc:
             if not isinstance(exc.__cause__, _Taken):
                 raise
-    raise OutputError(f"{out_dir} holds 999 runs named {stamp}*: give a name with --model-name")
+    how = "type a model name" if frontend == PAGE else "give a name with --model-name"
+    raise OutputError(f"{out_dir} holds 999 runs named {stamp}*: {how}")
 
 
 class _Taken(Exception):
     """The name is taken (the cause of an OutputError, so that a generated name moves on to the next one)."""
 
 
-def _claim_one(out_dir: Path, name: str, run_id: str | None, resuming: bool) -> RunFiles:
+def _claim_one(out_dir: Path, name: str, run_id: str | None, resuming: bool, frontend: str) -> RunFiles:
     files = RunFiles(out_dir, name, run_id)
     while True:  # the lock file may be removed by its holder between our open and our lock: then again
         try:
             fd = os.open(files.lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
-            raise _unwritable(out_dir, exc) from None
+            raise _unwritable(out_dir, exc, frontend) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -154,23 +158,24 @@ def _claim_one(out_dir: Path, name: str, run_id: str | None, resuming: bool) -> 
         for stale in container.temporaries(files.model) + container.temporaries(files.checkpoint):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()  # a writer of this name killed mid-save: no one else writes them while we hold the lock
-        _check_owner(files, resuming)
+        _check_owner(files, resuming, frontend)
     except BaseException as exc:
         files.release()
         if isinstance(exc, OSError):
-            raise _unwritable(out_dir, exc) from None
+            raise _unwritable(out_dir, exc, frontend) from None
         raise
     return files
 
 
-def _check_owner(files: RunFiles, resuming: bool) -> None:
+def _check_owner(files: RunFiles, resuming: bool, frontend: str) -> None:
     """Raise OutputError unless every existing file of files.name is this run's."""
     if not resuming:
         taken = [p for p in (files.model, files.checkpoint, files.previews, files.metrics) if p.exists()]
         if taken:
+            # The page cannot resume a run: there, another name is the way on.
+            how = "" if frontend == PAGE else f", or continue it with --resume {files.checkpoint}"
             raise OutputError(f"a model named {files.name!r} already exists in {files.out_dir} "
-                              f"({', '.join(p.name for p in taken)}): choose another model name, or continue it with "
-                              f"--resume {files.checkpoint}") from _Taken()
+                              f"({', '.join(p.name for p in taken)}): choose another model name{how}") from _Taken()
         return
     for path in (files.model, files.checkpoint):
         if not path.exists():
@@ -186,13 +191,14 @@ def _check_owner(files: RunFiles, resuming: bool) -> None:
                               "Resume into another folder with --out, or move that file away") from None
 
 
-def check_space(out_dir: Path, needed_bytes: int) -> None:
+def check_space(out_dir: Path, needed_bytes: int, frontend: str = CLI) -> None:
     """Refuse a run whose saves cannot fit: found at the start, not at the first checkpoint."""
     free = shutil.disk_usage(out_dir).free
     if free < needed_bytes:
+        how = "free some space there" if frontend == PAGE else "free some space, or choose another folder with --out"
         raise OutputError(f"{out_dir} has {size(free)} free and this run needs about {size(needed_bytes)} for its "
-                          "model, checkpoint and previews (each save is written whole before it replaces the last): "
-                          "free some space, or choose another folder with --out")
+                          f"model, checkpoint and previews (each save is written whole before it replaces the last): "
+                          f"{how}")
 
 
 def _read_holder(fd: int) -> str:
@@ -201,9 +207,12 @@ def _read_holder(fd: int) -> str:
     return "holder unknown"
 
 
-def _unwritable(out_dir: Path, exc: OSError) -> OutputError:
+def _unwritable(out_dir: Path, exc: OSError, frontend: str = CLI) -> OutputError:
     reasons: dict[int | None, str] = {
         errno.EROFS: "it is on a read-only filesystem", errno.EACCES: "permission denied",
         errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full", errno.ENOTDIR: "a file is in the way"}
     reason = reasons.get(exc.errno, exc.strerror or str(exc))
-    return OutputError(f"cannot write to the output folder {out_dir}: {reason}. Choose another folder with --out")
+    # The page saves only to the models folder sda ui was started with: its user can only ask for it to be fixed.
+    how = ("whoever runs sda ui can make it writable, or serve another models folder" if frontend == PAGE else
+           "Choose another folder with --out")
+    return OutputError(f"cannot write to the output folder {out_dir}: {reason}. {how}")

@@ -25,6 +25,7 @@ from sda.format import modelfile
 from sda.format.modelfile import TrainingState
 from sda.model.health import LevelHealth
 from sda.model.vqvae import ConvVQVAE
+from sda.text import plural
 from sda.train.history import History
 from sda.train.runfiles import RunFiles
 
@@ -147,7 +148,7 @@ class RunState:
         position = checkpoint.metadata["position"]
         if position["epoch_step"] >= steps_per_epoch:
             raise SdaFormatError(f"{path} is at step {position['epoch_step']} of an epoch of "
-                                 f"{steps_per_epoch} steps: the file is damaged, or the data changed")
+                                 f"{plural(steps_per_epoch, 'step')}: the file is damaged, or the data changed")
         state = cls.start(processes, started)
         state.epoch, state.epoch_step, state.step = position["epoch"], position["epoch_step"], position["step"]
         state.sums, state.elapsed_before = Sums.from_dict(position["sums"]), position["elapsed_s"]
@@ -163,5 +164,5 @@ class RunState:
         # The epoch's shuffle is split by the number of processes: the position inside it means nothing to
         # another number, so the epoch starts over.
         state.epoch_step, state.sums = 0, Sums()
-        return state, [f"the checkpoint was saved by a run of {saved_processes} process(es) and this run has "
-                       f"{processes}: epoch {state.epoch} starts again from its beginning"]
+        return state, [f"the checkpoint was saved by a run of {plural(saved_processes, 'process')} and this run "
+                       f"has {processes}: epoch {state.epoch} starts again from its beginning"]

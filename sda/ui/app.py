@@ -43,7 +43,7 @@ from sda.data.dataset import preflight
 from sda.errors import ConfigError, DataError, SdaError, SdaUserError
 from sda.model.health import LevelHealth
 from sda.report import PAGE, describe
-from sda.text import printable
+from sda.text import plural, printable
 from sda.train.engine import PREVIEW_CLIPS
 from sda.train.history import History
 from sda.train.runfiles import check_model_name
@@ -65,6 +65,8 @@ from sda.ui.render import (
 )
 
 POLL_SECONDS = 1.0
+SERVER_CHECK_SECONDS = 3  # how often the page checks that its server still answers (SERVER_WATCH)
+TOAST_SECONDS = 5  # a warning toast fades after this: the Warnings list under the health table keeps them all
 # Markdown that shows values from files, folders and users (escaped by sda.ui.render.md_text): no LaTeX,
 # so a "$$" in a file name stays text.
 TEXT = {"latex_delimiters": []}
@@ -85,7 +87,43 @@ CSS = """
 .sda-levels tr.weak td { background: rgba(245, 158, 11, 0.28); font-weight: 600; }
 .sda-levels tr.warming td { opacity: 0.7; font-style: italic; }
 .sda-muted { opacity: 0.7; }
+/* Reports and the preflight line up in columns, as in a terminal */
+#sda-report textarea, #sda-preflight textarea, #sda-model-info textarea { font-family: var(--font-mono), monospace; }
+/* SERVER_WATCH (below): while the server does not answer, or is another one, the status line is no longer live */
+#sda-status[data-sda-server] > * { display: none; }
+#sda-status[data-sda-server]::before { display: block; font-weight: 600; padding: 8px 0; }
+#sda-status[data-sda-server="lost"]::before {
+  content: "No answer from sda ui: it may have stopped. This page no longer shows a live run.";
+}
+#sda-status[data-sda-server="restarted"]::before {
+  content: "sda ui has restarted since this page loaded: reload the page to see what it is doing now.";
+}
 """
+# The page's own check that its server is there (Gradio's polls stop quietly when it is not): every few seconds
+# it asks for the app's id, which each server process makes anew. No answer, or another id, marks the status
+# line (data-sda-server, shown by CSS) so that a run's last epoch and ETA do not read as live.
+SERVER_WATCH = """
+() => {
+  const root = ((window.gradio_config && window.gradio_config.root) || window.location.origin).replace(/\\/$/, "");
+  let first = null;
+  const check = async () => {
+    let problem = "";
+    try {
+      const response = await fetch(root + "/gradio_api/app_id", {cache: "no-store"});
+      const id = (await response.json()).app_id;
+      if (first === null) first = id;
+      else if (id !== first) problem = "restarted";
+    } catch (error) {
+      problem = "lost";
+    }
+    const status = document.getElementById("sda-status");
+    if (status && problem) status.dataset.sdaServer = problem;
+    else if (status) delete status.dataset.sdaServer;
+  };
+  check();
+  setInterval(check, CHECK_MS);
+}
+""".replace("CHECK_MS", str(1000 * SERVER_CHECK_SECONDS))
 
 
 @dataclass(frozen=True)
@@ -186,11 +224,19 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
 
         live = LiveViews(seen, banner, status, health, alerts, recon_plot, commit_plot, tuple(players), final, start,
                          stop, choice)
-        controls = [folder, found, codebook, levels, commitment, epochs, name]
         model_views = [model_notice, model_info, model_health, model_recon, model_commit, model_config]
 
         def check_folder(path: str):
             return _check_folder(path, base_config, data_root)
+
+        def after_check(codebook_line):
+            """After a folder check, by the codebook line it drew: a folder that checks out (a line, not blank or
+            _UNUSABLE) means an earlier Start's error no longer applies, so it goes."""
+            if not isinstance(codebook_line, str) or codebook_line in ("", _UNUSABLE):
+                return gr.update(), gr.update()
+            view = slot.job.view() if slot.job else None
+            refused = view is not None and view.status == FAILED and view.started is None
+            return "", status_markdown(None) if refused else gr.update()
 
         def on_start(seen_now, path, n_levels, weight, n_epochs, model_name, every, batch, lr, seed_value,
                      key=None, board_folder=""):
@@ -208,7 +254,8 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                 every = check_setting("health_every", _whole(every, "health update interval"))
                 options = RunOptions(data_dir=confine(path, data_root), out_dir=models_dir,
                                      model_name=_text(model_name, "the model name", MAX_NAME_CHARS) or None,
-                                     health_every=every, tensorboard=tensorboard_folder(board_folder, models_dir))
+                                     health_every=every, tensorboard=tensorboard_folder(board_folder, models_dir),
+                                     frontend=PAGE)
                 job = slot.start(config, options, owner=key)
             except (SdaUserError, JobBusyError) as exc:  # a bug is not the user's: it propagates to Gradio's log
                 _toast(gr.Warning, exc, "Cannot start")
@@ -230,17 +277,12 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
             return _changes(slot.job.view() if slot.job else None, seen_now, live, models_dir)
 
         def on_load(seen_now, key):
-            """A fresh or reloaded page: draw everything, restore the running job's controls, toast nothing old;
-            a browser without a client key gets one."""
+            """A fresh or reloaded page: draw the job's progress, toast nothing old; a browser without a client
+            key gets one. The form is left at its defaults, not rewritten from the running job: its resolved
+            settings (epochs 400 for automatic, the generated or taken name) would be the next Start's."""
             view = slot.job.view() if slot.job else None
             drawn = {"job": view.job_id, "toasted": len(view.alerts), "ended": not view.active} if view else None
-            shown = {**_changes(view, drawn, live, models_dir), client: _client_key(key) or _new_client_key()}
-            if view is not None and view.active and view.started is not None:
-                c, pf = view.started.config, view.started.preflight
-                shown.update({folder: plain_text(pf.folder), found: plain_text(pf.format()),
-                              codebook: _codebook_line(pf, c), levels: c.rvq_levels, commitment: c.commitment_weight,
-                              epochs: c.epochs, name: plain_text(view.started.model_path.stem)})
-            return shown
+            return {**_changes(view, drawn, live, models_dir), client: _client_key(key) or _new_client_key()}
 
         def on_choose(listed):
             return _show_model(_listed_model(models_dir, listed), model_views, listed)
@@ -250,15 +292,17 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
 
         # preprocess=False: every value reaches the handler as sent, and is checked there (_text, _number,
         # _whole; ranges by VQVAEConfig.validate, whose messages name the setting), not coerced first.
-        folder.submit(check_folder, folder, [found, codebook], preprocess=False, api_name="check_folder")
-        folder.blur(check_folder, folder, [found, codebook], preprocess=False, api_name=False)
+        for checked in (folder.submit(check_folder, folder, [found, codebook], preprocess=False,
+                                      api_name="check_folder"),
+                        folder.blur(check_folder, folder, [found, codebook], preprocess=False, api_name=False)):
+            checked.then(after_check, codebook, [notice, status], preprocess=False, api_name=False)
         start.click(on_start, [seen, folder, levels, commitment, epochs, name, health_every, batch_size,
                                learning_rate, seed, client, board], [notice, *live.outputs(), client], preprocess=False,
                     api_name="start")
         stop.click(on_stop, [seen, client], [notice, *live.outputs()], preprocess=False, api_name="stop")
         timer = gr.Timer(POLL_SECONDS)
         timer.tick(on_poll, seen, live.outputs(), show_progress="hidden", concurrency_limit=None, api_name="poll")
-        app.load(on_load, [seen, client], [*live.outputs(), *controls, client], preprocess=False, api_name=False)
+        app.load(on_load, [seen, client], [*live.outputs(), client], preprocess=False, api_name=False)
         choice.change(on_choose, choice, model_views, preprocess=False, api_name="show_model")
         upload.upload(on_open, upload, model_views, api_name="open_model")
         refresh.click(lambda: gr.update(choices=_model_choices(models_dir)), None, choice, api_name=False)
@@ -330,7 +374,7 @@ def serve(models_dir: Path, host: str = "127.0.0.1", port: int = 7860, share: bo
     # No allowed_paths: Gradio serves only its own cache (preview clips are sent as samples, _clip) and
     # the uploads, which max_file_size caps.
     app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=quiet, css=CSS,
-               show_error=True, max_file_size=MAX_UPLOAD,
+               js=SERVER_WATCH, show_error=True, max_file_size=MAX_UPLOAD,
                auth=(login.user, login.password) if login else None,
                auth_message="sda: log in as sda with the password sda ui printed at start (or the one you gave it)")
     return app
@@ -413,28 +457,32 @@ def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir:
     old = seen if seen and seen.get("job") == view.job_id else {}  # another job: draw and toast all of it
     if old.get("version") == view.version:
         return {ui.seen: seen}  # nothing new (an empty dict would read as one output value)
-    for alert in view.alerts[old.get("toasted", 0):]:
-        _toast(gr.Warning, alert.message, "Codebook health" if alert.level is not None else "Training")
-    new = {"job": view.job_id, "version": view.version, "toasted": len(view.alerts),
-           "health": view.health.step if view.health else None, "curve": len(view.curve),
-           "alerts": alerts_markdown(view), "preview": view.preview.epoch if view.preview else None,
-           "ended": not view.active}
+    _toast_alerts(view.alerts[old.get("toasted", 0):])
+    # A job that has not begun training (loading the data, or refused: a bad folder, a taken name) has nothing to
+    # draw: the page keeps the last run's table, charts, previews and report, and the status says what goes on.
+    drawn = view.started is not None
+    new = {"job": view.job_id, "version": view.version, "toasted": len(view.alerts), "ended": not view.active,
+           "drawn": drawn}
     out = {ui.seen: new, ui.banner: busy_banner(view), ui.status: status_markdown(view),
            ui.start: gr.update(interactive=not view.active), ui.stop: gr.update(interactive=view.status == RUNNING)}
+    if drawn:
+        new.update({"health": view.health.step if view.health else None, "curve": len(view.curve),
+                    "alerts": alerts_markdown(view), "preview": view.preview.epoch if view.preview else None})
 
-    def changed(key: str) -> bool:
-        return key not in old or old[key] != new[key]
+        def changed(key: str) -> bool:
+            return key not in old or old[key] != new[key]
 
-    if changed("health"):
-        out[ui.health] = job_levels_html(view)
-    if changed("alerts"):
-        out[ui.alerts] = alerts_markdown(view)
-    if changed("curve"):  # no points yet: no chart (one first drawn empty never colours its lines, Gradio 6.31)
-        out[ui.recon_plot], out[ui.commit_plot] = curve_frames(view) if view.curve else (None, None)
-    if changed("preview"):
-        out.update(_preview_players(view, ui.players))
+        if changed("health"):
+            out[ui.health] = job_levels_html(view)
+        if changed("alerts"):
+            out[ui.alerts] = alerts_markdown(view)
+        if changed("curve"):  # no points yet: no chart (one first drawn empty never colours its lines, Gradio 6.31)
+            out[ui.recon_plot], out[ui.commit_plot] = curve_frames(view) if view.curve else (None, None)
+        if changed("preview"):
+            out.update(_preview_players(view, ui.players))
+        if changed("drawn") or (not old.get("ended") and new["ended"]):  # the run's first sight, or its end
+            out[ui.report] = report_text(view)
     if not old.get("ended") and new["ended"]:  # the end, seen by this page for the first time
-        out[ui.report] = report_text(view)
         if view.status == STOPPED and view.summary is None:
             gr.Info(view.error, title="Training stopped")
         elif view.status in (DONE, STOPPED):
@@ -444,9 +492,19 @@ def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir:
                                        value=printable(Path(view.summary.model_path).name))
         elif view.status == FAILED and old:
             _toast(gr.Warning, view.error, "Could not start training" if view.bad_input else "Training failed")
-    elif "version" not in old:
-        out[ui.report] = report_text(view)
     return out
+
+
+def _toast_alerts(alerts) -> None:
+    """New warnings as one short toast, not one each: toasts stack over the health table, and the list under
+    it (alerts_markdown) keeps every warning anyway."""
+    if not alerts:
+        return
+    more = len(alerts) - 1
+    message = alerts[0].message + (f" (and {plural(more, 'more warning')}: see Warnings under the codebook health)"
+                                   if more else "")
+    title = "Codebook health" if all(a.level is not None for a in alerts) else "Training"
+    _toast(gr.Warning, message, title, duration=TOAST_SECONDS)
 
 
 def slider_span(name: str) -> tuple[float, float]:
@@ -471,8 +529,9 @@ def _preview_players(view: JobView, players: tuple) -> dict:
         clip, which = divmod(i, 2)
         samples = _clip(clips[clip][which]) if clip < len(clips) else None
         if samples is not None:
-            label = f"Clip {clip + 1}: " + ("original" if which == 0 else
-                                            f"reconstruction after epoch {view.preview.epoch}")
+            source = view.preview.sources[clip] if clip < len(view.preview.sources) else None
+            label = f"Clip {clip + 1}" + (f" ({plain_text(source)})" if source else "") + ": " + (
+                "original" if which == 0 else f"reconstruction after epoch {view.preview.epoch}")
             out[player] = gr.update(value=samples, visible=True, label=label)
         else:
             out[player] = gr.update(value=None, visible=False)
@@ -499,13 +558,16 @@ def _check_folder(path: str, base_config: VQVAEConfig, data_root: Path | None = 
         pf = preflight(confine(path, data_root), base_config.audio, seed=base_config.seed,
                        validation_fraction=base_config.validation_fraction)
     except (DataError, ConfigError) as exc:
-        return plain_text(f"⚠ {exc}"), "—"
+        return plain_text(f"⚠ {exc}"), _UNUSABLE
     return plain_text(pf.format()), _codebook_line(pf, base_config)
+
+
+_UNUSABLE = "—"  # the codebook line of a folder that cannot be used
 
 
 def _codebook_line(pf, config: VQVAEConfig) -> str:
     size = config.resolve(n_files=len(pf.files), n_train_chunks=pf.n_chunks - pf.val_chunks).codebook_size
-    return f"{size} codes per level (for {len(pf.files)} usable files)"
+    return f"{size} codes per level (for {plural(len(pf.files), 'usable file')})"
 
 
 def _model_files(models_dir: Path) -> dict[str, Path]:
@@ -565,9 +627,10 @@ def _show_model(path, views: list, listed=None) -> dict:
     return {**cleared, notice: f"**Cannot open {md_text(Path(path).name)}:** {md_text(message)}"}
 
 
-def _toast(kind, message, title: str) -> None:
-    """gr.Warning or gr.Info: Gradio shows a toast's message as (sanitised) HTML, not Markdown: html_text."""
-    kind(html_text(message), title=html_text(title))
+def _toast(kind, message, title: str, duration: float | None = None) -> None:
+    """gr.Warning or gr.Info: Gradio shows a toast's message as (sanitised) HTML, not Markdown: html_text.
+    duration: seconds it stays (None: Gradio's default)."""
+    kind(html_text(message), title=html_text(title), **({} if duration is None else {"duration": duration}))
 
 
 def _shown(value) -> str:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from sda import report
 from sda.model.health import LOW_UTILIZATION, LevelHealth, percent
-from sda.text import duration, printable
+from sda.text import duration, plural, printable
 from sda.train.history import History
 from sda.ui.job import DONE, FAILED, STOPPED, STOPPING, JobView
 
@@ -102,7 +102,7 @@ def job_levels_html(view: JobView) -> str:
     if h.warming_up and all(level.assignments == 0 for level in h.levels):
         return levels_html(h.levels, f"Warm-up, step {h.step}: training as a plain autoencoder",
                            view.started.config.warmup_steps)
-    return levels_html(h.levels, f"Codebook health over the last {h.window_steps} steps (at step {h.step})",
+    return levels_html(h.levels, f"Codebook health over the last {plural(h.window_steps, 'step')} (at step {h.step})",
                        judged=h.judged)
 
 
@@ -166,7 +166,7 @@ def status_markdown(view: JobView | None) -> str:
     if view.status in (DONE, STOPPED):
         s = view.summary
         how = "Finished" if view.status == DONE else "Stopped early"
-        return (f"**{how}** after {s.epochs_done} of {s.epochs} epochs ({s.steps} steps, "
+        return (f"**{how}** after {s.epochs_done} of {plural(s.epochs, 'epoch')} ({plural(s.steps, 'step')}, "
                 f"{duration(s.elapsed_s)}). Model saved: {md_text(s.model_path)}")
     if started is None:
         if view.status == STOPPING:
@@ -178,7 +178,7 @@ def status_markdown(view: JobView | None) -> str:
         line = f"**Epoch 1 of {started.config.epochs}**, starting · {where}"
     else:
         line = (f"**Epoch {step.epoch} of {started.config.epochs}** · step {step.step} of {step.total_steps} · "
-                f"ETA {duration(step.eta_s)} · loss {step.loss:.4f} · {where}")
+                f"{report.eta_text(step.eta_s)} · loss {step.loss:.4f} · {where}")
     if view.status == STOPPING:
         line = "**Stopping** after this step; saving the model and a checkpoint… · " + line
     return line
