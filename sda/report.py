@@ -8,9 +8,11 @@ sparkline take `unicode`: whether the output can show block characters (the CLI 
     compare_text([described, ...])        # `sda info A B ...`: the files side by side
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -24,6 +26,7 @@ from sda.train.events import Summary
 from sda.train.history import EpochRecord, History
 
 CLI, PAGE = "cli", "page"  # the frontends, for advice that names what each one offers
+T = TypeVar("T")
 MIN_VALIDATION_CHUNKS = 8  # fewer validation chunks than this measure too little to judge a model by
 
 
@@ -190,19 +193,23 @@ def describe_file(path, frontend: str = CLI, unicode: bool = True, usage: bool =
     and verified (a few MB; a checkpoint holds none, and is read no further than its header)."""
     header = container.read_header(path)
     kind, metadata = header["kind"], header["metadata"]
-    counts = CodeUsage(modelfile.load_usage(Path(path))) if usage and kind == "model" else None
+    history = _checked(path, lambda: History.from_dict(metadata["history"]))
+    text = _checked(path, lambda: info_text(path, metadata, kind, frontend, unicode))  # the metadata is sda's
+    if not (usage and kind == "model"):
+        return Described(Path(path), kind, metadata, history, text)
+    counts = CodeUsage(modelfile.load_usage(Path(path)))  # its own errors say what is wrong with the file
+    return Described(Path(path), kind, metadata, history,
+                     _checked(path, lambda: info_text(path, metadata, kind, frontend, unicode, counts)), counts)
+
+
+def _checked(path, read: Callable[[], T]) -> T:
+    """read(), which reads the file's metadata; metadata that is not what sda writes raises SdaFormatError."""
     try:
-        history = History.from_dict(metadata["history"])
-        return Described(Path(path), kind, metadata, history,
-                         info_text(path, metadata, kind, frontend, unicode, counts), counts)
+        return read()
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise _not_sda(path, exc) from None
-
-
-def _not_sda(path, exc: Exception) -> SdaFormatError:
-    what = f"no {exc}" if isinstance(exc, KeyError) else f"a bad entry ({exc})"
-    return SdaFormatError(f"{path} is an .sda file but not an sda model or checkpoint: its metadata has "
-                          f"{what}. It was written by another program, or by a newer sda.")
+        what = f"no {exc}" if isinstance(exc, KeyError) else f"a bad entry ({exc})"
+        raise SdaFormatError(f"{path} is an .sda file but not an sda model or checkpoint: its metadata has "
+                             f"{what}. It was written by another program, or by a newer sda.") from None
 
 
 def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI, unicode: bool = True,
@@ -391,7 +398,7 @@ def compare_text(models: list[Described], unicode: bool = True) -> str:
     for m in models:
         history = history_lines(m.history, unicode)
         if history:
-            lines += ["", f"{printable(m.path)}:", *history]
+            lines += ["", f"{printable(str(m.path))}:", *history]
     return "\n".join(lines)
 
 

@@ -1,16 +1,32 @@
 """sda.report: what `sda info` and the end-of-training report say: weak levels flagged, resolved dips
-kept apart from levels that ended weak, advice for the frontend in use, validation that says its size."""
+kept apart from levels that ended weak, advice for the frontend in use, validation that says its size;
+the utilization history, per-code usage and bitrate; several models side by side."""
 
 import dataclasses
 from pathlib import Path
 
+import pytest
 import torch
 
 from sda.config import VQVAEConfig
+from sda.format import container, modelfile
+from sda.model.bitrate import Bitrate
 from sda.model.health import level_health
-from sda.report import CLI, PAGE, advice, info_text, level_line, summary_text, validation_note
+from sda.report import (
+    CLI,
+    COMPARE_WIDTH,
+    PAGE,
+    advice,
+    compare_text,
+    describe_file,
+    info_text,
+    level_line,
+    summary_text,
+    validation_note,
+)
+from sda.train.engine import RunOptions
 from sda.train.events import Summary
-from tests.helpers import DIP, WEAK
+from tests.helpers import CONTROL, DIP, SMALL, WEAK, run
 
 
 def test_level_line_flags_only_weak_levels():
@@ -118,3 +134,104 @@ def test_a_run_stopped_in_its_warm_up_says_so_instead_of_showing_a_collapse():
     info = info_text("m.sda", {**metadata(), "health": [h.to_dict() for h in nothing],
                                "weights": {"step": 3, "epoch": 0, "mid_epoch": True}})
     assert "none yet, training stopped in the warm-up (step 3 of 40)" in info and "util " not in info
+
+
+def test_the_end_report_gives_each_levels_bits_and_the_total_bitrate():
+    rate = Bitrate(frame_rate=21.5, codebook_bits=7.0, entropies=(7.0, 7.0, 7.0))
+    text = summary_text(summary(bitrate=rate))
+    assert "perplexity  128.0   7.0 bits   150 bit/s  dead" in text
+    assert "bitrate: 21.5 codes/s a level; 452 bit/s nominal, 452 bit/s effective (100.0%)" in text
+    assert "bits" not in summary_text(summary())  # a Summary without a bitrate (none counted): no column
+
+
+# Real models: a 3-level and a 2-level one of the tiny config, each window kept (health every step).
+
+@pytest.fixture(scope="module")
+def models(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    run(dataclasses.replace(SMALL, epochs=2), RunOptions(folder, out, "three", health_every=1))
+    run(dataclasses.replace(SMALL, epochs=2, rvq_levels=2, codebook_size=16), RunOptions(folder, out, "two",
+                                                                                         health_every=1))
+    return out / "three.sda", out / "two.sda"
+
+
+def history_rows(text: str) -> list[str]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  utilization over the run"))
+    return lines[start:start + 1 + sum(1 for line in lines[start + 1:] if line.startswith("    level"))]
+
+
+def test_info_of_a_model_has_its_history_usage_and_bitrate(models):
+    described = describe_file(models[0], usage=True)
+    text, windows = described.text, described.history.windows
+    head, *levels = history_rows(text)
+    assert f"({len(windows)} windows to step {windows[-1].step}; · warm-up)" in head
+    assert len(levels) == 3
+    for n, line in enumerate(levels, 1):
+        assert line.startswith(f"    level {n}  ·")  # the warm-up, then the figures
+        spark = line.split()[2]
+        assert len(spark) == len(windows) and set(spark) <= set("▁▂▃▄▅▆▇█·")
+        assert " lowest " in line and ", last " in line and line.endswith("%")
+    usage = modelfile.load_usage(models[0])
+    for n, counts in enumerate(usage, 1):
+        dead = int((counts == 0).sum())
+        assert f"    level {n}  " in text and f"of 64 codes carry half the assignments; {dead} dead" in text
+    assert "bitrate: 21.5 codes/s a level; 388 bit/s nominal" in text  # 22050 / (256 x 4), 3 x 6 bits
+    assert text.count(" bits ") == 3 and all(len(line) <= COMPARE_WIDTH for line in [head, *levels])
+
+
+def test_the_page_reads_no_usage_and_says_nothing_of_it(models):
+    assert "code usage" not in describe_file(models[0]).text
+
+
+def test_the_ascii_form_is_all_ascii(models):
+    text = describe_file(models[0], usage=True, unicode=False).text  # nothing from the file is outside ASCII
+    text.encode("ascii")
+    assert "; . warm-up)" in text and history_rows(text)[1].startswith("    level 1  .")
+
+
+def old_file(source: Path, target: Path) -> Path:
+    """source as sda wrote models before health windows, per-code usage and the bitrate record."""
+    tensors, metadata = container.read(source)
+    del tensors[modelfile.USAGE_TENSOR], metadata["bitrate"], metadata["history"]["windows"]
+    container.write(target, tensors, metadata, kind="model")
+    return target
+
+
+def test_an_old_file_still_describes_itself_from_what_it_has(models, tmp_path):
+    new = describe_file(models[0], usage=True).text
+    text = describe_file(old_file(models[0], tmp_path / "old.sda"), usage=True).text
+    assert "code usage: not recorded" in text
+    assert "utilization over the run, 0 to 100% (2 epochs to epoch 2;" in text  # from its epochs' health
+    bitrate = next(line for line in new.splitlines() if line.startswith("  bitrate:"))
+    assert bitrate in text  # computed from its health and config, as sda would have stored it
+
+
+def test_two_models_side_by_side(models):
+    text = compare_text([describe_file(path, usage=True) for path in models])
+    lines = text.splitlines()
+    assert lines[0].split() == ["three.sda", "two.sda"]
+    row = {line[2:21].strip(): (line[:1], line[21:].split()) for line in lines[1:] if line[2:21].strip()}
+    assert row["name"] == (" ", ["'three'", "'two'"])
+    assert row["levels x codes"] == ("*", ["3", "x", "64", "(dim", "8)", "2", "x", "16", "(dim", "8)"])
+    assert row["epochs"][1] == ["2", "of", "2", "2", "of", "2"]
+    assert row["level 3 util/ppl"][1][-1] == "-"  # the 2-level model has no third level
+    assert row["bitrate nominal"][1] == ["388", "bit/s", "172", "bit/s"]  # 3 x log2 64, 2 x log2 16 at 21.5/s
+    assert row["bitrate effective"][1][1:3] == ["bit/s", f"({row['bitrate effective'][1][2][1:]}"]
+    assert "warnings" in row
+    assert "settings that differ (*):" in text
+    assert row["codebook_size"] == ("*", ["64", "16"]) and row["rvq_levels"] == ("*", ["3", "2"])
+    assert "seed" not in row  # the same in both: not listed
+    assert text.count("utilization over the run") == 2 and f"{models[1]}:" in text
+    assert max(len(line) for line in lines) <= COMPARE_WIDTH
+
+
+def test_names_from_files_reach_the_table_made_printable(models, tmp_path):
+    tensors, metadata = container.read(models[1])
+    metadata["model_name"] = "x" + CONTROL + "y" * 60
+    hostile = tmp_path / f"k{CONTROL}.sda"
+    container.write(hostile, tensors, metadata, kind="model")
+    text = compare_text([describe_file(path, usage=True) for path in (models[0], hostile)], unicode=False)
+    assert r"k\x1b]52;c;aGk=\x07.sda" in text and r"'x\x1b]52;c;aGk=\x07yy" in text  # the path and the name
+    assert "\x1b" not in text and "\x07" not in text
+    assert "..." in text and max(len(line) for line in text.splitlines() if "utilization" not in line) <= 100
