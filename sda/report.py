@@ -193,8 +193,8 @@ def describe_file(path, frontend: str = CLI, unicode: bool = True, usage: bool =
     and verified (a few MB; a checkpoint holds none, and is read no further than its header)."""
     header = container.read_header(path)
     kind, metadata = header["kind"], header["metadata"]
-    history = _checked(path, lambda: History.from_dict(metadata["history"]))
     text = _checked(path, lambda: info_text(path, metadata, kind, frontend, unicode))  # the metadata is sda's
+    history = History.from_dict(metadata["history"])  # which info_text has read
     if not (usage and kind == "model"):
         return Described(Path(path), kind, metadata, history, text)
     counts = CodeUsage(modelfile.load_usage(Path(path)))  # its own errors say what is wrong with the file
@@ -220,17 +220,16 @@ def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI, un
     epochs = history.epochs
     health = final_health(metadata)
     lines = [
-        f"{path}: sda {kind} {metadata['model_name']!r}, created {metadata['created']} "
-        f"(sda {metadata['versions']['sda']}, torch {metadata['versions']['torch']})",
+        f"{path}: sda {kind} {metadata['model_name']!r}",
+        f"  created {metadata['created']} (sda {metadata['versions']['sda']}, torch {metadata['versions']['torch']})",
         f"  model: {cfg['rvq_levels']} RVQ levels x {cfg['codebook_size']} codes x dim {cfg['codebook_dim']}, "
         f"commitment weight {cfg['commitment_weight']}, seed {cfg['seed']}",
         f"  audio: {cfg['audio']['sample_rate']} Hz, {cfg['audio']['n_mels']} mels, hop {cfg['audio']['hop_length']}, "
         f"chunks of {cfg['audio']['chunk_frames']} frames",
         f"  training: {len(epochs)} of {cfg['epochs']} epochs, "
         f"{batch(cfg['batch_size'], history.processes)}, lr {cfg['learning_rate']}",
-        f"  data: {data['folder']}: {len(data['files'])} files, {data['total_seconds']:.1f} s, "
-        f"{data['chunks']} chunks; "
-        + validation_note(*_validation_size(data)),
+        f"  data: {data['folder']}: {len(data['files'])} files, {data['total_seconds']:.1f} s, {data['chunks']} chunks",
+        "  " + validation_note(*_validation_size(data)),
         "  " + _warmup_text(cfg.get("warmup_steps", 0)),
         "  weights: " + _weights_text(metadata, epochs),
         *health_block(health, _step(metadata, history), cfg.get("warmup_steps", 0), stored_bitrate(metadata, health)),
@@ -319,18 +318,19 @@ def trace_of(history: History) -> Trace | None:
                  [not e.warmup for e in epochs])
 
 
-SPARK_WIDTH = 40  # columns of a history sparkline: with its figures, a line fits 100 columns
+SPARK_WIDTH = 32  # columns of a history sparkline: with its figures, a line fits 100 columns
 
 
 def history_lines(history: History, unicode: bool = True) -> list[str]:
-    """Each level's utilization over the run as a sparkline from 0 to 100%, with its lowest and last figures."""
+    """Each level's utilization over the run as a sparkline from 0 to 100%, with its lowest and last figures.
+    A column is a run of windows, not of steps: past History's MAX_WINDOWS a run keeps fewer of its early ones."""
     trace = trace_of(history)
     if trace is None:
         return []
     n, point = len(trace.at), "window" if trace.unit == "step" else "epoch"
     per = -(-n // SPARK_WIDTH)  # points a column, rounded up: what sparkline's runs come to at most
-    scale = f"a column: the lowest of {per} {point}s; " if per > 1 else ""
-    lines = [f"  utilization over the run, 0 to 100% ({plural(n, point)} to {trace.unit} {trace.at[-1]}; {scale}"
+    scale = f"lowest of up to {per} a column; " if per > 1 else ""
+    lines = [f"  utilization (0-100%) over {plural(n, point)} to {trace.unit} {trace.at[-1]} ({scale}"
              f"{sparks(unicode).gap} warm-up):"]
     for level, points in enumerate(trace.levels):
         line = sparkline(points, low=0.0, high=1.0, width=SPARK_WIDTH, unicode=unicode)

@@ -39,7 +39,7 @@ def test_train_info_reconstruct(folder, tmp_path):
     assert info.returncode == 0, info.stderr
     assert "sda model 'kit'" in info.stdout and "3 RVQ levels x 64 codes x dim 16" in info.stdout
     assert "level 1  util" in info.stdout and "loss curve" in info.stdout and "6 files" in info.stdout
-    assert "utilization over the run" in info.stdout and "codes carry half the assignments" in info.stdout
+    assert "  utilization (0-100%) over " in info.stdout and "codes carry half the assignments" in info.stdout
     assert "bitrate: 21.5 codes/s a level; 388 bit/s nominal" in info.stdout and " bits " in info.stdout
 
     source = sorted(folder.iterdir())[0]
@@ -320,7 +320,7 @@ def test_info_of_two_models_shows_them_side_by_side(models):
     assert info.returncode == 0, info.stderr
     lines = info.stdout.splitlines()
     assert lines[0].split() == ["a.sda", "b.sda"] and "* levels x codes" in info.stdout
-    assert info.stdout.count("utilization over the run") == 2 and "settings that differ (*):" in info.stdout
+    assert info.stdout.count("  utilization (0-100%) over ") == 2 and "settings that differ (*):" in info.stdout
 
 
 def test_info_shows_the_files_it_can_and_names_each_it_cannot(models, tmp_path):
@@ -348,11 +348,11 @@ def test_info_without_utf8_draws_its_sparklines_in_ascii(models, env, count):
     info = info_in(models[:count], **env)  # one model alone, or side by side
     assert info.returncode == 0 and b"Error" not in info.stderr, info.stderr
     text = info.stdout.decode("ascii")  # every byte ASCII: no block character, no ellipsis
-    assert text.count("; . warm-up)") == count and "\\u" not in text
+    assert text.count("(. warm-up)") == count and "\\u" not in text
 
 
 @pytest.mark.parametrize("env", [{"LANG": "C.UTF-8"}, {"LANG": "C", "PYTHONIOENCODING": "utf-8"}])
 def test_info_on_utf8_draws_block_sparklines(models, env):
     info = info_in(models[:1], **env)
     assert info.returncode == 0, info.stderr
-    assert "; · warm-up)" in info.stdout.decode("utf-8") and any(c in info.stdout.decode() for c in "▁▂▃▄▅▆▇█")
+    assert "(· warm-up)" in info.stdout.decode("utf-8") and any(c in info.stdout.decode() for c in "▁▂▃▄▅▆▇█")

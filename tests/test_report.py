@@ -16,9 +16,11 @@ from sda.report import (
     CLI,
     COMPARE_WIDTH,
     PAGE,
+    SPARK_WIDTH,
     advice,
     compare_text,
     describe_file,
+    history_lines,
     info_text,
     level_line,
     summary_text,
@@ -26,6 +28,7 @@ from sda.report import (
 )
 from sda.train.engine import RunOptions
 from sda.train.events import Summary
+from sda.train.history import History, WindowRecord
 from tests.helpers import CONTROL, DIP, SMALL, WEAK, run
 
 
@@ -61,7 +64,7 @@ def metadata(**history) -> dict:
 def test_info_shows_config_data_health_and_the_loss_curve():
     text = info_text("kit.sda", metadata())
     assert "sda model 'kit'" in text and "3 RVQ levels x 64 codes x dim 64" in text
-    assert "/k: 6 files, 9.5 s, 12 chunks; validation: 2 chunks from 1 file, too few to judge" in text
+    assert "  data: /k: 6 files, 9.5 s, 12 chunks\n  validation: 2 chunks from 1 file, too few to judge" in text
     assert "warm-up: 40 steps as a plain autoencoder" in text
     assert "weights: after step 8 (epoch 2, the last trained)" in text
     lines = text.splitlines()
@@ -157,7 +160,7 @@ def models(folder, tmp_path_factory):
 
 def history_rows(text: str) -> list[str]:
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("  utilization over the run"))
+    start = next(i for i, line in enumerate(lines) if line.startswith("  utilization (0-100%) over "))
     return lines[start:start + 1 + sum(1 for line in lines[start + 1:] if line.startswith("    level"))]
 
 
@@ -165,7 +168,7 @@ def test_info_of_a_model_has_its_history_usage_and_bitrate(models):
     described = describe_file(models[0], usage=True)
     text, windows = described.text, described.history.windows
     head, *levels = history_rows(text)
-    assert f"({len(windows)} windows to step {windows[-1].step}; · warm-up)" in head
+    assert f"over {len(windows)} windows to step {windows[-1].step} (· warm-up)" in head
     assert len(levels) == 3
     for n, line in enumerate(levels, 1):
         assert line.startswith(f"    level {n}  ·")  # the warm-up, then the figures
@@ -187,7 +190,7 @@ def test_the_page_reads_no_usage_and_says_nothing_of_it(models):
 def test_the_ascii_form_is_all_ascii(models):
     text = describe_file(models[0], usage=True, unicode=False).text  # nothing from the file is outside ASCII
     text.encode("ascii")
-    assert "; . warm-up)" in text and history_rows(text)[1].startswith("    level 1  .")
+    assert "(. warm-up)" in text and history_rows(text)[1].startswith("    level 1  .")
 
 
 def old_file(source: Path, target: Path) -> Path:
@@ -202,7 +205,7 @@ def test_an_old_file_still_describes_itself_from_what_it_has(models, tmp_path):
     new = describe_file(models[0], usage=True).text
     text = describe_file(old_file(models[0], tmp_path / "old.sda"), usage=True).text
     assert "code usage: not recorded" in text
-    assert "utilization over the run, 0 to 100% (2 epochs to epoch 2;" in text  # from its epochs' health
+    assert "utilization (0-100%) over 2 epochs to epoch 2 (· warm-up)" in text  # from its epochs' health
     bitrate = next(line for line in new.splitlines() if line.startswith("  bitrate:"))
     assert bitrate in text  # computed from its health and config, as sda would have stored it
 
@@ -222,7 +225,7 @@ def test_two_models_side_by_side(models):
     assert "settings that differ (*):" in text
     assert row["codebook_size"] == ("*", ["64", "16"]) and row["rvq_levels"] == ("*", ["3", "2"])
     assert "seed" not in row  # the same in both: not listed
-    assert text.count("utilization over the run") == 2 and f"{models[1]}:" in text
+    assert text.count("  utilization (0-100%) over ") == 2 and f"{models[1]}:" in text
     assert max(len(line) for line in lines) <= COMPARE_WIDTH
 
 
@@ -235,3 +238,25 @@ def test_names_from_files_reach_the_table_made_printable(models, tmp_path):
     assert r"k\x1b]52;c;aGk=\x07.sda" in text and r"'x\x1b]52;c;aGk=\x07yy" in text  # the path and the name
     assert "\x1b" not in text and "\x07" not in text
     assert "..." in text and max(len(line) for line in text.splitlines() if "utilization" not in line) <= 100
+
+
+def test_a_long_history_is_resampled_and_its_lowest_judged_window_named():
+    windows = [WindowRecord(step, 1, step <= 10, step > 11, (0.9 if step != 40 else 0.125, 0.6), (9.0, 5.0))
+               for step in range(1, 101)]
+    windows[10] = dataclasses.replace(windows[10], utilization=(0.05, 0.05))  # just after warm-up: not judged
+    head, one, two = history_lines(History(windows=windows))
+    assert head == ("  utilization (0-100%) over 100 windows to step 100 (lowest of up to 4 a column; "
+                    "· warm-up):")
+    # Windows 1-10 are the warm-up; 11 is not judged, so its 5% shows (▁) but is not the lowest named.
+    assert one.startswith("    level 1  ···▁▇") and one.endswith("  lowest 12.5% at step 40 (under 30%), last 90.0%")
+    spark = one.split()[2]
+    assert len(spark) == SPARK_WIDTH and spark.count("▂") == 1 and spark.index("▂") == 12  # the dip, in 100 windows
+    assert two.endswith("  lowest 60.0% at step 12, last 60.0%")
+    ascii_line = history_lines(History(windows=windows), unicode=False)[1]
+    assert ascii_line.startswith("    level 1  ..._#") and ascii_line.isascii()
+
+
+def test_a_run_of_warm_up_only_has_no_figures_yet():
+    windows = [WindowRecord(step, 1, True, False, (0.0,), (0.0,)) for step in (1, 2)]
+    assert history_lines(History(windows=windows))[1] == "    level 1  ··  no figures yet (warm-up)"
+    assert history_lines(History()) == []
