@@ -95,8 +95,8 @@ def test_health_rows_give_each_levels_bits_and_a_total_bitrate_line():
     levels = [level_health(torch.tensor([5, 0, 0, 0]), 0), level_health(torch.tensor([1, 1, 1, 1]), 1)]
     rate = Bitrate(frame_rate=21.5, codebook_bits=2.0, entropies=(0.0, 2.0))
     lines = shown(Health(epoch=1, step=6, levels=levels, window_steps=3, bitrate=rate)).splitlines()
-    assert "perplexity    1.0   0.0 bits     0 bit/s  dead" in lines[1]
-    assert "perplexity    4.0   2.0 bits    43 bit/s  dead" in lines[2]
+    assert "perplexity    1.0  0.0 bits   0 bit/s  dead" in lines[1]
+    assert "perplexity    4.0  2.0 bits  43 bit/s  dead" in lines[2]
     assert lines[3] == "    bitrate: 21.5 codes/s a level; 86 bit/s nominal, 43 bit/s effective (50.0%)"
 
 

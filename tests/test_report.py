@@ -142,7 +142,7 @@ def test_a_run_stopped_in_its_warm_up_says_so_instead_of_showing_a_collapse():
 def test_the_end_report_gives_each_levels_bits_and_the_total_bitrate():
     rate = Bitrate(frame_rate=21.5, codebook_bits=7.0, entropies=(7.0, 7.0, 7.0))
     text = summary_text(summary(bitrate=rate))
-    assert "perplexity  128.0   7.0 bits   150 bit/s  dead" in text
+    assert "perplexity  128.0  7.0 bits 150 bit/s  dead" in text
     assert "bitrate: 21.5 codes/s a level; 452 bit/s nominal, 452 bit/s effective (100.0%)" in text
     assert "bits" not in summary_text(summary())  # a Summary without a bitrate (none counted): no column
 

@@ -64,8 +64,9 @@ class Bitrate:
                 f"{bits_per_second(self.effective_bps)} effective ({100 * self.share:.1f}%)")
 
     def level_text(self, level: int) -> str:
-        """' 5.6 bits   121 bit/s': a level's entropy a position and its bitrate, fixed width so rows align."""
-        return f"{self.entropies[level]:4.1f} bits {bits_per_second(self.level_bps(level)):>11}"
+        """'5.6 bits 121 bit/s': a level's entropy a position and its bitrate, of one width for levels under 10 bits
+        and 1000 bit/s (at the default 21.5 codes/s, every level of a codebook of up to 1024 codes), so rows align."""
+        return f"{self.entropies[level]:.1f} bits {bits_per_second(self.level_bps(level)):>9}"
 
     def to_dict(self) -> dict:
         """The model metadata's "bitrate" record (SDA_FORMAT.md): the derived figures too, for other tools."""
