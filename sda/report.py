@@ -275,7 +275,7 @@ def usage_lines(usage: CodeUsage | None) -> list[str]:
     if usage is None:
         return []
     if usage.counts is None:
-        return ["  code usage: not recorded (the file is from an sda before it was kept)"]
+        return ["  code usage: not recorded (the file was written by an sda that did not keep it)"]
     if not bool(usage.counts.any()):
         return ["  code usage: none counted (the file was saved before the quantizer started)"]
     lines = ["  code usage (last training window):"]
