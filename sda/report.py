@@ -17,7 +17,7 @@ from typing import TypeVar
 import torch
 
 from sda.config import VQVAEConfig, smaller_codebook_size
-from sda.errors import SdaFormatError
+from sda.errors import SdaError, SdaFormatError
 from sda.format import container, modelfile
 from sda.model.bitrate import Bitrate, bitrate, bits_per_second
 from sda.model.health import LOW_UTILIZATION, HealthWarning, LevelHealth, codes_carrying, percent
@@ -165,6 +165,7 @@ class CodeUsage:
     training window, None in files from before sda kept them."""
 
     counts: torch.Tensor | None
+    problem: str | None = None  # why the tensors could not be read (damage): info still shows the rest
 
 
 @dataclass(frozen=True)
@@ -197,9 +198,18 @@ def describe_file(path, frontend: str = CLI, unicode: bool = True, usage: bool =
     history = History.from_dict(metadata["history"])  # which info_text has read
     if not (usage and kind == "model"):
         return Described(Path(path), kind, metadata, history, text)
-    counts = CodeUsage(modelfile.load_usage(Path(path)))  # its own errors say what is wrong with the file
+    counts = _usage(Path(path))
     return Described(Path(path), kind, metadata, history,
                      _checked(path, lambda: info_text(path, metadata, kind, frontend, unicode, counts)), counts)
+
+
+def _usage(path: Path) -> CodeUsage:
+    """The per-code usage of a model file. Reading it verifies every tensor, so a file with damaged weights still
+    has its metadata shown, and the damage said where the usage would be."""
+    try:
+        return CodeUsage(modelfile.load_usage(path))
+    except SdaError as exc:
+        return CodeUsage(None, str(exc))
 
 
 def _checked(path, read: Callable[[], T]) -> T:
@@ -274,6 +284,8 @@ def usage_lines(usage: CodeUsage | None) -> list[str]:
     utilization counts a code used once as used; this says whether the level is used as a much smaller one."""
     if usage is None:
         return []
+    if usage.problem is not None:
+        return [f"  code usage: cannot be read: {usage.problem}"]
     if usage.counts is None:
         return ["  code usage: not recorded (the file was written by an sda that did not keep it)"]
     if not bool(usage.counts.any()):

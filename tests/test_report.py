@@ -260,3 +260,12 @@ def test_a_run_of_warm_up_only_has_no_figures_yet():
     windows = [WindowRecord(step, 1, True, False, (0.0,), (0.0,)) for step in (1, 2)]
     assert history_lines(History(windows=windows))[1] == "    level 1  ··  no figures yet (warm-up)"
     assert history_lines(History()) == []
+
+
+def test_a_model_with_damaged_tensors_still_shows_its_metadata_and_says_so(models, tmp_path):
+    damaged = tmp_path / "damaged.sda"
+    data = bytearray(models[0].read_bytes())
+    data[-100] ^= 0xFF  # in the tensor data, past the header and metadata
+    damaged.write_bytes(bytes(data))
+    text = describe_file(damaged, usage=True).text
+    assert "sda model 'three'" in text and "code usage: cannot be read: " in text and "damaged" in text
