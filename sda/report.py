@@ -390,7 +390,10 @@ LABEL_WIDTH = 21  # the table's first column: what each row is
 def compare_text(models: list[Described], unicode: bool = True) -> str:
     """`sda info A B ...`: a table with a column per file (settings that differ marked *), then each one's
     utilization history. Every value from a file goes through printable, then is cut to its column."""
-    width = max(12, min(30, (COMPARE_WIDTH - LABEL_WIDTH) // len(models) - 2))
+    rows = _compare_rows(models)
+    differ = _differing_settings(models)
+    label_width = max(LABEL_WIDTH, *(len(key) + 3 for key, _ in differ))  # "* audio.max_chunks_per_file"
+    width = max(12, min(30, (COMPARE_WIDTH - label_width) // len(models) - 2))
     ellipsis = "…" if unicode else "..."
 
     def cell(text: str) -> str:
@@ -399,11 +402,9 @@ def compare_text(models: list[Described], unicode: bool = True) -> str:
 
     def row(label: str, values: list[str], mark: bool = False) -> str:
         head = ("* " if mark else "  ") + label
-        return (f"{head:<{LABEL_WIDTH}}" + "  ".join(f"{cell(v):<{width}}" for v in values)).rstrip()
+        return (f"{head:<{label_width}}" + "  ".join(f"{cell(v):<{width}}" for v in values)).rstrip()
 
-    rows = [row(label, values, mark) for label, values, mark in _compare_rows(models)]
-    lines = [row("", [m.path.name for m in models]), *rows]
-    differ = _differing_settings(models)
+    lines = [row("", [m.path.name for m in models]), *(row(*r) for r in rows)]
     if differ:
         lines.append("  settings that differ (*):")
         lines += [row(key, values, True) for key, values in differ]
