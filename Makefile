@@ -25,7 +25,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy sda/model sda/format sda/train
+	$(BIN)/mypy sda/model sda/format sda/train sda/report.py sda/text.py sda/errors.py sda/config.py
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-bench

@@ -1,32 +1,57 @@
 """Text for people: per-level health lines, the end-of-training report, and `sda info`.
 
-Both frontends print these, so the CLI's report and the Gradio tab's are the same words.
+Both frontends print these, so the CLI's report and the Gradio tab's are the same words. Functions that draw a
+sparkline take `unicode`: whether the output can show block characters (the CLI decides it from its stdout).
+
+    describe(path)                        # (kind, metadata, text) of one file: what `sda info` prints
+    describe_file(path, usage=True)       # the same as a Described, with the per-code usage read too
+    compare_text([described, ...])        # `sda info A B ...`: the files side by side
 """
 
-from sda.config import CLI, PAGE, smaller_codebook_size
-from sda.errors import SdaFormatError
-from sda.format import container
-from sda.model.health import LOW_UTILIZATION, HealthWarning, LevelHealth, percent
-from sda.text import duration, plural, size
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from sda.config import CLI, PAGE, VQVAEConfig, smaller_codebook_size
+from sda.errors import SdaError, SdaFormatError
+from sda.format import container, modelfile
+from sda.model.bitrate import Bitrate, bitrate, bits_per_second
+from sda.model.health import LOW_UTILIZATION, HealthWarning, LevelHealth, codes_carrying, percent
+from sda.text import duration, plural, printable, size, sparkline, sparks
 from sda.train.events import Summary
 from sda.train.history import EpochRecord, History
 
 __all__ = ["CLI", "PAGE"]  # the frontends (sda.config), here too for those that only print reports
+T = TypeVar("T")
 MIN_VALIDATION_CHUNKS = 8  # fewer validation chunks than this measure too little to judge a model by
 
 
-def level_line(h: LevelHealth, judged: bool = True) -> str:
+def level_line(h: LevelHealth, judged: bool = True, rate: Bitrate | None = None) -> str:
     """'level 1  util  87.5%  perplexity  70.1  dead  16' plus a flag when the level is weak; a window too
-    short to judge (sda.model.health.judged: just after warm-up) gets no verdict, and says so."""
+    short to judge (sda.model.health.judged: just after warm-up) gets no verdict, and says so. With the
+    window's bitrate, the level's bits a position and bit/s come after the perplexity they are made of."""
     verdict = f"  << under {LOW_UTILIZATION:.0%}" if is_weak(h) else ""
     flag = verdict if judged else "  (too few steps to judge)"
-    return (f"level {h.level + 1}  util {percent(h.utilization):>6}  perplexity {h.perplexity:6.1f}  "
+    bits = f"  {rate.level_text(h.level)}" if rate is not None and h.assignments and h.level < rate.levels else ""
+    return (f"level {h.level + 1}  util {percent(h.utilization):>6}  perplexity {h.perplexity:6.1f}{bits}  "
             f"dead {h.dead:4d}/{h.codebook_size}  replaced {h.replaced}{flag}")
 
 
 def eta_text(eta_s: float | None) -> str:
     """The time left as both frontends show it; the engine has none until a few steps are timed (sda.train.eta)."""
     return "ETA estimating" if eta_s is None else f"ETA {duration(eta_s)}"
+
+
+def bitrate_line(rate: Bitrate | None, levels: list[LevelHealth]) -> str | None:
+    """'bitrate: 21.5 codes/s a level; 452 bit/s nominal, 401 bit/s effective (88.7%)', or None while no level
+    has counted anything (in warm-up every entropy is 0, which would read as a bitrate of 0)."""
+    if rate is None or not any(h.assignments for h in levels):
+        return None
+    return f"bitrate: {rate.line()}"
 
 
 def warming_up_line(level: int, warmup_steps: int) -> str:
@@ -88,15 +113,17 @@ def _warnings_block(health_warnings: list[HealthWarning], other: list[str], fron
     return lines
 
 
-def health_table(levels: list[LevelHealth]) -> str:
-    return "\n".join("  " + level_line(h) for h in levels)
+def health_table(levels: list[LevelHealth], rate: Bitrate | None = None) -> str:
+    return "\n".join("    " + level_line(h, rate=rate) for h in levels)
 
 
-def health_block(levels: list[LevelHealth], step: int, warmup_steps: int) -> list[str]:
-    """The end-of-training health table, or why there is none: a run stopped during warm-up has no
-    quantizer figures, and zeros would read as a collapse."""
+def health_block(levels: list[LevelHealth], step: int, warmup_steps: int, rate: Bitrate | None = None) -> list[str]:
+    """The end-of-training health table and its bitrate, or why there is none: a run stopped during warm-up
+    has no quantizer figures, and zeros would read as a collapse."""
     if any(h.assignments for h in levels):
-        return ["  codebook health (last training window):", health_table(levels)]
+        total = bitrate_line(rate, levels)
+        return ["  codebook health (last training window):", health_table(levels, rate),
+                *([f"  {total}"] if total else [])]
     if warmup_steps and step <= warmup_steps:
         return [f"  codebook health: none yet, training stopped in the warm-up (step {step} of {warmup_steps}); "
                 "the codebooks start after it"]
@@ -123,7 +150,7 @@ def summary_text(s: Summary, frontend: str = CLI) -> str:
         f"  {validation_note(s.val_chunks, s.val_files)}",
         f"  device {s.device} ({s.precision}), kernel backend {s.backend}"
         + (f", {plural(s.processes, 'process')}" if s.processes > 1 else ""),
-        *health_block(s.health, s.steps, s.warmup_steps),
+        *health_block(s.health, s.steps, s.warmup_steps, s.bitrate),
     ]
     levels = len(s.health)
     weak = [w for w in s.health_warnings if w.still_weak]
@@ -138,29 +165,79 @@ def summary_text(s: Summary, frontend: str = CLI) -> str:
     return "\n".join(lines)
 
 
-def describe(path, frontend: str = CLI) -> tuple[str, dict, str]:
+@dataclass(frozen=True)
+class CodeUsage:
+    """What a file holds of its per-code usage (sda.format.modelfile.load_usage): counts [levels, K] of the last
+    training window, None in files from before sda kept them."""
+
+    counts: torch.Tensor | None
+    problem: str | None = None  # why the tensors could not be read (damage): info still shows the rest
+
+
+@dataclass(frozen=True)
+class Described:
+    """One model or checkpoint file, read and checked: what `sda info` prints of it, alone or beside others."""
+
+    path: Path
+    kind: str  # "model" or "checkpoint"
+    metadata: dict
+    history: History
+    text: str  # info_text: the file on its own
+    usage: CodeUsage | None = None  # None: not read (checkpoints hold none)
+
+
+def describe(path, frontend: str = CLI, unicode: bool = True) -> tuple[str, dict, str]:
     """(kind, metadata, info_text) of a model or checkpoint file, from its header; the weights are not read.
 
     A valid .sda container whose metadata is not what sda writes raises SdaFormatError, like any damage.
     """
+    described = describe_file(path, frontend, unicode)
+    return described.kind, described.metadata, described.text
+
+
+def describe_file(path, frontend: str = CLI, unicode: bool = True, usage: bool = False) -> Described:
+    """describe() as a record; with usage, a model's per-code usage counts too, for which the whole file is read
+    and verified (a few MB; a checkpoint holds none, and is read no further than its header)."""
     header = container.read_header(path)
     kind, metadata = header["kind"], header["metadata"]
+    text = _checked(path, lambda: info_text(path, metadata, kind, frontend, unicode))  # the metadata is sda's
+    history = History.from_dict(metadata["history"])  # which info_text has read
+    if not (usage and kind == "model"):
+        return Described(Path(path), kind, metadata, history, text)
+    counts = _usage(Path(path))
+    return Described(Path(path), kind, metadata, history,
+                     _checked(path, lambda: info_text(path, metadata, kind, frontend, unicode, counts)), counts)
+
+
+def _usage(path: Path) -> CodeUsage:
+    """The per-code usage of a model file. Reading it verifies every tensor, so a file with damaged weights still
+    has its metadata shown, and the damage said where the usage would be."""
     try:
-        return kind, metadata, info_text(path, metadata, kind, frontend)
+        return CodeUsage(modelfile.load_usage(path))
+    except SdaError as exc:
+        return CodeUsage(None, str(exc))
+
+
+def _checked(path, read: Callable[[], T]) -> T:
+    """read(), which reads the file's metadata; metadata that is not what sda writes raises SdaFormatError."""
+    try:
+        return read()
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         what = f"no {exc}" if isinstance(exc, KeyError) else f"a bad entry ({exc})"
         raise SdaFormatError(f"{path} is an .sda file but not an sda model or checkpoint: its metadata has "
-                                     f"{what}. It was written by another program, or by a newer sda.") from None
+                             f"{what}. It was written by another program, or by a newer sda.") from None
 
 
-def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI) -> str:
-    """What `sda info` prints from a model or checkpoint file's metadata (the weights are not read)."""
+def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI, unicode: bool = True,
+              usage: CodeUsage | None = None) -> str:
+    """What `sda info` prints from a model or checkpoint file's metadata (and usage, when it was read)."""
     cfg, data = metadata["config"], metadata["dataset"]
     history = History.from_dict(metadata["history"])
     epochs = history.epochs
+    health = final_health(metadata)
     lines = [
-        f"{path}: sda {kind} {metadata['model_name']!r}, created {metadata['created']} "
-        f"(sda {metadata['versions']['sda']}, torch {metadata['versions']['torch']})",
+        f"{path}: sda {kind} {metadata['model_name']!r}",
+        f"  created {metadata['created']} (sda {metadata['versions']['sda']}, torch {metadata['versions']['torch']})",
         f"  model: {cfg['rvq_levels']} RVQ levels x {cfg['codebook_size']} codes x dim {cfg['codebook_dim']}, "
         f"commitment weight {cfg['commitment_weight']}, seed {cfg['seed']}",
         f"  audio: {cfg['audio']['sample_rate']} Hz, {cfg['audio']['n_mels']} mels, hop {cfg['audio']['hop_length']}, "
@@ -168,12 +245,13 @@ def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI) ->
         f"  training: {len(epochs)} of {plural(cfg['epochs'], 'epoch')}, "
         f"{batch(cfg['batch_size'], history.processes)}, lr {cfg['learning_rate']}",
         f"  data: {data['folder']}: {plural(len(data['files']), 'file')}, {data['total_seconds']:.1f} s, "
-        f"{plural(data['chunks'], 'chunk')}; "
-        + validation_note(*_validation_size(data)),
+        f"{plural(data['chunks'], 'chunk')}",
+        "  " + validation_note(*_validation_size(data)),
         "  " + _warmup_text(cfg.get("warmup_steps", 0)),
         "  weights: " + _weights_text(metadata, epochs),
-        *health_block([LevelHealth(**h) for h in metadata["health"]],  # stored as plain dicts
-                      (metadata.get("weights") or {}).get("step", 0), cfg.get("warmup_steps", 0)),
+        *health_block(health, _step(metadata, history), cfg.get("warmup_steps", 0), stored_bitrate(metadata, health)),
+        *usage_lines(usage),
+        *history_lines(history, unicode),
     ]
     if epochs:
         lines.append("  loss curve (epoch: train / validation, validation reconstruction):")
@@ -183,6 +261,113 @@ def info_text(path, metadata: dict, kind: str = "model", frontend: str = CLI) ->
                          f"{e.validation['reconstruction']:.4f}")
     lines += _warnings_block(history.health_warnings, history.warnings, frontend, cfg["rvq_levels"])
     return "\n".join(lines)
+
+
+def final_health(metadata: dict) -> list[LevelHealth]:
+    return [LevelHealth(**h) for h in metadata["health"]]  # stored as plain dicts
+
+
+def _step(metadata: dict, history: History) -> int:
+    """The step the file's weights are from; files from before "weights" was kept: their last health window's."""
+    at = metadata.get("weights")
+    return at.get("step", 0) if at else (history.windows[-1].step if history.windows else 0)
+
+
+def stored_bitrate(metadata: dict, health: list[LevelHealth]) -> Bitrate | None:
+    """The file's bitrate record. Files from before it: the bitrate of its final health and config, if its config
+    still loads; None when no level counted anything (a model saved in its warm-up has no bitrate yet)."""
+    if not any(h.assignments for h in health):
+        return None
+    if metadata.get("bitrate") is not None:
+        return Bitrate.from_dict(metadata["bitrate"])
+    try:
+        return bitrate(VQVAEConfig.from_dict(metadata["config"]), health)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):  # a config of an sda too old or new to rebuild
+        return None
+
+
+def usage_lines(usage: CodeUsage | None) -> list[str]:
+    """Per level, how few codes carry half of the last window's assignments (sda.model.health.codes_carrying):
+    utilization counts a code used once as used; this says whether the level is used as a much smaller one."""
+    if usage is None:
+        return []
+    if usage.problem is not None:
+        return [f"  code usage: cannot be read: {usage.problem}"]
+    if usage.counts is None:
+        return ["  code usage: not recorded (the file was written by an sda that did not keep it)"]
+    if not bool(usage.counts.any()):
+        return ["  code usage: none counted (the file was saved before the quantizer started)"]
+    lines = ["  code usage (last training window):"]
+    for level, counts in enumerate(usage.counts):
+        dead = int((counts == 0).sum())
+        lines.append(f"    level {level + 1}  {codes_carrying(counts)} of {counts.numel()} codes carry half the "
+                     f"assignments; {dead} dead")
+    return lines
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The utilization of every level over a run, one point per health window (or per epoch, in files from before
+    windows were kept); None where the quantizer was not on yet (warm-up): its figures mean nothing."""
+
+    unit: str  # "step" or "epoch": what `at` counts
+    at: list[int]
+    levels: list[list[float | None]]  # [level][point]
+    judged: list[bool]  # per point: measured against the 30% line (the lowest figure is of these)
+
+
+def trace_of(history: History) -> Trace | None:
+    """The run's utilization trace, from its health windows or else its epochs' health; None if it has neither."""
+    if history.windows:
+        windows = history.windows
+        levels = max(len(w.utilization) for w in windows)
+        return Trace("step", [w.step for w in windows],
+                     [[None if w.warming_up or level >= len(w.utilization) else w.utilization[level] for w in windows]
+                      for level in range(levels)], [w.judged for w in windows])
+    epochs = [e for e in history.epochs if e.health]
+    if not epochs:
+        return None
+    levels = max(len(e.health) for e in epochs)
+
+    def point(e: EpochRecord, level: int) -> float | None:
+        counted = level < len(e.health) and e.health[level].assignments > 0
+        return e.health[level].utilization if counted else None
+
+    return Trace("epoch", [e.epoch for e in epochs], [[point(e, level) for e in epochs] for level in range(levels)],
+                 [not e.warmup for e in epochs])
+
+
+SPARK_WIDTH = 32  # columns of a history sparkline: with its figures, a line fits 100 columns
+
+
+def history_lines(history: History, unicode: bool = True) -> list[str]:
+    """Each level's utilization over the run as a sparkline from 0 to 100%, with its lowest and last figures.
+    A column is a run of windows, not of steps: past History's MAX_WINDOWS a run keeps fewer of its early ones."""
+    trace = trace_of(history)
+    if trace is None:
+        return []
+    n, point = len(trace.at), "window" if trace.unit == "step" else "epoch"
+    per = -(-n // SPARK_WIDTH)  # points a column, rounded up: what sparkline's runs come to at most
+    scale = f"lowest of up to {per} a column; " if per > 1 else ""
+    lines = [f"  utilization (0-100%) over {plural(n, point)} to {trace.unit} {trace.at[-1]} ({scale}"
+             f"{sparks(unicode).gap} warm-up):"]
+    for level, points in enumerate(trace.levels):
+        line = sparkline(points, low=0.0, high=1.0, width=SPARK_WIDTH, unicode=unicode)
+        lines.append(f"    level {level + 1}  {line}  {_lowest_and_last(trace, points)}")
+    return lines
+
+
+def _lowest_and_last(trace: Trace, points: list[float | None]) -> str:
+    """'lowest 12.5% at step 40 (under 30%), last 87.5%': the lowest of the judged points (a window just after
+    warm-up is too short to judge, and no warning counted it), or of all with figures if none was judged."""
+    figures = [(u, at) for u, at, ok in zip(points, trace.at, trace.judged, strict=True) if u is not None and ok] \
+        or [(u, at) for u, at in zip(points, trace.at, strict=True) if u is not None]
+    if not figures:
+        return "no figures yet (warm-up)"
+    low, at = min(figures, key=lambda f: f[0])
+    under = f" (under {LOW_UTILIZATION:.0%})" if low < LOW_UTILIZATION else ""
+    last = next(u for u in reversed(points) if u is not None)
+    return f"lowest {percent(low)} at {trace.unit} {at}{under}, last {percent(last)}"
 
 
 def _validation_size(data: dict) -> tuple[int, int]:
@@ -203,3 +388,110 @@ def _weights_text(metadata: dict, epochs: list[EpochRecord]) -> str:
         return f"as of epoch {epochs[-1].epoch}, the last in the history" if epochs else "before any epoch ended"
     where = f"after step {at['step']} (epoch {at['epoch']}"
     return where + (", mid-epoch: training was stopped there)" if at.get("mid_epoch") else ", the last trained)")
+
+
+COMPARE_WIDTH = 100  # columns `sda info A B ...` fits its table to
+LABEL_WIDTH = 21  # the table's first column: what each row is
+
+
+def compare_text(models: list[Described], unicode: bool = True) -> str:
+    """`sda info A B ...`: a table with a column per file (settings that differ marked *), then each one's
+    utilization history. Every value from a file goes through printable, then is cut to its column."""
+    rows = _compare_rows(models)
+    differ = _differing_settings(models)
+    label_width = max(LABEL_WIDTH, *(len(key) + 3 for key, _ in differ))  # "* audio.max_chunks_per_file"
+    width = max(12, min(30, (COMPARE_WIDTH - label_width) // len(models) - 2))
+    ellipsis = "…" if unicode else "..."
+
+    def cell(text: str) -> str:
+        text = printable(text)
+        return text if len(text) <= width else text[:width - len(ellipsis)] + ellipsis
+
+    def row(label: str, values: list[str], mark: bool = False) -> str:
+        head = ("* " if mark else "  ") + label
+        return (f"{head:<{label_width}}" + "  ".join(f"{cell(v):<{width}}" for v in values)).rstrip()
+
+    lines = [row("", [m.path.name for m in models]), *(row(*r) for r in rows)]
+    if differ:
+        lines.append("  settings that differ (*):")
+        lines += [row(key, values, True) for key, values in differ]
+    for m in models:
+        history = history_lines(m.history, unicode)
+        if history:
+            lines += ["", f"{printable(str(m.path))}:", *history]
+    return "\n".join(lines)
+
+
+def _compare_rows(models: list[Described]) -> list[tuple[str, list[str], bool]]:
+    """(label, one value per model, whether it differs where a difference is a setting) of the table."""
+    def each(value) -> list[str]:
+        return [value(m) for m in models]
+
+    shape = each(lambda m: "{rvq_levels} x {codebook_size} (dim {codebook_dim})".format(**m.metadata["config"]))
+    rows = [("name", each(lambda m: repr(m.metadata["model_name"])), False),
+            ("created", each(lambda m: _created(m.metadata["created"])), False),
+            ("levels x codes", shape, len(set(shape)) > 1),
+            ("epochs", each(lambda m: f"{len(m.history.epochs)} of {m.metadata['config']['epochs']}"), False),
+            ("steps", each(lambda m: str(_step(m.metadata, m.history))), False),
+            ("files", each(lambda m: f"{len(m.metadata['dataset']['files'])} "
+                                     f"({len(m.metadata['dataset']['validation_files'])} validation)"), False),
+            ("train loss", each(lambda m: _final_loss(m.history, "train")), False),
+            ("validation loss", each(lambda m: _final_loss(m.history, "validation")), False)]
+    healths = [final_health(m.metadata) for m in models]
+    for level in range(max(len(h) for h in healths)):
+        rows.append((f"level {level + 1} util/ppl", [_level_cell(h, level) for h in healths], False))
+    rates = [stored_bitrate(m.metadata, h) for m, h in zip(models, healths, strict=True)]
+    rows += [("bitrate effective", [f"{bits_per_second(r.effective_bps)} ({100 * r.share:.1f}%)" if r else "-"
+                                    for r in rates], False),
+             ("bitrate nominal", [bits_per_second(r.nominal_bps) if r else "-" for r in rates], False),
+             ("warnings", each(lambda m: _warnings_cell(m.history)), False)]
+    return rows
+
+
+def _created(stamp: str) -> str:
+    """'2026-12-03 16:40' of an ISO time; anything else as it is (printable makes it safe)."""
+    try:
+        return datetime.fromisoformat(stamp).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return str(stamp)
+
+
+def _final_loss(history: History, which: str) -> str:
+    last = history.last()
+    return _loss(getattr(last, which)["loss"]) if last else "n/a"
+
+
+def _level_cell(health: list[LevelHealth], level: int) -> str:
+    if level >= len(health):
+        return "-"
+    h = health[level]
+    return f"{percent(h.utilization)}, {h.perplexity:.1f}" if h.assignments else "none counted"
+
+
+def _warnings_cell(history: History) -> str:
+    """'level 3 weak, 1 dip, 2 other': what the file's warnings come to, in a cell."""
+    weak = [w for w in history.health_warnings if w.still_weak]
+    dips = len(history.health_warnings) - len(weak)
+    parts = [f"level {w.level + 1} weak" for w in weak]
+    parts += [plural(dips, "dip")] if dips else []
+    parts += [f"{len(history.warnings)} other"] if history.warnings else []
+    return ", ".join(parts) or "none"
+
+
+def _differing_settings(models: list[Described]) -> list[tuple[str, list[str]]]:
+    """(setting, one value per model) of every config setting whose values are not all the same."""
+    flat = [_flatten(m.metadata["config"]) for m in models]
+    keys = sorted(set().union(*flat))
+    values = [(key, [str(f.get(key, "-")) for f in flat]) for key in keys]
+    return [(key, vs) for key, vs in values if len(set(vs)) > 1]
+
+
+def _flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    """{"audio.sample_rate": 22050, ...}: nested settings by their dotted names."""
+    flat: dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -12,9 +12,17 @@ Also the one way sda writes a duration or a size, for every frontend and message
 
     duration(0.74), duration(38.5), duration(65), duration(3725)   # '0.74 s', '38.50 s', '1 min 05 s', '1 h 02 min'
     size(512), size(1500), size(12_345_678)                        # '512 B', '1.5 kB', '12.3 MB'
+
+And the one sparkline, with a plain-ASCII form for a terminal that cannot show block characters:
+
+    sparkline([0.1, 0.5, None, 1.0], low=0, high=1)                # '▂▅·█': None (or NaN) is a gap
+    sparkline([0.1, 0.5, None, 1.0], low=0, high=1, unicode=False) # '-+.@'
 """
 
+import math
 import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 # Bidirectional overrides and isolates: they reorder what follows them on screen ("gpj.exe" tricks).
 _BIDI = {*range(0x202A, 0x202F), *range(0x2066, 0x206A)}
@@ -76,3 +84,51 @@ def size(n_bytes: int) -> str:
             break
         value, unit = value / 1000, larger
     return f"{n_bytes} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+@dataclass(frozen=True)
+class Sparks:
+    """The characters of a sparkline: its ramp, lowest first, and the mark of a point without a figure."""
+
+    ramp: str
+    gap: str
+
+
+UNICODE_SPARKS = Sparks("▁▂▃▄▅▆▇█", "·")
+ASCII_SPARKS = Sparks("_-~=+*#@", ".")  # densest last, none of them the gap's "."
+
+
+def sparks(unicode: bool) -> Sparks:
+    return UNICODE_SPARKS if unicode else ASCII_SPARKS
+
+
+def sparkline(values: Sequence[float | None], *, low: float | None = None, high: float | None = None,
+              width: int = 40, unicode: bool = True) -> str:
+    """One character per value, its height from low to high (default: the values' own range; a constant series
+    sits mid-height); None, NaN and infinities are gaps. Past `width` values, each character stands for a run of
+    neighbours and shows their lowest figure, so a dip stays visible however long the series; a run that is all
+    gaps is a gap. '' for no values."""
+    chars = sparks(unicode)
+    points = [_lowest(run) for run in _runs(list(values), width)]
+    figures = [p for p in points if p is not None]
+    low = min(figures, default=0.0) if low is None else low
+    high = max(figures, default=0.0) if high is None else high
+    top = len(chars.ramp) - 1
+
+    def height(value: float) -> int:
+        if high <= low:
+            return top // 2
+        return min(top, max(0, round((value - low) / (high - low) * top)))
+
+    return "".join(chars.gap if p is None else chars.ramp[height(p)] for p in points)
+
+
+def _runs(values: list, width: int) -> list[list]:
+    """values split into at most `width` runs of neighbours, as even in length as can be."""
+    count = min(len(values), max(1, width))
+    return [values[i * len(values) // count:(i + 1) * len(values) // count] for i in range(count)]
+
+
+def _lowest(run: list) -> float | None:
+    figures = [float(v) for v in run if v is not None and math.isfinite(v)]
+    return min(figures) if figures else None

@@ -1,5 +1,6 @@
 """The sda command line end to end, through the installed entry point, on generated audio."""
 
+import dataclasses
 import os
 import pathlib
 import signal
@@ -11,7 +12,9 @@ import pytest
 import soundfile as sf
 
 from sda.data.synth import write_collection
-from tests.helpers import sda
+from sda.train.engine import RunOptions
+from tests import helpers
+from tests.helpers import SMALL, sda
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "golden.sda"  # a valid container that is not a model
 FAST = ["--epochs", "2", "--codebook-dim", "16", "--batch-size", "8", "--seed", "3"]
@@ -36,6 +39,8 @@ def test_train_info_reconstruct(folder, tmp_path):
     assert info.returncode == 0, info.stderr
     assert "sda model 'kit'" in info.stdout and "3 RVQ levels x 64 codes x dim 16" in info.stdout
     assert "level 1  util" in info.stdout and "loss curve" in info.stdout and "6 files" in info.stdout
+    assert "  utilization (0-100%) over " in info.stdout and "codes carry half the assignments" in info.stdout
+    assert "bitrate: 21.5 codes/s a level; 388 bit/s nominal" in info.stdout and " bits " in info.stdout
 
     source = sorted(folder.iterdir())[0]
     recon = sda("reconstruct", tmp_path / "kit.sda", source, tmp_path / "out.wav")
@@ -315,3 +320,56 @@ def test_an_os_error_is_bad_input_only_for_a_path_given(monkeypatch, capsys, err
     assert cli.main(["info", "model.sda"]) == status
     err = capsys.readouterr().err
     assert err.startswith("sda: error: ") and error.filename in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def models(folder, tmp_path_factory):
+    """Two small models of different settings: models/a.sda (3 levels) and models/b.sda (2 levels of 16 codes)."""
+    out = tmp_path_factory.mktemp("models")
+    helpers.run(dataclasses.replace(SMALL, epochs=2), RunOptions(folder, out, "a", health_every=1))
+    two_levels = dataclasses.replace(SMALL, epochs=2, rvq_levels=2, codebook_size=16)
+    helpers.run(two_levels, RunOptions(folder, out, "b", health_every=1))
+    return out / "a.sda", out / "b.sda"
+
+
+def test_info_of_two_models_shows_them_side_by_side(models):
+    info = sda("info", *models)
+    assert info.returncode == 0, info.stderr
+    lines = info.stdout.splitlines()
+    assert lines[0].split() == ["a.sda", "b.sda"] and "* levels x codes" in info.stdout
+    assert info.stdout.count("  utilization (0-100%) over ") == 2 and "settings that differ (*):" in info.stdout
+
+
+def test_info_shows_the_files_it_can_and_names_each_it_cannot(models, tmp_path):
+    missing = tmp_path / "missing.sda"
+    info = sda("info", models[0], missing, GOLDEN, models[1])
+    assert info.returncode == 2, info.stdout + info.stderr
+    assert info.stdout.splitlines()[0].split() == ["a.sda", "b.sda"]  # the good ones, side by side
+    errors = info.stderr.splitlines()
+    assert len(errors) == 2 and "missing.sda" in errors[0] and "golden.sda is an .sda file but not" in errors[1]
+    assert "Traceback" not in info.stderr
+    alone = sda("info", missing, models[1])  # one left: described as on its own
+    assert alone.returncode == 2 and alone.stdout.startswith(f"{models[1]}: sda model 'b'")
+
+
+def info_in(models, **env):
+    """`sda info` of both models with env's variables set and the locale's others unset."""
+    base = {k: v for k, v in os.environ.items() if k not in ("LANG", "LC_ALL", "LC_CTYPE", "PYTHONIOENCODING")}
+    return subprocess.run([sys.executable, "-m", "sda", "info", *models], capture_output=True,
+                          env={**base, **env}, timeout=120)
+
+
+@pytest.mark.parametrize("env, count", [({"LANG": "C"}, 2), ({"LC_ALL": "C"}, 1), ({"PYTHONIOENCODING": "ascii"}, 2),
+                                        ({}, 1)])
+def test_info_without_utf8_draws_its_sparklines_in_ascii(models, env, count):
+    info = info_in(models[:count], **env)  # one model alone, or side by side
+    assert info.returncode == 0 and b"Error" not in info.stderr, info.stderr
+    text = info.stdout.decode("ascii")  # every byte ASCII: no block character, no ellipsis
+    assert text.count("(. warm-up)") == count and "\\u" not in text
+
+
+@pytest.mark.parametrize("env", [{"LANG": "C.UTF-8"}, {"LANG": "C", "PYTHONIOENCODING": "utf-8"}])
+def test_info_on_utf8_draws_block_sparklines(models, env):
+    info = info_in(models[:1], **env)
+    assert info.returncode == 0, info.stderr
+    assert "(· warm-up)" in info.stdout.decode("utf-8") and any(c in info.stdout.decode() for c in "▁▂▃▄▅▆▇█")

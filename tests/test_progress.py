@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sda.cli.progress import RED, RESET, YELLOW, Progress
+from sda.cli.progress import NO_BITRATE_YET, RED, RESET, YELLOW, Progress
+from sda.model.bitrate import Bitrate
 from sda.model.health import level_health
 from sda.train.engine import RunOptions, train
 from sda.train.events import Alert, Checkpoint, Epoch, Error, Health, Recovered, Step
@@ -88,3 +89,35 @@ def test_epochs_and_interval_checkpoints_are_shown_and_the_final_ones_left_to_th
                  dataclasses.replace(interval, reason="end"))
     assert text == ("epoch 2/5: train loss 1.5000 (recon 1.2500, commit 1.0000), validation loss 1.5000 "
                     "(recon 1.2500)\n  checkpoint: m.checkpoint.sda\n")
+
+
+def test_health_rows_give_each_levels_bits_and_a_total_bitrate_line():
+    levels = [level_health(torch.tensor([5, 0, 0, 0]), 0), level_health(torch.tensor([1, 1, 1, 1]), 1)]
+    rate = Bitrate(frame_rate=21.5, codebook_bits=2.0, entropies=(0.0, 2.0))
+    lines = shown(Health(epoch=1, step=6, levels=levels, window_steps=3, bitrate=rate)).splitlines()
+    assert "perplexity    1.0  0.0 bits   0 bit/s  dead" in lines[1]
+    assert "perplexity    4.0  2.0 bits  43 bit/s  dead" in lines[2]
+    assert lines[3] == "    bitrate: 21.5 codes/s a level; 86 bit/s nominal, 43 bit/s effective (50.0%)"
+
+
+def test_in_the_warm_up_the_rows_say_so_and_show_no_bitrate_of_zero():
+    nothing = [level_health(torch.zeros(4, dtype=torch.int64), i) for i in range(2)]
+    rate = Bitrate(frame_rate=21.5, codebook_bits=2.0, entropies=(0.0, 0.0))
+    text = shown(Health(epoch=1, step=1, levels=nothing, window_steps=1, warming_up=True, bitrate=rate))
+    assert "warming up" in text and "bit/s" not in text and f"    {NO_BITRATE_YET}" in text
+
+
+def test_on_a_terminal_the_total_bitrate_is_a_row_under_the_levels():
+    step = Step(epoch=1, step=1, epoch_step=1, steps_per_epoch=4, total_steps=8, loss=1.0, reconstruction=0.9,
+                commitment=0.1, skipped=False, elapsed_s=1.0, eta_s=7.0)
+    levels = [level_health(torch.tensor([1, 1, 1, 1]), i) for i in range(2)]
+    rate = Bitrate(frame_rate=21.5, codebook_bits=2.0, entropies=(2.0, 2.0))
+    out = io.StringIO()
+    progress = Progress(interactive=True, out=out)
+    progress.levels = 2
+    progress.latest = ["level 1", "level 2", NO_BITRATE_YET]
+    progress.show(step)
+    progress.show(Health(epoch=1, step=1, levels=levels, window_steps=1, bitrate=rate))
+    assert [bar.desc for bar in progress.level_lines][-1] == "  bitrate: 21.5 codes/s a level; 86 bit/s nominal, " \
+                                                             "86 bit/s effective (100.0%)"
+    progress.close()

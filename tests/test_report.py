@@ -1,16 +1,35 @@
 """sda.report: what `sda info` and the end-of-training report say: weak levels flagged, resolved dips
-kept apart from levels that ended weak, advice for the frontend in use, validation that says its size."""
+kept apart from levels that ended weak, advice for the frontend in use, validation that says its size;
+the utilization history, per-code usage and bitrate; several models side by side."""
 
 import dataclasses
 from pathlib import Path
 
+import pytest
 import torch
 
 from sda.config import VQVAEConfig
+from sda.format import container, modelfile
+from sda.model.bitrate import Bitrate
 from sda.model.health import level_health
-from sda.report import CLI, PAGE, advice, info_text, level_line, summary_text, validation_note
+from sda.report import (
+    CLI,
+    COMPARE_WIDTH,
+    PAGE,
+    SPARK_WIDTH,
+    advice,
+    compare_text,
+    describe_file,
+    history_lines,
+    info_text,
+    level_line,
+    summary_text,
+    validation_note,
+)
+from sda.train.engine import RunOptions
 from sda.train.events import Summary
-from tests.helpers import DIP, WEAK
+from sda.train.history import History, WindowRecord
+from tests.helpers import CONTROL, DIP, SMALL, WEAK, run
 
 
 def test_level_line_flags_only_weak_levels():
@@ -45,7 +64,7 @@ def metadata(**history) -> dict:
 def test_info_shows_config_data_health_and_the_loss_curve():
     text = info_text("kit.sda", metadata())
     assert "sda model 'kit'" in text and "3 RVQ levels x 64 codes x dim 64" in text
-    assert "/k: 6 files, 9.5 s, 12 chunks; validation: 2 chunks from 1 file, too few to judge" in text
+    assert "  data: /k: 6 files, 9.5 s, 12 chunks\n  validation: 2 chunks from 1 file, too few to judge" in text
     assert "warm-up: 40 steps as a plain autoencoder" in text
     assert "weights: after step 8 (epoch 2, the last trained)" in text
     lines = text.splitlines()
@@ -123,3 +142,135 @@ def test_a_run_stopped_in_its_warm_up_says_so_instead_of_showing_a_collapse():
 def test_a_run_of_one_epoch_and_one_step_says_so_in_the_singular():
     text = summary_text(summary(epochs_done=1, epochs=1, steps=1))
     assert text.startswith("Training finished: 1 of 1 epoch, 1 step in")
+
+
+def test_the_end_report_gives_each_levels_bits_and_the_total_bitrate():
+    rate = Bitrate(frame_rate=21.5, codebook_bits=7.0, entropies=(7.0, 7.0, 7.0))
+    text = summary_text(summary(bitrate=rate))
+    assert "perplexity  128.0  7.0 bits 150 bit/s  dead" in text
+    assert "bitrate: 21.5 codes/s a level; 452 bit/s nominal, 452 bit/s effective (100.0%)" in text
+    assert "bits" not in summary_text(summary())  # a Summary without a bitrate (none counted): no column
+
+
+# Real models: a 3-level and a 2-level one of the tiny config, each window kept (health every step).
+
+@pytest.fixture(scope="module")
+def models(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    run(dataclasses.replace(SMALL, epochs=2), RunOptions(folder, out, "three", health_every=1))
+    run(dataclasses.replace(SMALL, epochs=2, rvq_levels=2, codebook_size=16), RunOptions(folder, out, "two",
+                                                                                         health_every=1))
+    return out / "three.sda", out / "two.sda"
+
+
+def history_rows(text: str) -> list[str]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  utilization (0-100%) over "))
+    return lines[start:start + 1 + sum(1 for line in lines[start + 1:] if line.startswith("    level"))]
+
+
+def test_info_of_a_model_has_its_history_usage_and_bitrate(models):
+    described = describe_file(models[0], usage=True)
+    text, windows = described.text, described.history.windows
+    head, *levels = history_rows(text)
+    assert f"over {len(windows)} windows to step {windows[-1].step} (· warm-up)" in head
+    assert len(levels) == 3
+    for n, line in enumerate(levels, 1):
+        assert line.startswith(f"    level {n}  ·")  # the warm-up, then the figures
+        spark = line.split()[2]
+        assert len(spark) == len(windows) and set(spark) <= set("▁▂▃▄▅▆▇█·")
+        assert " lowest " in line and ", last " in line and line.endswith("%")
+    usage = modelfile.load_usage(models[0])
+    for n, counts in enumerate(usage, 1):
+        dead = int((counts == 0).sum())
+        assert f"    level {n}  " in text and f"of 64 codes carry half the assignments; {dead} dead" in text
+    assert "bitrate: 21.5 codes/s a level; 388 bit/s nominal" in text  # 22050 / (256 x 4), 3 x 6 bits
+    assert text.count(" bits ") == 3 and all(len(line) <= COMPARE_WIDTH for line in [head, *levels])
+
+
+def test_the_page_reads_no_usage_and_says_nothing_of_it(models):
+    assert "code usage" not in describe_file(models[0]).text
+
+
+def test_the_ascii_form_is_all_ascii(models):
+    text = describe_file(models[0], usage=True, unicode=False).text  # nothing from the file is outside ASCII
+    text.encode("ascii")
+    assert "(. warm-up)" in text and history_rows(text)[1].startswith("    level 1  .")
+
+
+def old_file(source: Path, target: Path) -> Path:
+    """source as sda wrote models before health windows, per-code usage and the bitrate record."""
+    tensors, metadata = container.read(source)
+    del tensors[modelfile.USAGE_TENSOR], metadata["bitrate"], metadata["history"]["windows"]
+    container.write(target, tensors, metadata, kind="model")
+    return target
+
+
+def test_an_old_file_still_describes_itself_from_what_it_has(models, tmp_path):
+    new = describe_file(models[0], usage=True).text
+    text = describe_file(old_file(models[0], tmp_path / "old.sda"), usage=True).text
+    assert "code usage: not recorded" in text
+    assert "utilization (0-100%) over 2 epochs to epoch 2 (· warm-up)" in text  # from its epochs' health
+    bitrate = next(line for line in new.splitlines() if line.startswith("  bitrate:"))
+    assert bitrate in text  # computed from its health and config, as sda would have stored it
+
+
+def test_two_models_side_by_side(models):
+    text = compare_text([describe_file(path, usage=True) for path in models])
+    lines = text.splitlines()
+    assert lines[0].split() == ["three.sda", "two.sda"]
+    row = {line[2:21].strip(): (line[:1], line[21:].split()) for line in lines[1:] if line[2:21].strip()}
+    assert row["name"] == (" ", ["'three'", "'two'"])
+    assert row["levels x codes"] == ("*", ["3", "x", "64", "(dim", "8)", "2", "x", "16", "(dim", "8)"])
+    assert row["epochs"][1] == ["2", "of", "2", "2", "of", "2"]
+    assert row["level 3 util/ppl"][1][-1] == "-"  # the 2-level model has no third level
+    assert row["bitrate nominal"][1] == ["388", "bit/s", "172", "bit/s"]  # 3 x log2 64, 2 x log2 16 at 21.5/s
+    assert row["bitrate effective"][1][1:3] == ["bit/s", f"({row['bitrate effective'][1][2][1:]}"]
+    assert "warnings" in row
+    assert "settings that differ (*):" in text
+    assert row["codebook_size"] == ("*", ["64", "16"]) and row["rvq_levels"] == ("*", ["3", "2"])
+    assert "seed" not in row  # the same in both: not listed
+    assert text.count("  utilization (0-100%) over ") == 2 and f"{models[1]}:" in text
+    assert max(len(line) for line in lines) <= COMPARE_WIDTH
+
+
+def test_names_from_files_reach_the_table_made_printable(models, tmp_path):
+    tensors, metadata = container.read(models[1])
+    metadata["model_name"] = "x" + CONTROL + "y" * 60
+    hostile = tmp_path / f"k{CONTROL}.sda"
+    container.write(hostile, tensors, metadata, kind="model")
+    text = compare_text([describe_file(path, usage=True) for path in (models[0], hostile)], unicode=False)
+    assert r"k\x1b]52;c;aGk=\x07.sda" in text and r"'x\x1b]52;c;aGk=\x07yy" in text  # the path and the name
+    assert "\x1b" not in text and "\x07" not in text
+    assert "..." in text and max(len(line) for line in text.splitlines() if "utilization" not in line) <= 100
+
+
+def test_a_long_history_is_resampled_and_its_lowest_judged_window_named():
+    windows = [WindowRecord(step, 1, step <= 10, step > 11, (0.9 if step != 40 else 0.125, 0.6), (9.0, 5.0))
+               for step in range(1, 101)]
+    windows[10] = dataclasses.replace(windows[10], utilization=(0.05, 0.05))  # just after warm-up: not judged
+    head, one, two = history_lines(History(windows=windows))
+    assert head == ("  utilization (0-100%) over 100 windows to step 100 (lowest of up to 4 a column; "
+                    "· warm-up):")
+    # Windows 1-10 are the warm-up; 11 is not judged, so its 5% shows (▁) but is not the lowest named.
+    assert one.startswith("    level 1  ···▁▇") and one.endswith("  lowest 12.5% at step 40 (under 30%), last 90.0%")
+    spark = one.split()[2]
+    assert len(spark) == SPARK_WIDTH and spark.count("▂") == 1 and spark.index("▂") == 12  # the dip, in 100 windows
+    assert two.endswith("  lowest 60.0% at step 12, last 60.0%")
+    ascii_line = history_lines(History(windows=windows), unicode=False)[1]
+    assert ascii_line.startswith("    level 1  ..._#") and ascii_line.isascii()
+
+
+def test_a_run_of_warm_up_only_has_no_figures_yet():
+    windows = [WindowRecord(step, 1, True, False, (0.0,), (0.0,)) for step in (1, 2)]
+    assert history_lines(History(windows=windows))[1] == "    level 1  ··  no figures yet (warm-up)"
+    assert history_lines(History()) == []
+
+
+def test_a_model_with_damaged_tensors_still_shows_its_metadata_and_says_so(models, tmp_path):
+    damaged = tmp_path / "damaged.sda"
+    data = bytearray(models[0].read_bytes())
+    data[-100] ^= 0xFF  # in the tensor data, past the header and metadata
+    damaged.write_bytes(bytes(data))
+    text = describe_file(damaged, usage=True).text
+    assert "sda model 'three'" in text and "code usage: cannot be read: " in text and "damaged" in text

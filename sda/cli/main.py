@@ -157,10 +157,41 @@ def _interrupt(signum, frame):
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from sda.report import describe
+    """One file: its description. Several: side by side; a file that cannot be read is reported and the others
+    still shown, and the exit status is that of its error (2: a bad file)."""
+    from sda.report import compare_text, describe_file
 
-    print(printable_lines(describe(args.model)[2]))  # prefix and header only: the weights are not read
-    return 0
+    unicode = _utf8_output()
+    if len(args.models) == 1:  # a model's per-code usage needs the whole file read (a few MB)
+        print(printable_lines(describe_file(args.models[0], unicode=unicode, usage=True).text))
+        return 0
+    described, status = [], 0
+    for path in args.models:
+        try:
+            described.append(describe_file(path, unicode=unicode, usage=True))
+        except Exception as exc:
+            kind = kind_of(exc)
+            if kind is None:  # a bug: main() prints its traceback
+                raise
+            print(f"sda: error: {printable_lines(exc)}", file=sys.stderr)
+            status = status or EXIT[kind]
+    if len(described) == 1:
+        print(printable_lines(described[0].text))
+    elif described:
+        print(compare_text(described, unicode))  # printable cell by cell, so columns line up
+    return status
+
+
+def _utf8_output() -> bool:
+    """Whether stdout can show a sparkline's block characters: its encoding is UTF-8, and not only because Python
+    made it so. Under a C or POSIX locale (LANG=C, or none set) Python turns on its UTF-8 mode by itself (PEP 540)
+    while the terminal stays ASCII; PYTHONIOENCODING, PYTHONUTF8 or -X utf8 asking for UTF-8 is believed."""
+    import codecs
+
+    if codecs.lookup(sys.stdout.encoding or "ascii").name != "utf-8":
+        return False
+    asked = os.environ.get("PYTHONIOENCODING") or os.environ.get("PYTHONUTF8") or "utf8" in sys._xoptions
+    return bool(asked) or not sys.flags.utf8_mode
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -358,9 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
         _add_setting(audio, f.name)
     t.set_defaults(run=cmd_train)
 
-    i = commands.add_parser("info", help="show a model's config, data, codebook health and loss curve")
-    i.add_argument("model", type=Path, metavar="MODEL.sda", help="a model or checkpoint file (NAME.sda or "
-                                                                 "NAME.checkpoint.sda); its weights are not read")
+    i = commands.add_parser("info", help="show a model's config, data, codebook health and loss curve",
+                            description="Show a model's config, data, codebook health (its history, per-code "
+                                        "usage and bitrate) and loss curve; with several, side by side.")
+    i.add_argument("models", type=Path, nargs="+", metavar="MODEL.sda",
+                   help="one or more model or checkpoint files (NAME.sda or NAME.checkpoint.sda); several are shown "
+                        "side by side")
     i.set_defaults(run=cmd_info)
 
     r = commands.add_parser("reconstruct", help="encode, quantize and decode an audio file through a model")

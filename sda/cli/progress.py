@@ -1,10 +1,10 @@
 """The CLI's view of training events: tqdm bars on a terminal, plain lines when output is a file or pipe.
 
 On a terminal: one progress bar for the run (epoch, step, loss, ETA) and under it one line per RVQ
-level (utilization, perplexity, dead codes; "warming up" before the quantizer starts), rewritten in
-place at each health update and kept on screen between them, whatever the epoch length; epoch lines,
-warnings and recoveries scroll above. Otherwise every health update and epoch is a plain line, so
-logs stay readable.
+level (utilization, perplexity, bits a code and bit/s, dead codes; "warming up" before the quantizer
+starts) and a line of the total bitrate, rewritten in place at each health update and kept on screen
+between them, whatever the epoch length; epoch lines, warnings and recoveries scroll above. Otherwise
+every health update and epoch is a plain line, so logs stay readable.
 """
 
 import sys
@@ -16,6 +16,7 @@ from sda.text import plural, printable_lines
 from sda.train.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step
 
 YELLOW, RED, RESET = "\033[33m", "\033[31m", "\033[0m"
+NO_BITRATE_YET = "bitrate: once the codes are counted"  # the total row before the quantizer has counted any
 
 
 class Progress:
@@ -60,8 +61,9 @@ class Progress:
     def _started(self, event: Started) -> None:
         c = event.config
         self.levels, self.epochs, self.warmup = c.rvq_levels, c.epochs, c.warmup_steps
-        self.latest = [report.warming_up_line(i, self.warmup) if self.warmup else
-                       f"level {i + 1}  (health after the first steps)" for i in range(self.levels)]
+        self.latest = [*(report.warming_up_line(i, self.warmup) if self.warmup else
+                         f"level {i + 1}  (health after the first steps)" for i in range(self.levels)),
+                       NO_BITRATE_YET]
         self._print(event.preflight.format())
         self._print(f"model: {c.rvq_levels} RVQ levels x {c.codebook_size} codes x dim {c.codebook_dim}, "
                     f"commitment weight {c.commitment_weight}; {plural(c.epochs, 'epoch')} of "
@@ -80,7 +82,8 @@ class Progress:
         if event.warming_up and all(h.assignments == 0 for h in event.levels):
             lines = [report.warming_up_line(h.level, self.warmup) for h in event.levels]
         else:
-            lines = [report.level_line(h, event.judged) for h in event.levels]
+            lines = [report.level_line(h, event.judged, event.bitrate) for h in event.levels]
+        lines.append(report.bitrate_line(event.bitrate, event.levels) or NO_BITRATE_YET)  # the total, under them
         if self.interactive:
             self.latest = lines
             for line, bar in zip(lines, self.level_lines, strict=False):

@@ -8,6 +8,8 @@
 
     rate = bitrate(config, snapshot)        # snapshot: list of LevelHealth (sda.model.health)
     rate.effective_bps, rate.share, rate.level_bps(0)
+    rate.line(), rate.level_text(0)         # the words every frontend shows: the end report, `sda info`, the live rows
+    Bitrate.from_dict(metadata["bitrate"])  # the model file's record back; ValueError if it is not one sda writes
 
 The entropies are those of the health window the snapshot covers, so the effective figure is of the codes the
 training data uses now; a level that counted nothing has entropy 0.
@@ -61,12 +63,32 @@ class Bitrate:
         return (f"{self.frame_rate:.1f} codes/s a level; {bits_per_second(self.nominal_bps)} nominal, "
                 f"{bits_per_second(self.effective_bps)} effective ({100 * self.share:.1f}%)")
 
+    def level_text(self, level: int) -> str:
+        """'5.6 bits 121 bit/s': a level's entropy a position and its bitrate, of one width for levels under 10 bits
+        and 1000 bit/s (at the default 21.5 codes/s, every level of a codebook of up to 1024 codes), so rows align."""
+        return f"{self.entropies[level]:.1f} bits {bits_per_second(self.level_bps(level)):>9}"
+
     def to_dict(self) -> dict:
         """The model metadata's "bitrate" record (SDA_FORMAT.md): the derived figures too, for other tools."""
         return {"frame_rate": self.frame_rate, "codebook_bits": self.codebook_bits,
                 "entropy_bits": list(self.entropies), "nominal_bps": self.nominal_bps,
                 "effective_bps": self.effective_bps, "effective_share": self.share,
                 "level_bps": [self.level_bps(i) for i in range(self.levels)]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Bitrate":
+        """The figures it was made of; the derived ones are recomputed. Raises ValueError on a record sda did not
+        write: a crafted file must not make a report print nonsense or fail on a type."""
+        frame, bits, entropies = data["frame_rate"], data["codebook_bits"], data["entropy_bits"]
+        if not (_figure(frame) and _figure(bits) and isinstance(entropies, list) and 0 < len(entropies) <= 64
+                and all(_figure(h) and h <= bits + 1e-6 for h in entropies)):
+            raise ValueError(f"bitrate record {str(data)[:80]} is not one sda writes")
+        return cls(float(frame), float(bits), tuple(float(h) for h in entropies))
+
+
+def _figure(value) -> bool:
+    """A finite number of at least 0 (not a bool, which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def bitrate(config: VQVAEConfig, snapshot: list[LevelHealth]) -> Bitrate:
