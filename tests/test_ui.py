@@ -78,7 +78,11 @@ def test_start_poll_stop_and_the_model_is_saved(app, folder):
     assert shown["notice"] == "" and "one model at a time" in shown["banner"]
     shown = page.poll_until(lambda s: 'data-level="2"' in s["health"], "two level rows")
     assert 'data-level="3"' not in shown["health"] and re.search(r"\*\*Epoch \d+ of 500\*\* · step", shown["status"])
-    assert set(shown["recon"]["columns"]) == {"x", "loss", "series"}
+    assert 'data-series="train"' in shown["recon"] and "(log scale)" in shown["recon"]  # SVG charts, sda.ui.charts
+    # Health over time and per-code usage come with the health table; the table's rows carry the bitrate
+    shown = page.poll_until(lambda s: "30% line" in s["history"], "the health history, past the warm-up")
+    assert 'class="sda-chart sda-utilization-chart"' in shown["history"] and 'data-series="level 2"' in shown["history"]
+    assert "codes used" in shown["usage"] and "bit/s" in shown["health"] and "nominal" in shown["health"]
 
     # Another page (a reload, another tab) attaches to the same run, and cannot start a second one.
     other = Page(app)
@@ -99,6 +103,9 @@ def test_start_poll_stop_and_the_model_is_saved(app, folder):
     info = page.call("/show_model", path.name, names=MODEL)
     assert info["notice"] == "" and "sda model 'client-run'" in info["info"]
     assert info["config"]["rvq_levels"] == 2 and info["health"].count('<tr class="sda-level') == 2
+    assert "effective" in info["health"] and 'data-level="2"' in info["usage"] and "Utilization" in info["history"]
+    compared = page.call("/compare", [path.name, path.name], names=["notice", "compare"])
+    assert "two or more" in compared["compare"]  # the same model twice is one model
 
 
 def test_epochs_0_means_automatic(app, folder):

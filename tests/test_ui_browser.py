@@ -16,7 +16,8 @@ import pytest
 
 from sda.data.synth import write_collection
 from sda.format import modelfile
-from sda.ui.app import SERIES_COLORS, serve
+from sda.ui.app import serve
+from sda.ui.render import SERIES_COLORS
 from tests.helpers import CHROMIUM, SMALL, free_port, skip_or_fail
 
 TIMEOUT_MS = 90_000  # generous: CI machines are shared

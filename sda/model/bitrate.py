@@ -61,6 +61,23 @@ class Bitrate:
         return (f"{self.frame_rate:.1f} codes/s a level; {bits_per_second(self.nominal_bps)} nominal, "
                 f"{bits_per_second(self.effective_bps)} effective ({100 * self.share:.1f}%)")
 
+    def effective_line(self) -> str:
+        """'effective 401 bit/s of 452 bit/s nominal (88.7%) at 21.5 codes/s': the total under a level table."""
+        return (f"effective {bits_per_second(self.effective_bps)} of {bits_per_second(self.nominal_bps)} nominal "
+                f"({100 * self.share:.1f}%) at {self.frame_rate:.1f} codes/s")
+
+    @classmethod
+    def from_dict(cls, data) -> "Bitrate":
+        """A model file's "bitrate" record (to_dict), or ValueError on one sda did not write: pages show it."""
+        try:
+            frame, bits, entropies = data["frame_rate"], data["codebook_bits"], data["entropy_bits"]
+        except (KeyError, TypeError):
+            raise ValueError("its bitrate record lacks frame_rate, codebook_bits or entropy_bits") from None
+        if not (all(_finite(v) and v >= 0 for v in (frame, bits)) and isinstance(entropies, list)
+                and len(entropies) <= 64 and all(_finite(h) and 0 <= h <= bits + 1e-6 for h in entropies)):
+            raise ValueError(f"its bitrate record {str(data)[:80]} is not one sda writes")
+        return cls(float(frame), float(bits), tuple(float(h) for h in entropies))
+
     def to_dict(self) -> dict:
         """The model metadata's "bitrate" record (SDA_FORMAT.md): the derived figures too, for other tools."""
         return {"frame_rate": self.frame_rate, "codebook_bits": self.codebook_bits,
@@ -78,3 +95,7 @@ def bitrate(config: VQVAEConfig, snapshot: list[LevelHealth]) -> Bitrate:
 def bits_per_second(bps: float) -> str:
     """'452 bit/s', '1.29 kbit/s'."""
     return f"{bps:.0f} bit/s" if bps < 1000 else f"{bps / 1000:.3g} kbit/s"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
