@@ -90,7 +90,7 @@ def svg(chart: Chart) -> str:
     x_lo, x_hi = _span(xs, pad_zero=chart.bars)
     if chart.bars:
         x_hi += chart.bar_width
-    y_lo, y_hi = chart.y_range or _span(ys, pad_zero=not chart.log_y)
+    y_lo, y_hi = chart.y_range or _span(ys, pad_zero=not chart.log_y, log=chart.log_y)
     scale = _Scale(x_lo, x_hi, y_lo, y_hi, chart.log_y)
     parts = [head, *_bands(chart.bands, scale), *_y_axis(scale, chart.y_percent),
              *_x_axis(scale, chart.bar_width if chart.bars else 0)]
@@ -118,13 +118,15 @@ def _decimated(points: tuple, limit: int = MAX_POINTS) -> tuple:
     return tuple(points[int(i * stride)] for i in range(limit - 1)) + points[-1:]
 
 
-def _span(values: list, pad_zero: bool) -> tuple[float, float]:
+def _span(values: list, pad_zero: bool, log: bool = False) -> tuple[float, float]:
+    """The axis span of the values; a flat series (a constant loss, its smoothed rounding noise) gets room
+    around it, so the noise is not blown up to the chart's height."""
     values = [v for v in values if v is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     if pad_zero:
         lo = min(lo, 0.0)
-    if hi <= lo:
-        hi = lo + (abs(lo) or 1.0)
+    if hi - lo <= 1e-6 * max(abs(lo), abs(hi)):
+        lo, hi = (lo / 2, hi * 2) if log else (lo - (abs(lo) / 2 or 1.0), hi + (abs(hi) / 2 or 1.0))
     return lo, hi
 
 
