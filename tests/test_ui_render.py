@@ -158,9 +158,9 @@ def test_the_level_rows_carry_each_levels_entropy_and_bitrate_and_the_table_the_
     rate = Bitrate(frame_rate=20.0, codebook_bits=6.0, entropies=(5.0, 3.0))
     html = levels_html([health(0, 40), health(1, 19)], rate=rate)
     rows = re.findall(r'<tr class="sda-level[^"]*" data-level="\d">(.*?)</tr>', html)
-    assert "<td>5.00 of 6 bits</td><td>100 bit/s</td>" in rows[0]
-    assert "<td>3.00 of 6 bits</td><td>60 bit/s</td>" in rows[1]
-    assert "<th>Entropy</th><th>Bit rate</th>" in html
+    assert "<td>5.00 / 6</td><td>100 bit/s</td>" in rows[0]
+    assert "<td>3.00 / 6</td><td>60 bit/s</td>" in rows[1]
+    assert "<th>Entropy (bits)</th><th>Bit rate</th>" in html
     assert rate.effective_line() == "effective 160 bit/s of 240 bit/s nominal (66.7%) at 20.0 codes/s"
     assert f'<tr class="sda-bitrate"><td colspan="8">{rate.effective_line()}</td>' in html
     mismatched = levels_html([health(0, 40)], rate=rate)  # a file whose record has another number of levels

@@ -155,7 +155,7 @@ class _Scale:
         inside = [t for t in ticks if self.y_lo <= t <= self.y_hi]
         if len(inside) < 3:  # a span of less than two decades: 2 and 5 between the powers of ten as well
             inside = [t * m for t in ticks for m in (1, 2, 5) if self.y_lo <= t * m <= self.y_hi]
-        return inside
+        return inside if len(inside) >= 2 else _nice_ticks(self.y_lo, self.y_hi)  # within one 1-2-5 step
 
 
 def _nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:

@@ -100,7 +100,7 @@ def levels_html(levels: list[LevelHealth], caption: str = "", warmup_steps: int 
             f"<td>{number}</td><td>{utilization}</td><td>{_cell(h.perplexity, '.1f')}</td>"
             f"<td>{_cell(h.dead)} / {_cell(h.codebook_size)}</td><td>{_cell(h.replaced)}</td>"
             f"{_bitrate_cells(rate, i) if rate else ''}<td>{'⚠ ' if weak else ''}{flag}</td></tr>")
-    rate_head = "<th>Entropy</th><th>Bit rate</th>" if rate else ""
+    rate_head = "<th>Entropy (bits)</th><th>Bit rate</th>" if rate else ""
     total = (f'<tfoot><tr class="sda-bitrate"><td colspan="8">{html_text(rate.effective_line())}</td></tr></tfoot>'
              if rate and warmup_steps is None else "")
     return (f'<table class="sda-levels"><caption>{html_text(caption)}</caption><thead><tr><th>Level</th>'
@@ -110,7 +110,7 @@ def levels_html(levels: list[LevelHealth], caption: str = "", warmup_steps: int 
 
 def _bitrate_cells(rate: Bitrate, level: int) -> str:
     """A level's entropy (bits a code position) and what that makes a second, Bitrate's own figures."""
-    return (f"<td>{rate.entropies[level]:.2f} of {rate.codebook_bits:.0f} bits</td>"
+    return (f"<td>{rate.entropies[level]:.2f} / {rate.codebook_bits:.0f}</td>"
             f"<td>{html_text(bits_per_second(rate.level_bps(level)))}</td>")
 
 
