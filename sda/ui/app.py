@@ -95,8 +95,10 @@ CSS = """
 .sda-muted { opacity: 0.7; }
 .sda-levels tfoot td { text-align: left; padding-top: 6px; opacity: 0.85; }
 .sda-chart-row { display: flex; flex-wrap: wrap; gap: 8px 16px; width: 100%; }
-.sda-chart-box { flex: 1 1 300px; min-width: 0; max-width: calc(50% - 8px); margin: 0; }
-@media (max-width: 700px) { .sda-chart-box { max-width: 100%; } }
+.sda-chart-box { flex: 1 1 300px; min-width: 0; margin: 0; }
+/* two charts a row at most, so a lone third one is not drawn twice as large */
+.sda-chart-row > .sda-chart-box { max-width: calc(50% - 8px); }
+@media (max-width: 700px) { .sda-chart-row > .sda-chart-box { max-width: 100%; } }
 .sda-chart { width: 100%; height: auto; display: block; font: 11px system-ui, sans-serif; }
 .sda-chart text { fill: currentColor; }
 .sda-chart .sda-chart-title { font-size: 12px; font-weight: 600; }
