@@ -10,6 +10,7 @@ from gradio_client import handle_file
 from sda.data.synth import write_collection
 from sda.format import modelfile
 from sda.ui.app import serve
+from sda.ui.render import DEFAULT_LOOK
 from tests.helpers import MODEL, SMALL, WAIT, Page, free_port, shown_markdown
 
 
@@ -163,3 +164,22 @@ def test_the_controls_take_their_defaults_bounds_and_words_from_the_config(tmp_p
                           ("seed", VQVAEConfig.seed), ("health_every", RunOptions.health_every)]:
         control = shown[RANGES[name].label_for(name)]
         assert control.value == default and control.info.lower().startswith(RANGES[name].help.lower()), name
+
+
+def test_a_comparison_opens_only_models_listed_in_the_models_folder(tmp_path):
+    from sda.ui.app import _compare
+
+    outside = tmp_path / "outside.sda"
+    outside.write_bytes(b"not a model")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "junk.sda").write_bytes(b"not a model either")
+    notice, html = _compare(models, ["../outside.sda", str(outside), "<b>x</b>.sda", "junk.sda"], DEFAULT_LOOK)
+    assert notice.startswith("**Left out:** ../outside.sda: there is no such model in the models folder")
+    assert "&lt;b&gt;x&lt;/b&gt;.sda: there is no such model" in notice and "junk.sda:" in notice
+    assert "two or more" in html  # nothing left to compare
+    for bad in ("junk.sda", [1, 2], {"a": 1}):
+        notice, _ = _compare(models, bad, DEFAULT_LOOK)
+        assert notice.startswith("**Cannot compare:** expected a list of model names")
+    notice, _ = _compare(models, ["junk.sda"] * 9, DEFAULT_LOOK)
+    assert notice == "**Cannot compare 9 models:** at most 8"

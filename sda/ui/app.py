@@ -650,11 +650,11 @@ def _show_model(path, views: list, listed=None, look: LossView = DEFAULT_LOOK) -
 
 
 def _model_bitrate(metadata: dict, snapshot: list[LevelHealth]) -> Bitrate | None:
-    """The file's bitrate record; in files from before it, computed from its config and health table (None when
-    even that cannot be: the table then shows no bitrate). Raises ValueError on a record sda did not write."""
-    if "bitrate" in metadata:
-        return Bitrate.from_dict(metadata["bitrate"])
+    """The file's bitrate record; in files from before it, computed from its config and health table. None when
+    neither can be (a record sda did not write among them): the table then shows no bitrate, the rest stays."""
     try:
+        if "bitrate" in metadata:
+            return Bitrate.from_dict(metadata["bitrate"])
         return bitrate(VQVAEConfig.from_dict(metadata["config"]), snapshot)
     except (SdaError, KeyError, TypeError, ValueError, ZeroDivisionError):
         return None
