@@ -5,7 +5,10 @@
 
 Training runs as the process's one background job (sda.ui.job.JobSlot), so every page, and a page
 reloaded mid-run, shows the same run. Each page polls it with a gr.Timer; a poll sends only what
-changed since that page's last one. Stop sets the engine's stop flag: the engine finishes the step
+changed since that page's last one (the health history and usage charts with each new health window,
+the loss charts with each new point: sda.ui.charts draws them as SVG). The Models tab shows one model
+file, or compares several of the models folder (their loss and utilization histories overlaid, their
+settings side by side). Stop sets the engine's stop flag: the engine finishes the step
 and saves the model and a checkpoint. Handlers never raise at the user: bad input becomes a message
 on the page (and a toast), and the server keeps serving. Every API input is checked for its type
 and size here (_text, _number, _whole) before use, and settings for their range by
