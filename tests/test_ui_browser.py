@@ -88,7 +88,7 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):
     expect(page.locator("#sda-banner")).to_contain_text("one model at a time")
     for plot in ("recon", "commit"):  # each series drawn as a line in its colour (a chart can lose them)
         for color in SERIES_COLORS.values():
-            expect(page.locator(f'.sda-{plot}-plot g.mark-line path[stroke="{color}"]')).to_have_count(1)
+            expect(page.locator(f'.sda-{plot}-plot path.sda-chart-line[stroke="{color}"]')).to_have_count(1)
     expect(page.locator("#sda-start")).to_be_disabled()
 
     page.reload()  # the run goes on in the server; the fresh page attaches to it
