@@ -97,6 +97,9 @@ CSS = """
 .sda-levels tr.warming td { opacity: 0.7; font-style: italic; }
 .sda-muted { opacity: 0.7; }
 .sda-levels tfoot td { text-align: left; padding-top: 6px; opacity: 0.85; }
+/* eight columns with the bitrate: tighter cells, and a narrow column scrolls rather than hides the verdict */
+.sda-levels th, .sda-levels td { padding: 4px 6px; }
+#sda-health, #sda-model-health { overflow-x: auto; }
 .sda-chart-row { display: flex; flex-wrap: wrap; gap: 8px 16px; width: 100%; }
 .sda-chart-box { flex: 1 1 300px; min-width: 0; margin: 0; }
 /* two charts a row at most, so a lone third one is not drawn twice as large */
