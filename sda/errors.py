@@ -115,8 +115,8 @@ _PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCE
 
 USER_KINDS = frozenset({"input", "settings", "data", "model file", "output", "file"})
 KINDS = USER_KINDS | {"training", "save", "process", "system"}
-EXIT: dict[str | None, int] = {**dict.fromkeys(USER_KINDS, EXIT_BAD_INPUT), **dict.fromkeys(KINDS - USER_KINDS, EXIT_FAILED),
-        None: EXIT_FAILED}
+EXIT: dict[str | None, int] = {**dict.fromkeys(USER_KINDS, EXIT_BAD_INPUT),
+                               **dict.fromkeys(KINDS - USER_KINDS, EXIT_FAILED), None: EXIT_FAILED}
 EXPECTED = (SdaUserError, RunFailed, OSError)  # what kind_of classifies; anything else is a bug
 
 

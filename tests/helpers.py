@@ -50,10 +50,10 @@ def sda(*args, timeout=300):
 WAIT = 120  # seconds: generous, CI machines are shared
 PLAYERS = [f"clip{i}-{which}" for i in (1, 2, 3) for which in ("original", "reconstruction")]
 # The outputs of /poll in order (buttons are not part of the API), and of /start, /stop and /show_model.
-POLL = ["banner", "status", "health", "alerts", "recon", "commit", *PLAYERS, "report", "models"]
+POLL = ["banner", "status", "health", "alerts", "recon", "commit", *PLAYERS, "report", "models", "history", "usage"]
 START = ["notice", *POLL, "key"]  # key: the client key that may stop the run (sda.ui.app: who may do what)
 STOP = ["notice", *POLL]
-MODEL = ["notice", "info", "health", "recon", "commit", "config"]
+MODEL = ["notice", "info", "health", "recon", "commit", "config", "history", "usage"]
 
 
 def shown_markdown(markdown: str) -> str:

@@ -155,3 +155,22 @@ def test_views_are_snapshots(folder, tmp_path):
     job.wait(WAIT)
     assert early.curve is curve and len(job.view().curve) > len(curve)  # a later event does not touch an old view
     assert early.status == RUNNING
+
+
+def test_the_view_keeps_every_health_window_thinned_as_a_model_files(tmp_path, monkeypatch):
+    from sda.model.health import LevelHealth
+    from sda.train.events import Health
+    from sda.train.history import MAX_WINDOWS
+
+    def fake_train(config, options, stop):
+        for step in range(1, MAX_WINDOWS + 2):
+            level = LevelHealth(0, 8, 4, 0.5, float(step), 4, 0, 10)
+            yield Health(epoch=1, step=step, levels=[level], window_steps=1, warming_up=step < 3)
+
+    monkeypatch.setattr(jobs, "train", fake_train)
+    job = TrainingJob(SMALL, RunOptions(tmp_path))
+    job.wait(WAIT)
+    windows = job.view().windows
+    assert len(windows) <= MAX_WINDOWS  # bounded: History.add_window's thinning
+    assert windows[0].step == 1 and windows[0].warming_up and windows[-1].step == MAX_WINDOWS + 1
+    assert windows[-1].perplexity == (float(MAX_WINDOWS + 1),) and windows[-1].utilization == (0.5,)

@@ -10,6 +10,7 @@ from gradio_client import handle_file
 from sda.data.synth import write_collection
 from sda.format import modelfile
 from sda.ui.app import serve
+from sda.ui.render import DEFAULT_LOOK
 from tests.helpers import MODEL, SMALL, WAIT, Page, free_port, shown_markdown
 
 
@@ -152,7 +153,11 @@ def test_start_poll_stop_and_the_model_is_saved(app, folder):
     assert shown["notice"] == "" and "one model at a time" in shown["banner"]
     shown = page.poll_until(lambda s: 'data-level="2"' in s.get("health", ""), "two level rows")
     assert 'data-level="3"' not in shown["health"] and re.search(r"\*\*Epoch \d+ of 500\*\* · step", shown["status"])
-    assert set(shown["recon"]["columns"]) == {"x", "loss", "series"}
+    assert 'data-series="train"' in shown["recon"] and "(log scale)" in shown["recon"]  # SVG charts, sda.ui.charts
+    # Health over time and per-code usage come with the health table; the table's rows carry the bitrate
+    shown = page.poll_until(lambda s: "30% line" in s["history"], "the health history, past the warm-up")
+    assert 'class="sda-chart sda-utilization-chart"' in shown["history"] and 'data-series="level 2"' in shown["history"]
+    assert "codes used" in shown["usage"] and "bit/s" in shown["health"] and "nominal" in shown["health"]
 
     # Another page (a reload, another tab) attaches to the same run, and cannot start a second one.
     other = Page(app)
@@ -173,6 +178,9 @@ def test_start_poll_stop_and_the_model_is_saved(app, folder):
     info = page.call("/show_model", path.name, names=MODEL)
     assert info["notice"] == "" and "sda model 'client-run'" in info["info"]
     assert info["config"]["rvq_levels"] == 2 and info["health"].count('<tr class="sda-level') == 2
+    assert "effective" in info["health"] and 'data-level="2"' in info["usage"] and "Utilization" in info["history"]
+    compared = page.call("/compare", [path.name, path.name], names=["notice", "compare"])
+    assert "two or more" in compared["compare"]  # the same model twice is one model
 
 
 def test_epochs_0_means_automatic(app, folder):
@@ -253,3 +261,22 @@ def test_the_preview_players_name_the_file_each_clip_is_from(tmp_path):
     assert shown["o1"]["label"] == "Clip 1 (drums/kick\\x1b[2J.wav): original"  # printable: no escape reaches a page
     assert shown["r1"]["label"] == "Clip 1 (drums/kick\\x1b[2J.wav): reconstruction after epoch 2"
     assert shown["o2"]["visible"] is False
+
+
+def test_a_comparison_opens_only_models_listed_in_the_models_folder(tmp_path):
+    from sda.ui.app import _compare
+
+    outside = tmp_path / "outside.sda"
+    outside.write_bytes(b"not a model")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "junk.sda").write_bytes(b"not a model either")
+    notice, html = _compare(models, ["../outside.sda", str(outside), "<b>x</b>.sda", "junk.sda"], DEFAULT_LOOK)
+    assert notice.startswith("**Left out:** ../outside.sda: there is no such model in the models folder")
+    assert "&lt;b&gt;x&lt;/b&gt;.sda: there is no such model" in notice and "junk.sda:" in notice
+    assert "two or more" in html  # nothing left to compare
+    for bad in ("junk.sda", [1, 2], {"a": 1}):
+        notice, _ = _compare(models, bad, DEFAULT_LOOK)
+        assert notice.startswith("**Cannot compare:** expected a list of model names")
+    notice, _ = _compare(models, ["junk.sda"] * 9, DEFAULT_LOOK)
+    assert notice == "**Cannot compare 9 models:** at most 8"

@@ -16,7 +16,8 @@ import pytest
 
 from sda.data.synth import write_collection
 from sda.format import modelfile
-from sda.ui.app import SERIES_COLORS, serve
+from sda.ui.app import serve
+from sda.ui.render import SERIES_COLORS
 from tests.helpers import CHROMIUM, SMALL, free_port, skip_or_fail
 
 TIMEOUT_MS = 90_000  # generous: CI machines are shared
@@ -91,7 +92,7 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):
     expect(page.locator("#sda-banner")).to_contain_text("one model at a time")
     for plot in ("recon", "commit"):  # each series drawn as a line in its colour (a chart can lose them)
         for color in SERIES_COLORS.values():
-            expect(page.locator(f'.sda-{plot}-plot g.mark-line path[stroke="{color}"]')).to_have_count(1)
+            expect(page.locator(f'.sda-{plot}-plot path.sda-chart-line[stroke="{color}"]')).to_have_count(1)
     expect(page.locator("#sda-start")).to_be_disabled()
 
     page.reload()  # the run goes on in the server; the fresh page attaches to it

@@ -6,21 +6,31 @@ import re
 from datetime import datetime
 
 import pytest
+import torch
 
 from sda import report
+from sda.model.bitrate import Bitrate
 from sda.model.health import LevelHealth
 from sda.train.engine import RunOptions
-from sda.train.history import History
-from sda.ui.job import DONE, FAILED, RUNNING, STOPPING, JobView, TrainingJob
+from sda.train.history import EpochRecord, History, WindowRecord
+from sda.ui.job import DONE, FAILED, RUNNING, STOPPING, CurvePoint, JobView, TrainingJob
 from sda.ui.render import (
+    ComparedModel,
+    LossView,
     alerts_markdown,
     busy_banner,
-    curve_frames,
-    history_frames,
+    compare_html,
+    epoch_windows,
+    health_history_html,
+    html_text,
     job_levels_html,
     levels_html,
+    loss_charts_html,
+    model_health_history_html,
     report_text,
+    smoothed,
     status_markdown,
+    usage_html,
 )
 from tests.helpers import SMALL
 
@@ -56,11 +66,8 @@ def test_a_finished_job_draws_its_table_curves_status_and_the_clis_report(finish
     assert finished.status == DONE
     html = job_levels_html(finished)
     assert html.count('<tr class="sda-level') == SMALL.rvq_levels and f"at step {finished.health.step}" in html
-    recon, commit = curve_frames(finished)
-    assert list(recon.columns) == ["x", "loss", "series"] and len(recon) == len(commit) == len(finished.curve)
-    assert set(recon["series"]) == {"train", "validation"} and str(recon["x"].dtype) == "int64"
-    assert recon["loss"].tolist() == [p.reconstruction for p in finished.curve]
-    assert commit["loss"].tolist() == [p.commitment for p in finished.curve]
+    recon, commit = loss_charts_html(finished.curve, "step", LossView())
+    assert all('data-series="train"' in chart and 'data-series="validation"' in chart for chart in (recon, commit))
     assert status_markdown(finished).startswith(f"**Finished** after {SMALL.epochs} of {SMALL.epochs} epochs")
     assert str(finished.summary.model_path) in status_markdown(finished)
     assert report_text(finished) == report.summary_text(finished.summary)  # the same words as the CLI
@@ -113,21 +120,111 @@ def test_failures_say_whether_the_input_or_training_was_at_fault():
     assert status_markdown(None).startswith("No training yet")
 
 
-def test_a_series_not_measured_yet_still_has_a_point_that_is_empty(finished):
-    first_train = next(p for p in finished.curve if p.split == "train")
-    early = dataclasses.replace(finished, curve=(first_train,))  # before the first epoch ended
-    recon, commit = curve_frames(early)
-    assert recon["series"].tolist() == ["train", "validation"] and recon["x"].tolist() == [first_train.step] * 2
-    assert recon["loss"].iloc[0] == first_train.reconstruction and math.isnan(recon["loss"].iloc[1])
-    assert math.isnan(commit["loss"].iloc[1])
-    empty = curve_frames(dataclasses.replace(finished, curve=()))
-    assert all(len(frame) == 0 for frame in empty)
+# Health over time, per-code usage, bitrate, loss charts, comparison (hand-made records)
+
+HOSTILE = '<img src=x onerror="window.__xss=1">'
 
 
-def test_a_model_files_history_plots_against_epoch(finished):
-    from sda.format import container
-    history = container.read_metadata(finished.summary.model_path)["history"]
-    recon, commit = history_frames(History.from_dict(history))  # the assertions read the file's dicts
-    assert recon["x"].tolist() == [e for e in range(1, SMALL.epochs + 1) for _ in range(2)]
-    assert recon["loss"].tolist()[1::2] == [e["validation"]["reconstruction"] for e in history["epochs"]]
-    assert commit["loss"].tolist()[0::2] == [e["train"]["commitment"] for e in history["epochs"]]
+def window(step, utilization, perplexity=(4.0, 2.0), warming_up=False, epoch=1):
+    return WindowRecord(step, epoch, warming_up, True, tuple(utilization), tuple(perplexity))
+
+
+def test_the_level_rows_carry_each_levels_entropy_and_bitrate_and_the_table_the_total():
+    rate = Bitrate(frame_rate=20.0, codebook_bits=6.0, entropies=(5.0, 3.0))
+    html = levels_html([health(0, 40), health(1, 19)], rate=rate)
+    rows = re.findall(r'<tr class="sda-level[^"]*" data-level="\d">(.*?)</tr>', html)
+    assert "<td>5.00 / 6</td><td>100 bit/s</td>" in rows[0]
+    assert "<td>3.00 / 6</td><td>60 bit/s</td>" in rows[1]
+    assert "<th>Entropy (bits)</th><th>Bit rate</th>" in html
+    assert rate.effective_line() == "effective 160 bit/s of 240 bit/s nominal (66.7%) at 20.0 codes/s"
+    assert f'<tr class="sda-bitrate"><td colspan="8">{rate.effective_line()}</td>' in html
+    mismatched = levels_html([health(0, 40)], rate=rate)  # a file whose record has another number of levels
+    assert "bit/s" not in mismatched and "Entropy" not in mismatched
+
+
+def test_a_files_bitrate_record_is_read_back_or_refused():
+    rate = Bitrate(21.5, 10.0, (7.5, 6.25))
+    assert Bitrate.from_dict(rate.to_dict()) == rate
+    for bad in ({}, {"frame_rate": "x", "codebook_bits": 10, "entropy_bits": []}, None,
+                {"frame_rate": 1.0, "codebook_bits": 2.0, "entropy_bits": [3.0]},  # more bits than the codebook holds
+                {"frame_rate": math.nan, "codebook_bits": 2.0, "entropy_bits": []}):
+        with pytest.raises(ValueError):
+            Bitrate.from_dict(bad)
+
+
+def test_health_history_draws_each_level_the_30_percent_line_and_the_warmup_as_a_band():
+    windows = [window(10, (0.0, 0.0), (0.0, 0.0), warming_up=True), window(20, (0.0, 0.0), (0.0, 0.0), True),
+               window(30, (0.5, 0.2)), window(40, (0.6, 0.25), (8.0, 3.0))]
+    html = health_history_html(windows)
+    utilization, perplexity = re.findall(r"<svg .*?</svg>", html)
+    assert 'data-windows="4"' in utilization and "30% line" in utilization and "sda-chart-rule" in utilization
+    band = re.search(r'<rect class="sda-chart-band" x="([\d.]+)" y="\d+" width="([\d.]+)"', utilization)
+    assert band and "warm-up: quantizer off" in utilization and "warm-up" in perplexity
+    lines = dict(re.findall(r'data-series="(level \d)" d="([^"]*)"', utilization))
+    assert set(lines) == {"level 1", "level 2"} and all(d.count("L") == 1 for d in lines.values())  # 2 points each
+    start = float(lines["level 1"].split()[0][1:])
+    assert start == pytest.approx(float(band[1]) + float(band[2]), abs=0.2)  # the lines start where warm-up ends
+    assert "(log scale)" in perplexity
+    assert "waiting for the end of warm-up" in health_history_html(windows[:2])
+    assert "no data yet" in health_history_html([])
+
+
+def test_a_model_without_windows_draws_its_health_history_by_epoch():
+    old = History(epochs=[EpochRecord(e, {}, {}, health=[health(0, 10 * e), health(1, 5 * e)]) for e in (1, 2, 3)])
+    html = model_health_history_html(old)
+    assert ">epoch</text>" in html and 'data-windows="3"' in html
+    assert [w.utilization for w in epoch_windows(old)] == [(10 / 64, 5 / 64), (20 / 64, 10 / 64), (30 / 64, 15 / 64)]
+    assert ">step</text>" in model_health_history_html(History(windows=[window(5, (0.5, 0.5))]))
+
+
+def test_usage_is_sorted_most_used_first_grouped_to_at_most_128_bars_and_the_dead_tail_shaded():
+    usage = torch.zeros(2, 1024, dtype=torch.int64)
+    usage[0, 100:400] = torch.arange(300, 0, -1)  # 300 codes used, not in rank order
+    usage[1, 5] = 7
+    html = usage_html(usage)
+    charts = re.findall(r"<svg .*?</svg>", html)
+    assert len(charts) == 2 and 'data-used="300"' in charts[0] and 'data-used="1"' in charts[1]
+    assert "Level 1: 300 of 1024 codes used; 89 carry half" in charts[0] and "724 dead" in charts[0]
+    assert "1023 dead" in charts[1] and "8 codes a bar" in charts[0]
+    heights = [float(h) for h in re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="[\d.]+" height="([\d.]+)"', charts[0])]
+    assert 0 < len(heights) <= 128 and heights == sorted(heights, reverse=True)  # the empty bars draw nothing
+    assert "not recorded in this file" in usage_html(None, "not recorded in this file")
+    small = usage_html(torch.tensor([[3, 0, 1, 2]]))
+    assert "codes a bar" not in small and "1 dead" in small
+
+
+def test_smoothing_is_tensorboards_debiased_ema_and_skips_missing_points():
+    assert smoothed([1.0, 2.0, 3.0], 0.0) == [1.0, 2.0, 3.0]
+    assert smoothed([5.0, 5.0], 0.9) == pytest.approx([5.0, 5.0])  # debiased: not pulled toward 0
+    out = smoothed([1.0, math.nan, 3.0], 0.5)
+    assert out[0] == 1.0 and math.isnan(out[1]) and out[2] == pytest.approx((0.25 + 1.5) / 0.75)
+
+
+def test_loss_charts_are_log_scale_by_default_and_smoothing_keeps_the_raw_line_faint():
+    points = [CurvePoint(s, "train", 1.0 / s, 0.1) for s in range(1, 20)] + [CurvePoint(19, "validation", 0.2, 0.1)]
+    recon, commit = loss_charts_html(points, "step", LossView())
+    assert "loss (log scale)" in recon and 'data-series="train"' in recon and 'data-series="validation"' in recon
+    assert "stroke-dasharray" in recon and "raw" not in recon  # validation dashed
+    smooth, _ = loss_charts_html(points, "step", LossView(log_y=False, smoothing=0.6))
+    assert "log scale" not in smooth and "smoothing 0.60" in smooth
+    assert 'data-series="train (raw)"' in smooth and 'stroke-opacity="0.3"' in smooth
+    assert 'data-series="train (raw)"' not in smooth.split('class="sda-chart-legend"')[1]  # not in the legend
+    zero = loss_charts_html([CurvePoint(1, "train", 0.5, 0.0)], "step", LossView())[1]  # warm-up: no commitment
+    assert "no data yet" in zero
+
+
+def test_comparison_overlays_the_models_marks_differing_settings_and_escapes_every_name():
+    a = ComparedModel(HOSTILE, {"rvq_levels": 2, "audio": {"sample_rate": 22050}, HOSTILE: HOSTILE},
+                      History(epochs=[EpochRecord(1, LOSSES, LOSSES)], windows=[window(5, (0.5, 0.2))]))
+    b = ComparedModel("b.sda", {"rvq_levels": 3, "audio": {"sample_rate": 22050}},
+                      History(epochs=[EpochRecord(1, LOSSES, LOSSES, health=[health(0, 9)])]))  # old: no windows
+    html = compare_html([a, b])
+    assert "<img" not in html and html.count("&lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;") >= 4
+    rows = dict(re.findall(r'<tr class="(differs|same)"><th>(?:≠ )?([^<]*)</th>', html)[i][::-1] for i in range(3))
+    assert rows == {"rvq_levels": "differs", "audio.sample_rate": "same", html_text(HOSTILE): "differs"}
+    assert "Level 1 utilization" in html and "Level 2 utilization" in html and ">epoch or step</text>" in html
+    assert "Reconstruction loss by epoch" in html and 'data-series="b.sda: validation"' in html
+    assert "two or more" in compare_html([a])
+
+
+LOSSES = {"loss": 1.0, "reconstruction": 0.9, "commitment": 0.1}

@@ -68,6 +68,11 @@ class Bitrate:
         and 1000 bit/s (at the default 21.5 codes/s, every level of a codebook of up to 1024 codes), so rows align."""
         return f"{self.entropies[level]:.1f} bits {bits_per_second(self.level_bps(level)):>9}"
 
+    def effective_line(self) -> str:
+        """'effective 401 bit/s of 452 bit/s nominal (88.7%) at 21.5 codes/s': the total under a level table."""
+        return (f"effective {bits_per_second(self.effective_bps)} of {bits_per_second(self.nominal_bps)} nominal "
+                f"({100 * self.share:.1f}%) at {self.frame_rate:.1f} codes/s")
+
     def to_dict(self) -> dict:
         """The model metadata's "bitrate" record (SDA_FORMAT.md): the derived figures too, for other tools."""
         return {"frame_rate": self.frame_rate, "codebook_bits": self.codebook_bits,
@@ -79,7 +84,10 @@ class Bitrate:
     def from_dict(cls, data: dict) -> "Bitrate":
         """The figures it was made of; the derived ones are recomputed. Raises ValueError on a record sda did not
         write: a crafted file must not make a report print nonsense or fail on a type."""
-        frame, bits, entropies = data["frame_rate"], data["codebook_bits"], data["entropy_bits"]
+        try:
+            frame, bits, entropies = data["frame_rate"], data["codebook_bits"], data["entropy_bits"]
+        except (KeyError, TypeError):
+            raise ValueError("the bitrate record lacks frame_rate, codebook_bits or entropy_bits") from None
         if not (_figure(frame) and _figure(bits) and isinstance(entropies, list) and 0 < len(entropies) <= 64
                 and all(_figure(h) and h <= bits + 1e-6 for h in entropies)):
             raise ValueError(f"bitrate record {str(data)[:80]} is not one sda writes")
@@ -100,3 +108,4 @@ def bitrate(config: VQVAEConfig, snapshot: list[LevelHealth]) -> Bitrate:
 def bits_per_second(bps: float) -> str:
     """'452 bit/s', '1.29 kbit/s'."""
     return f"{bps:.0f} bit/s" if bps < 1000 else f"{bps / 1000:.3g} kbit/s"
+

@@ -5,7 +5,10 @@
 
 Training runs as the process's one background job (sda.ui.job.JobSlot), so every page, and a page
 reloaded mid-run, shows the same run. Each page polls it with a gr.Timer; a poll sends only what
-changed since that page's last one. Stop sets the engine's stop flag: the engine finishes the step
+changed since that page's last one (the health history and usage charts with each new health window,
+the loss charts with each new point: sda.ui.charts draws them as SVG). The Models tab shows one model
+file, or compares several of the models folder (their loss and utilization histories overlaid, their
+settings side by side). Stop sets the engine's stop flag: the engine finishes the step
 and saves the model and a checkpoint. Handlers never raise at the user: bad input becomes a message
 on the page (and a toast), and the server keeps serving. Every API input is checked for its type
 and size here (_text, _number, _whole) before use, and settings for their range by
@@ -41,6 +44,8 @@ import soundfile as sf
 from sda.config import RANGES, RunOptions, VQVAEConfig, check_setting
 from sda.data.dataset import preflight
 from sda.errors import ConfigError, DataError, SdaError, SdaUserError
+from sda.format.modelfile import load_usage
+from sda.model.bitrate import Bitrate, bitrate
 from sda.model.health import LevelHealth
 from sda.report import PAGE, describe
 from sda.text import plural, printable
@@ -49,19 +54,27 @@ from sda.train.history import History
 from sda.train.runfiles import check_model_name
 from sda.ui.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView, NotYourJobError
 from sda.ui.render import (
-    SERIES,
+    DEFAULT_LOOK,
+    ComparedModel,
+    LossView,
     alerts_markdown,
     busy_banner,
-    curve_frames,
-    history_frames,
+    compare_html,
+    health_history_html,
+    history_curve,
     html_text,
+    job_health_history_html,
     job_levels_html,
+    job_usage_html,
     levels_html,
+    loss_charts_html,
     md_text,
+    model_health_history_html,
     plain_json,
     plain_text,
     report_text,
     status_markdown,
+    usage_html,
 )
 
 POLL_SECONDS = 1.0
@@ -70,7 +83,7 @@ TOAST_SECONDS = 5  # a warning toast fades after this: the Warnings list under t
 # Markdown that shows values from files, folders and users (escaped by sda.ui.render.md_text): no LaTeX,
 # so a "$$" in a file name stays text.
 TEXT = {"latex_delimiters": []}
-SERIES_COLORS = dict(zip(SERIES, ("#2563eb", "#ea580c"), strict=True))
+MAX_COMPARED = 8  # models in one comparison: more lines than that read as noise
 AUTO_EPOCHS = 0  # what the Epochs field holds for "automatic" (VQVAEConfig.epochs=None)
 LOGIN_USER, PASSWORD_ENV, MIN_PASSWORD = "sda", "SDA_UI_PASSWORD", 8
 MAX_UPLOAD = "100mb"  # the page takes uploads only to open a .sda model or checkpoint
@@ -98,6 +111,31 @@ CSS = """
 #sda-status[data-sda-server="restarted"]::before {
   content: "sda ui has restarted since this page loaded: reload the page to see what it is doing now.";
 }
+.sda-levels tfoot td { text-align: left; padding-top: 6px; opacity: 0.85; }
+/* eight columns with the bitrate: tighter cells, and a narrow column scrolls rather than hides the verdict */
+.sda-levels th, .sda-levels td { padding: 4px 6px; }
+#sda-health, #sda-model-health { overflow-x: auto; }
+.sda-chart-row { display: flex; flex-wrap: wrap; gap: 8px 16px; width: 100%; }
+.sda-chart-box { flex: 1 1 300px; min-width: 0; margin: 0; }
+/* two charts a row at most, so a lone third one is not drawn twice as large */
+.sda-chart-row > .sda-chart-box { max-width: calc(50% - 8px); }
+@media (max-width: 700px) { .sda-chart-row > .sda-chart-box { max-width: 100%; } }
+.sda-chart { width: 100%; height: auto; display: block; font: 11px system-ui, sans-serif; }
+.sda-chart text { fill: currentColor; }
+.sda-chart .sda-chart-title { font-size: 12px; font-weight: 600; }
+.sda-chart .sda-chart-tick, .sda-chart .sda-chart-note { opacity: 0.7; }
+.sda-chart-grid { stroke: currentColor; stroke-opacity: 0.12; }
+.sda-chart-frame { stroke: currentColor; stroke-opacity: 0.45; }
+.sda-chart-rule { stroke: #dc2626; stroke-width: 1.2; stroke-dasharray: 4 3; }
+.sda-chart .sda-chart-rule-label { fill: #dc2626; font-size: 10px; }
+.sda-chart-band { fill: #9ca3af; fill-opacity: 0.2; }
+.sda-chart .sda-chart-band-label { font-size: 10px; font-style: italic; opacity: 0.8; }
+.sda-chart-legend { display: flex; flex-wrap: wrap; gap: 2px 14px; font-size: 12px; padding: 0 0 4px 12%; }
+.sda-chart-key i { display: inline-block; width: 16px; margin-right: 5px; vertical-align: middle; }
+.sda-compare { border-collapse: collapse; margin-top: 8px; font-size: 13px; }
+.sda-compare caption { text-align: left; opacity: 0.75; padding-bottom: 4px; }
+.sda-compare th, .sda-compare td { padding: 2px 10px; text-align: left; border-bottom: 1px solid rgba(128,128,128,.2); }
+.sda-compare tr.differs th, .sda-compare tr.differs td { background: rgba(245, 158, 11, 0.22); font-weight: 600; }
 """
 # The page's own check that its server is there (Gradio's polls stop quietly when it is not): every few seconds
 # it asks for the app's id, which each server process makes anew. No answer, or another id, marks the status
@@ -142,10 +180,12 @@ class LiveViews:
     start: gr.Button
     stop: gr.Button
     models: gr.Dropdown
+    history: gr.HTML  # health history charts (utilization, perplexity per level)
+    usage: gr.HTML  # the latest window's per-code usage, sorted
 
     def outputs(self) -> list:
         return [self.seen, self.banner, self.status, self.health, self.alerts, self.recon_plot, self.commit_plot,
-                *self.players, self.report, self.start, self.stop, self.models]
+                *self.players, self.report, self.start, self.stop, self.models, self.history, self.usage]
 
 
 def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: JobSlot | None = None,
@@ -198,7 +238,11 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                 status = gr.Markdown(status_markdown(None), elem_id="sda-status", **TEXT)
                 health = gr.HTML(levels_html([]), elem_id="sda-health")
                 alerts = gr.Markdown("", elem_id="sda-alerts", **TEXT)
+                history_chart = gr.HTML(health_history_html([]), elem_id="sda-health-history")
+                usage_chart = gr.HTML(usage_html(None), elem_id="sda-usage")
                 recon_plot, commit_plot = _loss_plots("step")
+                loss_log, loss_smoothing = _loss_controls("sda-loss")
+                look = gr.State(LossView())  # this page's loss chart settings, for the polls that redraw them
                 players = []
                 for i in range(PREVIEW_CLIPS):
                     with gr.Row():
@@ -219,12 +263,22 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
             model_notice = gr.Markdown("", elem_id="sda-model-notice", **TEXT)
             model_info = gr.Textbox(label="Model", lines=10, max_lines=30, interactive=False, elem_id="sda-model-info")
             model_health = gr.HTML("", elem_id="sda-model-health")
+            model_history = gr.HTML("", elem_id="sda-model-history")
+            model_usage = gr.HTML("", elem_id="sda-model-usage")
             model_recon, model_commit = _loss_plots("epoch")
+            model_log, model_smoothing = _loss_controls("sda-model-loss")
             model_config = gr.JSON(label="Config")
+            gr.Markdown("### Compare runs")
+            compare_choice = gr.Dropdown(label=plain_text(f"Models in {models_dir} to compare (two or more)"),
+                                         choices=_model_choices(models_dir), value=[], multiselect=True,
+                                         max_choices=MAX_COMPARED, elem_id="sda-compare-choice")
+            compare_notice = gr.Markdown("", elem_id="sda-compare-notice", **TEXT)
+            compare_view = gr.HTML(compare_html([]), elem_id="sda-compare")
 
         live = LiveViews(seen, banner, status, health, alerts, recon_plot, commit_plot, tuple(players), final, start,
-                         stop, choice)
-        model_views = [model_notice, model_info, model_health, model_recon, model_commit, model_config]
+                         stop, choice, history=history_chart, usage=usage_chart)
+        model_views = [model_notice, model_info, model_health, model_recon, model_commit, model_config, model_history,
+                       model_usage]
 
         def check_folder(path: str):
             return _check_folder(path, base_config, data_root)
@@ -262,7 +316,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                 return {notice: f"**Cannot start:** {md_text(exc)}", client: key}
             return {notice: "", client: key, **_changes(job.view(), None, live, models_dir)}
 
-        def on_stop(seen_now, key=None):
+        def on_stop(seen_now, key=None, look_now=None):
             try:
                 job = slot.stop_for(_client_key(key))
             except NotYourJobError as exc:
@@ -270,11 +324,18 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                 return {notice: f"**Cannot stop:** {md_text(exc)}"}
             view = job.view() if job else None
             return {notice: "" if view and view.active else "Nothing is training.",
-                    **_changes(view, seen_now, live, models_dir)}
+                    **_changes(view, seen_now, live, models_dir, _look(look_now))}
 
-        def on_poll(seen_now):
+        def on_poll(seen_now, look_now=None):
             """The timer's tick: what changed since this page's last poll."""
-            return _changes(slot.job.view() if slot.job else None, seen_now, live, models_dir)
+            return _changes(slot.job.view() if slot.job else None, seen_now, live, models_dir, _look(look_now))
+
+        def on_look(log_y, smoothing):
+            """The loss charts' log scale or smoothing changed: redraw them now (a poll redraws only on new points)."""
+            new = _loss_view(log_y, smoothing)
+            view = slot.job.view() if slot.job else None
+            recon, commit = loss_charts_html(view.curve if view else (), "step", new)
+            return {look: new, recon_plot: recon, commit_plot: commit}
 
         def on_load(seen_now, key):
             """A fresh or reloaded page: draw the job's progress, toast nothing old; a browser without a client
@@ -284,11 +345,21 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
             drawn = {"job": view.job_id, "toasted": len(view.alerts), "ended": not view.active} if view else None
             return {**_changes(view, drawn, live, models_dir), client: _client_key(key) or _new_client_key()}
 
-        def on_choose(listed):
-            return _show_model(_listed_model(models_dir, listed), model_views, listed)
+        def on_choose(listed, log_y=True, smoothing=0.0):
+            return _show_model(_listed_model(models_dir, listed), model_views, listed, _loss_view(log_y, smoothing))
 
-        def on_open(path):
-            return _show_model(path, model_views)
+        def on_open(path, log_y=True, smoothing=0.0):
+            return _show_model(path, model_views, look=_loss_view(log_y, smoothing))
+
+        def on_model_look(listed, path, log_y, smoothing):
+            """The Models tab's loss settings changed: redraw the model shown (from the list, else the upload)."""
+            if listed:
+                return on_choose(listed, log_y, smoothing)
+            return on_open(path, log_y, smoothing)
+
+        def on_compare(names, log_y=True, smoothing=0.0):
+            notice_text, html = _compare(models_dir, names, _loss_view(log_y, smoothing))
+            return {compare_notice: notice_text, compare_view: html}
 
         # preprocess=False: every value reaches the handler as sent, and is checked there (_text, _number,
         # _whole; ranges by VQVAEConfig.validate, whose messages name the setting), not coerced first.
@@ -299,24 +370,57 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
         start.click(on_start, [seen, folder, levels, commitment, epochs, name, health_every, batch_size,
                                learning_rate, seed, client, board], [notice, *live.outputs(), client], preprocess=False,
                     api_name="start")
-        stop.click(on_stop, [seen, client], [notice, *live.outputs()], preprocess=False, api_name="stop")
+        stop.click(on_stop, [seen, client, look], [notice, *live.outputs()], preprocess=False, api_name="stop")
         timer = gr.Timer(POLL_SECONDS)
-        timer.tick(on_poll, seen, live.outputs(), show_progress="hidden", concurrency_limit=None, api_name="poll")
+        timer.tick(on_poll, [seen, look], live.outputs(), show_progress="hidden", concurrency_limit=None,
+                   api_name="poll")
+        for control in (loss_log, loss_smoothing):
+            control.change(on_look, [loss_log, loss_smoothing], [look, recon_plot, commit_plot], preprocess=False,
+                           api_name=False, show_progress="hidden")
         app.load(on_load, [seen, client], [*live.outputs(), client], preprocess=False, api_name=False)
-        choice.change(on_choose, choice, model_views, preprocess=False, api_name="show_model")
-        upload.upload(on_open, upload, model_views, api_name="open_model")
+        choice.change(on_choose, [choice, model_log, model_smoothing], model_views, preprocess=False,
+                      api_name="show_model")
+        upload.upload(on_open, [upload, model_log, model_smoothing], model_views, api_name="open_model")
         refresh.click(lambda: gr.update(choices=_model_choices(models_dir)), None, choice, api_name=False)
+        refresh.click(lambda: gr.update(choices=_model_choices(models_dir)), None, compare_choice, api_name=False)
+        for control in (model_log, model_smoothing):
+            control.change(on_model_look, [choice, upload, model_log, model_smoothing], model_views, api_name=False,
+                           show_progress="hidden")
+        for control in (compare_choice, model_log, model_smoothing):
+            control.change(on_compare, [compare_choice, model_log, model_smoothing], [compare_notice, compare_view],
+                           preprocess=False, api_name="compare" if control is compare_choice else False)
 
     app.slot, app.models_dir, app.data_root = slot, models_dir, data_root
     return app
 
 
-def _loss_plots(x_title: str) -> tuple[gr.LinePlot, gr.LinePlot]:
-    """Side by side: reconstruction and commitment loss, each with a train and a validation series."""
+def _loss_plots(x_title: str) -> tuple[gr.HTML, gr.HTML]:
+    """Side by side: reconstruction and commitment loss, each with a train and a validation series (SVG
+    charts, sda.ui.charts: Gradio's LinePlot has no log scale)."""
+    empty = loss_charts_html((), x_title, LossView())
+    with gr.Row(equal_height=True):
+        return tuple(gr.HTML(chart, elem_classes=f"sda-{kind}-plot", min_width=280)
+                     for kind, chart in zip(("recon", "commit"), empty, strict=True))
+
+
+def _loss_controls(prefix: str) -> tuple[gr.Checkbox, gr.Slider]:
+    """Log scale (on by default: a spike then leaves the rest readable) and EMA smoothing of the drawn lines."""
     with gr.Row():
-        return tuple(gr.LinePlot(x="x", y="loss", color="series", x_title=x_title, y_title="loss", title=title,
-                                 color_map=SERIES_COLORS, height=260, elem_classes=f"sda-{kind}-plot")
-                     for kind, title in (("recon", "Reconstruction loss"), ("commit", "Commitment loss")))
+        log_y = gr.Checkbox(value=True, label="Log scale", elem_id=f"{prefix}-log", scale=1, min_width=120)
+        smoothing = gr.Slider(0, 0.99, value=0.0, step=0.01, label="Smoothing (EMA weight; 0 = raw)",
+                              elem_id=f"{prefix}-smoothing", scale=3)
+    return log_y, smoothing
+
+
+def _loss_view(log_y, smoothing) -> LossView:
+    """The page's loss settings, as sent (an API client may send anything: the default then)."""
+    log_y = log_y if isinstance(log_y, bool) else True
+    ok = isinstance(smoothing, int | float) and not isinstance(smoothing, bool) and 0 <= smoothing < 1
+    return LossView(log_y, float(smoothing) if ok else 0.0)
+
+
+def _look(value) -> LossView:
+    return value if isinstance(value, LossView) else DEFAULT_LOOK
 
 
 @dataclass(frozen=True)
@@ -443,7 +547,8 @@ def tensorboard_folder(text, models_dir: Path) -> Path | None:
     return models_dir / TENSORBOARD / name
 
 
-def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir: Path) -> dict:
+def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir: Path,
+             look: LossView = DEFAULT_LOOK) -> dict:
     """Component updates that bring a page from what it has drawn (`seen`) to `view`; toasts for new alerts.
 
     `seen` records, for one page, the job it last drew and how far: the version, the health step, the
@@ -474,10 +579,11 @@ def _changes(view: JobView | None, seen: dict | None, ui: LiveViews, models_dir:
 
         if changed("health"):
             out[ui.health] = job_levels_html(view)
+            out[ui.history], out[ui.usage] = job_health_history_html(view), job_usage_html(view)
         if changed("alerts"):
             out[ui.alerts] = alerts_markdown(view)
-        if changed("curve"):  # no points yet: no chart (one first drawn empty never colours its lines, Gradio 6.31)
-            out[ui.recon_plot], out[ui.commit_plot] = curve_frames(view) if view.curve else (None, None)
+        if changed("curve"):
+            out[ui.recon_plot], out[ui.commit_plot] = loss_charts_html(view.curve, "step", look)
         if changed("preview"):
             out.update(_preview_players(view, ui.players))
         if changed("drawn") or (not old.get("ended") and new["ended"]):  # the run's first sight, or its end
@@ -594,11 +700,12 @@ def _listed_model(models_dir: Path, name) -> Path | str | None:
     return _model_files(models_dir).get(name, name)
 
 
-def _show_model(path, views: list, listed=None) -> dict:
+def _show_model(path, views: list, listed=None, look: LossView = DEFAULT_LOOK) -> dict:
     """The Models tab for one file (a Path from the models list, or the path of an upload): its description,
-    health table, loss curves and config; or why it cannot."""
-    notice, info, health, recon, commit, config = views
-    cleared = {notice: "", info: "", health: "", recon: None, commit: None, config: None}
+    health table (with its bitrate), health history, per-code usage, loss curves and config; or why it cannot."""
+    notice, info, health, recon, commit, config, history_view, usage_view = views
+    cleared = {notice: "", info: "", health: "", recon: "", commit: "", config: None, history_view: "",
+               usage_view: ""}
     if not path:
         return cleared
     if listed is not None and not isinstance(path, Path):  # a list value that names no model file there
@@ -612,7 +719,9 @@ def _show_model(path, views: list, listed=None) -> dict:
         _, metadata, text = describe(Path(path), PAGE)  # prefix and metadata only: the weights are not read
         snapshot = [LevelHealth(**h) for h in metadata["health"]]
         history = History.from_dict(metadata["history"])
-        frames = history_frames(history) if history.epochs else (None, None)
+        frames = loss_charts_html(history_curve(history), "epoch", look)
+        rate = _model_bitrate(metadata, snapshot)
+        charts = model_health_history_html(history)
     except (SdaError, OSError) as exc:
         message = str(exc)
     except KeyError as exc:  # describe() has read the rest: what is left is the health table and loss history
@@ -621,10 +730,54 @@ def _show_model(path, views: list, listed=None) -> dict:
         message = f"its health table or loss history has a bad entry ({exc})"
     else:
         return {notice: "", info: plain_text(text), health: levels_html(snapshot, "Codebook health at the end of "
-                                                                                  "training"),
-                recon: frames[0], commit: frames[1], config: plain_json(metadata["config"])}
+                                                                                  "training", rate=rate),
+                recon: frames[0], commit: frames[1], config: plain_json(metadata["config"]), history_view: charts,
+                usage_view: _model_usage(Path(path))}
     message = message.replace(str(path), Path(path).name)  # an upload's temporary path means nothing to anyone
     return {**cleared, notice: f"**Cannot open {md_text(Path(path).name)}:** {md_text(message)}"}
+
+
+def _model_bitrate(metadata: dict, snapshot: list[LevelHealth]) -> Bitrate | None:
+    """The file's bitrate record; in files from before it, computed from its config and health table. None when
+    neither can be (a record sda did not write among them): the table then shows no bitrate, the rest stays."""
+    try:
+        if "bitrate" in metadata:
+            return Bitrate.from_dict(metadata["bitrate"])
+        return bitrate(VQVAEConfig.from_dict(metadata["config"]), snapshot)
+    except (SdaError, KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _model_usage(path: Path) -> str:
+    """The per-code usage chart of a model file's last window (the whole file is read and verified)."""
+    try:
+        return usage_html(load_usage(path), "not recorded in this file")
+    except (SdaError, OSError) as exc:
+        return usage_html(None, f"could not be read ({str(exc).replace(str(path), path.name)})")
+
+
+def _compare(models_dir: Path, names, look: LossView) -> tuple[str, str]:
+    """(notice, comparison) of the models named, each looked up among models_dir's files (_model_files), so a
+    value a client sends opens nothing else."""
+    if names in (None, ""):
+        names = []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return f"**Cannot compare:** expected a list of model names, got {md_text(_shown(names))}", compare_html([])
+    if len(names) > MAX_COMPARED:
+        return f"**Cannot compare {len(names)} models:** at most {MAX_COMPARED}", compare_html([])
+    files, models, problems = _model_files(models_dir), [], []
+    for name in dict.fromkeys(names):
+        path = files.get(name)
+        if path is None:
+            problems.append(f"{md_text(name[:200])}: there is no such model in the models folder")
+            continue
+        try:
+            _, metadata, _ = describe(path, PAGE)
+            models.append(ComparedModel(name, plain_json(metadata["config"]), History.from_dict(metadata["history"])))
+        except (SdaError, OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            problems.append(f"{md_text(name)}: {md_text(str(exc).replace(str(path), path.name))}")
+    notice = ("**Left out:** " + "; ".join(problems)) if problems else ""
+    return notice, compare_html(models, look)
 
 
 def _toast(kind, message, title: str, duration: float | None = None) -> None:

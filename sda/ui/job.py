@@ -21,6 +21,7 @@ from datetime import datetime
 from sda.config import RunOptions, VQVAEConfig
 from sda.train.engine import train
 from sda.train.events import Alert, Cancelled, Done, Epoch, Error, Health, Preview, Started, Step, Summary
+from sda.train.history import History, WindowRecord
 
 RUNNING, STOPPING, DONE, STOPPED, FAILED = "running", "stopping", "done", "stopped", "failed"
 _job_ids = itertools.count(1)
@@ -62,6 +63,7 @@ class JobView:
     summary: Summary | None = None  # when DONE or STOPPED
     error: str | None = None  # when FAILED
     bad_input: bool = False  # FAILED because of the data or settings, not training itself
+    windows: tuple[WindowRecord, ...] = ()  # every health window so far, thinned as a model file's (History)
 
     @property
     def active(self) -> bool:
@@ -80,6 +82,7 @@ class TrainingJob:
                        "curve": [], "alerts": []}
         self._version = 0
         self._train_sums = {"reconstruction": 0.0, "commitment": 0.0, "steps": 0}  # since the last curve point
+        self._windows = History()  # only its windows: History.add_window's thinning bounds a long run's memory
         self._thread = threading.Thread(target=self._run, name=f"sda-training-{self.id}", daemon=True)
         self._thread.start()
 
@@ -87,7 +90,8 @@ class TrainingJob:
         with self._lock:
             s = self._state
             return JobView(job_id=self.id, version=self._version,
-                           **{**s, "curve": tuple(s["curve"]), "alerts": tuple(s["alerts"])})
+                           **{**s, "curve": tuple(s["curve"]), "alerts": tuple(s["alerts"])},
+                           windows=tuple(self._windows.windows))
 
     def stop(self) -> None:
         """Ask the engine to stop after the current step; it then saves the model and a checkpoint."""
@@ -122,6 +126,8 @@ class TrainingJob:
                     sums["steps"] += 1
             elif isinstance(event, Health):
                 s["health"] = event
+                self._windows.add_window(WindowRecord.of(event.step, event.epoch, event.warming_up, event.judged,
+                                                         event.levels))
                 sums = self._train_sums
                 if sums["steps"]:
                     s["curve"].append(CurvePoint(event.step, "train", sums["reconstruction"] / sums["steps"],

@@ -12,18 +12,22 @@ characters and lone surrogates visible first (sda.text.printable).
 """
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 
-import pandas as pd
+import torch
 
 from sda import report
-from sda.model.health import LOW_UTILIZATION, LevelHealth, percent
+from sda.model.bitrate import Bitrate, bits_per_second
+from sda.model.health import LOW_UTILIZATION, LevelHealth, codes_carrying, percent
 from sda.text import duration, plural, printable
-from sda.train.history import History
-from sda.ui.job import DONE, FAILED, STOPPED, STOPPING, JobView
+from sda.train.history import History, WindowRecord
+from sda.ui.charts import Band, Chart, Rule, Series, svg
+from sda.ui.job import DONE, FAILED, STOPPED, STOPPING, CurvePoint, JobView
 
-CURVE_COLUMNS = ("x", "loss", "series")
 SERIES = ("train", "validation")
+SERIES_COLORS = dict(zip(SERIES, ("#2563eb", "#ea580c"), strict=True))
 # Markdown's inline markup: code spans, emphasis, links and images, strikethrough, tables; a backslash
 # makes each one literal. Block markup (#, -, 1.) needs a line start, and printable() leaves no newline.
 _MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_[]~|"})
@@ -66,19 +70,23 @@ def _cell(value, spec: str = "") -> str:
 
 
 def levels_html(levels: list[LevelHealth], caption: str = "", warmup_steps: int | None = None,
-                judged: bool = True) -> str:
+                judged: bool = True, rate: Bitrate | None = None) -> str:
     """One table row per RVQ level; a level under LOW_UTILIZATION gets class "weak" and says so in words.
     warmup_steps: the quantizer is not on yet (sda.train.warmup), so the rows say that instead of figures.
     judged False: the window is too short to judge (sda.model.health.judged), so no row gets a verdict.
+    rate: the window's bitrate (sda.model.bitrate): each row gets its entropy and bit/s, and a last row the total.
     Every cell is escaped: a model file can hold anything where a figure belongs."""
+    if rate is not None and rate.levels != len(levels):
+        rate = None  # a file whose bitrate record does not match its table: the table alone
     if not levels:
         return '<p class="sda-muted">Codebook health appears after the first steps.</p>'
     rows = []
-    for h in levels:
+    for i, h in enumerate(levels):
         number = html_text(h.level + 1 if _is_number(h.level) else h.level)
         if warmup_steps is not None:
             rows.append(f'<tr class="sda-level warming" data-level="{number}"><td>{number}</td>'
-                        f'<td colspan="5">warming up: the quantizer starts after step {_cell(warmup_steps)}</td></tr>')
+                        f'<td colspan="{7 if rate else 5}">warming up: the quantizer starts after step '
+                        f"{_cell(warmup_steps)}</td></tr>")
             continue
         counted = _is_number(h.assignments) and _is_number(h.utilization)
         weak = judged and counted and report.is_weak(h)
@@ -89,10 +97,19 @@ def levels_html(levels: list[LevelHealth], caption: str = "", warmup_steps: int 
             f'<tr class="sda-level{" weak" if weak else ""}" data-level="{number}">'
             f"<td>{number}</td><td>{utilization}</td><td>{_cell(h.perplexity, '.1f')}</td>"
             f"<td>{_cell(h.dead)} / {_cell(h.codebook_size)}</td><td>{_cell(h.replaced)}</td>"
-            f"<td>{'⚠ ' if weak else ''}{flag}</td></tr>")
+            f"{_bitrate_cells(rate, i) if rate else ''}<td>{'⚠ ' if weak else ''}{flag}</td></tr>")
+    rate_head = "<th>Entropy (bits)</th><th>Bit rate</th>" if rate else ""
+    total = (f'<tfoot><tr class="sda-bitrate"><td colspan="8">{html_text(rate.effective_line())}</td></tr></tfoot>'
+             if rate and warmup_steps is None else "")
     return (f'<table class="sda-levels"><caption>{html_text(caption)}</caption><thead><tr><th>Level</th>'
-            "<th>Utilization</th><th>Perplexity</th><th>Dead codes</th><th>Replaced</th><th>Health</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+            "<th>Utilization</th><th>Perplexity</th><th>Dead codes</th><th>Replaced</th>"
+            f"{rate_head}<th>Health</th></tr></thead><tbody>{''.join(rows)}</tbody>{total}</table>")
+
+
+def _bitrate_cells(rate: Bitrate, level: int) -> str:
+    """A level's entropy (bits a code position) and what that makes a second, Bitrate's own figures."""
+    return (f"<td>{rate.entropies[level]:.2f} / {rate.codebook_bits:.0f}</td>"
+            f"<td>{html_text(bits_per_second(rate.level_bps(level)))}</td>")
 
 
 def job_levels_html(view: JobView) -> str:
@@ -103,7 +120,7 @@ def job_levels_html(view: JobView) -> str:
         return levels_html(h.levels, f"Warm-up, step {h.step}: training as a plain autoencoder",
                            view.started.config.warmup_steps)
     return levels_html(h.levels, f"Codebook health over the last {plural(h.window_steps, 'step')} (at step {h.step})",
-                       judged=h.judged)
+                       judged=h.judged, rate=h.bitrate)
 
 
 def alerts_markdown(view: JobView) -> str:
@@ -125,32 +142,6 @@ def alerts_markdown(view: JobView) -> str:
             f"- level {w.level + 1} at {percent(w.utilization)} at step {w.step}: {md_text(w.outcome())}"
             for w in dips))
     return "\n\n".join(parts)
-
-
-def curve_frames(view: JobView) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(reconstruction, commitment) loss against step, one series each for train and validation."""
-    rows = [(p.step, p.reconstruction, p.commitment, p.split) for p in view.curve]
-    return _frames(rows)
-
-
-def history_frames(history: History) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The same two frames against epoch, from a model file's loss history."""
-    rows = [(e.epoch, losses["reconstruction"], losses["commitment"], split)
-            for e in history.epochs for split, losses in (("train", e.train), ("validation", e.validation))]
-    return _frames(rows)
-
-
-def _frames(rows: list) -> tuple[pd.DataFrame, pd.DataFrame]:
-    # A Gradio 6.31 chart fixes its colour domain from the value it is first drawn with, so a series
-    # that starts later (validation, after the first epoch) would never be drawn: give each missing
-    # series an empty point (null loss, which the chart skips) from the start.
-    present = {split for *_, split in rows}
-    if rows:
-        rows = rows + [(rows[0][0], math.nan, math.nan, split) for split in SERIES if split not in present]
-    types = {"x": "int64", "loss": "float64", "series": "str"}  # also when empty, so the axes stay numeric
-    recon = pd.DataFrame([(x, r, s) for x, r, _, s in rows], columns=CURVE_COLUMNS).astype(types)
-    commit = pd.DataFrame([(x, c, s) for x, _, c, s in rows], columns=CURVE_COLUMNS).astype(types)
-    return recon, commit
 
 
 def status_markdown(view: JobView | None) -> str:
@@ -202,3 +193,231 @@ def report_text(view: JobView | None) -> str:
     if view.status == FAILED:
         return plain_text(f"sda: error: {view.error}")
     return plain_text(view.error or "")  # stopped before the first step: what happened
+
+
+# Health over time, per-code usage, loss charts and run comparison: SVG charts (sda.ui.charts) in gr.HTML.
+
+LEVEL_COLORS = ("#2563eb", "#16a34a", "#9333ea", "#db2777", "#0891b2", "#ca8a04", "#dc2626", "#4b5563")
+MODEL_COLORS = ("#2563eb", "#ea580c", "#16a34a", "#9333ea", "#db2777", "#0891b2", "#ca8a04", "#4b5563")
+USAGE_BARS = 128  # at most, per level: a K of 1024 or 4096 is grouped (sorted, so a group's mean is its shape)
+
+
+@dataclass(frozen=True)
+class LossView:
+    """How the page draws loss: a log y axis (a spike then leaves the tail readable) and an EMA smoothing
+    weight in [0, 1) applied to the drawn series only, as TensorBoard's slider does."""
+
+    log_y: bool = True
+    smoothing: float = 0.0
+
+
+DEFAULT_LOOK = LossView()
+
+
+@dataclass(frozen=True)
+class ComparedModel:
+    """One model of a run comparison, as its file has it."""
+
+    name: str  # the file's name as the page lists it
+    config: dict  # metadata["config"]
+    history: History
+
+
+def _color(palette: tuple[str, ...], i: int) -> str:
+    return palette[i % len(palette)]
+
+
+def _pair(*charts: Chart) -> str:
+    return f'<div class="sda-chart-row">{"".join(svg(c) for c in charts)}</div>'
+
+
+def epoch_windows(history: History) -> list[WindowRecord]:
+    """The health of each epoch's end as windows, for files from before sda kept every window; their step is
+    unknown (0): draw them by epoch. An epoch with warm-up steps counts as warming up while nothing was counted."""
+    return [WindowRecord(0, e.epoch, e.warmup and all(h.assignments == 0 for h in e.health), True,
+                         tuple(h.utilization for h in e.health), tuple(h.perplexity for h in e.health))
+            for e in history.epochs if e.health]
+
+
+def _warmup_band(windows: list[WindowRecord], x) -> tuple[Band, ...]:
+    """The shaded x range of the warm-up windows at the start of the run (their figures mean nothing)."""
+    warm = [x(w) for w in windows if w.warming_up]
+    if not warm:
+        return ()
+    after = [x(w) for w in windows if not w.warming_up and x(w) >= warm[0]]
+    return (Band(warm[0], after[0] if after else warm[-1], "warm-up: quantizer off"),)
+
+
+def health_history_html(windows: Sequence[WindowRecord], by: str = "step") -> str:
+    """Two charts of every health window: utilization per level (with the 30% line) and perplexity per level
+    (log scale), against step (or epoch, for epoch_windows). Warm-up windows are a shaded band, not points."""
+    windows = list(windows)
+    x = (lambda w: w.step) if by == "step" else (lambda w: w.epoch)
+    levels = max((len(w.utilization) for w in windows), default=0)
+    drawn = [w for w in windows if not w.warming_up]
+
+    def series(values) -> tuple[Series, ...]:
+        return tuple(Series(f"level {i + 1}", _color(LEVEL_COLORS, i),
+                            tuple((x(w), values(w)[i]) for w in drawn if i < len(values(w))))
+                     for i in range(levels))
+
+    bands = _warmup_band(windows, x)
+    note = "" if drawn else ("waiting for the end of warm-up" if windows else "after the first health window")
+    utilization = Chart("Utilization per level", by, "codes in use", series(lambda w: w.utilization),
+                        y_range=(0.0, 1.0), y_percent=True, rules=(Rule(LOW_UTILIZATION, "30% line"),),
+                        bands=bands, note=note, css_class="sda-utilization-chart",
+                        extra={"windows": str(len(windows))})
+    perplexity = Chart("Perplexity per level", by, "perplexity", series(lambda w: w.perplexity), log_y=True,
+                       bands=bands, note=note, css_class="sda-perplexity-chart")
+    return _pair(utilization, perplexity)
+
+
+def job_health_history_html(view: JobView) -> str:
+    return health_history_html(view.windows)
+
+
+def model_health_history_html(history: History) -> str:
+    """A saved model's health history: every window it kept, or, in older files, each epoch's end."""
+    if history.windows:
+        return health_history_html(history.windows)
+    return health_history_html(epoch_windows(history), by="epoch")
+
+
+def usage_html(usage: torch.Tensor | None, missing: str = "appears after the first health window") -> str:
+    """Per level, the window's per-code counts sorted most used first, as bars: the dead codes are the empty
+    tail (shaded). Past USAGE_BARS codes, each bar is the mean of a run of neighbouring ranks."""
+    if usage is None:
+        return f'<p class="sda-muted sda-usage-missing">Per-code usage: {html_text(missing)}.</p>'
+    counts = usage.detach().to("cpu", torch.int64)
+    k = counts.shape[1]
+    group = max(1, math.ceil(k / USAGE_BARS))
+    charts = []
+    for level, row in enumerate(counts):
+        ranked = row.sort(descending=True).values
+        used = int((ranked > 0).sum())
+        means = torch.nn.functional.pad(ranked.double(), (0, -k % group)).view(-1, group).mean(1)
+        bars = tuple((i * group, float(m)) for i, m in enumerate(means.tolist()))
+        dead = (Band(used, k, f"{k - used} dead"),) if used < k else ()
+        carrying = codes_carrying(row)
+        title = f"Level {level + 1}: {used} of {k} codes used; {carrying} carry half"
+        charts.append(Chart(title, "code rank (most used first)", "assignments", (Series(f"level {level + 1}",
+                            _color(LEVEL_COLORS, level), bars),), bars=True, bar_width=group, bands=dead, legend=False,
+                            note=f"{group} codes a bar" if group > 1 else "", css_class="sda-usage-chart",
+                            extra={"level": str(level + 1), "used": str(used)}))
+    return _pair(*charts)
+
+
+def job_usage_html(view: JobView) -> str:
+    h = view.health
+    return usage_html(h.usage if h is not None and not h.warming_up else None,
+                      "appears when the quantizer is on" if h is not None else "appears after the first health window")
+
+
+def smoothed(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's debiased EMA: each value weight x the running mean + (1 - weight) x itself, the running
+    mean divided by 1 - weight^n so the first points are not pulled toward 0. NaN stays NaN and is skipped."""
+    if weight <= 0:
+        return list(values)
+    out, mean, n = [], 0.0, 0
+    for value in values:
+        if not math.isfinite(value):
+            out.append(value)
+            continue
+        n += 1
+        mean = weight * mean + (1 - weight) * value
+        out.append(mean / (1 - weight ** n))
+    return out
+
+
+def _loss_series(points: Sequence[CurvePoint], which: str, look: LossView, color: str, prefix: str = "",
+                 splits: tuple[str, ...] = SERIES) -> tuple[Series, ...]:
+    """Train solid, validation dashed; smoothed when asked, with the raw train line faint behind."""
+    out = []
+    for split in splits:
+        xs = [p.step for p in points if p.split == split]
+        ys = [getattr(p, which) for p in points if p.split == split]
+        if not xs:
+            continue
+        name = f"{prefix}{split}"
+        if look.smoothing > 0:
+            out.append(Series(f"{name} (raw)", color, tuple(zip(xs, ys, strict=True)), split != "train",
+                              faint=True))
+        out.append(Series(name, color, tuple(zip(xs, smoothed(ys, look.smoothing), strict=True)), split != "train"))
+    return tuple(out)
+
+
+def loss_charts_html(points: Sequence[CurvePoint], x_title: str, look: LossView) -> tuple[str, str]:
+    """(reconstruction, commitment) loss charts of train and validation points."""
+    def chart(which: str, title: str, kind: str) -> str:
+        series = tuple(s for split, color in SERIES_COLORS.items()
+                       for s in _loss_series(points, which, look, color, splits=(split,)))
+        note = f"smoothing {look.smoothing:.2f}" if look.smoothing > 0 else ""
+        return svg(Chart(title, x_title, "loss", series, log_y=look.log_y, note=note, css_class=f"sda-{kind}-chart"))
+    return chart("reconstruction", "Reconstruction loss", "recon"), chart("commitment", "Commitment loss", "commit")
+
+
+def history_curve(history: History) -> tuple[CurvePoint, ...]:
+    """A model file's per-epoch losses as curve points whose x (step) is the epoch."""
+    return tuple(CurvePoint(e.epoch, split, losses["reconstruction"], losses["commitment"])
+                 for e in history.epochs for split, losses in (("train", e.train), ("validation", e.validation)))
+
+
+def _flat(config: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def settings_table_html(models: Sequence[ComparedModel]) -> str:
+    """The models' settings side by side: one column per model, one row per config value; a row whose values
+    differ is marked (class "differs" and a ≠)."""
+    flat = [_flat(m.config) for m in models]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    head = "".join(f"<th>{html_text(m.name)}</th>" for m in models)
+    rows = []
+    for key in keys:
+        values = [f.get(key, "—") for f in flat]
+        differs = len({repr(v) for v in values}) > 1
+        cells = "".join(f"<td>{html_text(v)}</td>" for v in values)
+        rows.append(f'<tr class="{"differs" if differs else "same"}"><th>{"≠ " if differs else ""}{html_text(key)}'
+                    f"</th>{cells}</tr>")
+    return (f'<table class="sda-compare"><caption>Settings (≠: differs between the models)</caption><thead><tr>'
+            f"<th>Setting</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def compare_html(models: Sequence[ComparedModel], look: LossView = DEFAULT_LOOK) -> str:
+    """Overlays of the models' loss histories (by epoch) and per-level utilization histories (one chart per
+    level, one colour per model), and their settings side by side."""
+    if len(models) < 2:
+        return '<p class="sda-muted">Choose two or more models to compare them.</p>'
+    loss = []
+    for which, title in (("reconstruction", "Reconstruction loss"), ("commitment", "Commitment loss")):
+        series = tuple(s for i, m in enumerate(models)
+                       for s in _loss_series(history_curve(m.history), which, look, _color(MODEL_COLORS, i),
+                                             f"{m.name}: "))
+        loss.append(Chart(f"{title} by epoch (dashed: validation)", "epoch", "loss", series, log_y=look.log_y,
+                          css_class="sda-compare-loss"))
+    runs = [(m, *_windows_of(m.history)) for m in models]  # (model, windows, "step" or "epoch")
+    levels = max((len(w.utilization) for _, windows, _ in runs for w in windows), default=0)
+    x_title = " or ".join(sorted({by for *_, by in runs}))  # an old file's windows are by epoch
+    utilization = []
+    for level in range(levels):
+        series = tuple(Series(m.name, _color(MODEL_COLORS, i), tuple(
+            (w.step if by == "step" else w.epoch, w.utilization[level])
+            for w in windows if not w.warming_up and level < len(w.utilization)))
+            for i, (m, windows, by) in enumerate(runs))
+        utilization.append(Chart(f"Level {level + 1} utilization", x_title, "codes in use", series,
+                                 y_range=(0.0, 1.0), y_percent=True, rules=(Rule(LOW_UTILIZATION, "30% line"),),
+                                 css_class="sda-compare-utilization"))
+    return (_pair(*loss) + "".join(_pair(*utilization[i:i + 2]) for i in range(0, len(utilization), 2))
+            + settings_table_html(models))
+
+
+def _windows_of(history: History) -> tuple[list[WindowRecord], str]:
+    if history.windows:
+        return list(history.windows), "step"
+    return epoch_windows(history), "epoch"
