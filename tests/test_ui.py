@@ -137,7 +137,7 @@ def test_new_warnings_make_one_short_toast_not_a_stack(monkeypatch, tmp_path):
         (message, title, duration)))
     alerts = tuple(Alert(f"RVQ level {i} uses 3% of its codes", level=i - 1) for i in (1, 2, 3))
     view = JobView(job_id=1, version=5, status=RUNNING, began=datetime.now(), model_name=None, alerts=alerts)
-    ui = page_app.LiveViews(*(f"c{i}" for i in range(7)), ("p1", "p2"), *(f"d{i}" for i in range(4)))
+    ui = page_app.LiveViews(*(f"c{i}" for i in range(7)), ("p1", "p2"), *(f"d{i}" for i in range(6)))
     page_app._changes(view, None, ui, tmp_path)
     assert toasts == [("RVQ level 1 uses 3% of its codes (and 2 more warnings: see Warnings under the codebook "
                        "health)", "Codebook health", page_app.TOAST_SECONDS)]

@@ -173,8 +173,8 @@ class LiveViews:
     status: gr.Markdown
     health: gr.HTML
     alerts: gr.Markdown
-    recon_plot: gr.LinePlot
-    commit_plot: gr.LinePlot
+    recon_plot: gr.HTML  # the loss charts (sda.ui.charts)
+    commit_plot: gr.HTML
     players: tuple  # gr.Audio: (original, reconstruction) for each preview clip, flattened
     report: gr.Textbox
     start: gr.Button

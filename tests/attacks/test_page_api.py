@@ -117,10 +117,16 @@ def test_a_models_list_value_that_is_not_a_listed_name_is_refused(app, tmp_path)
     secret = tmp_path / "elsewhere.sda"
     secret.write_bytes(b"SDA")
     for value in (5, 1e308, math.inf, [1], {"a": 1}, str(secret), "../elsewhere.sda", "/etc/passwd", "x" * 100_000):
-        notice, info, *_ = call(app, "show_model", value)
+        notice, info, *_ = call(app, "show_model", value, True, 0.0)
         assert notice.startswith("**Cannot open ") and info == "", (value, notice)
         assert "there is no such model in the models folder" in notice
         assert len(notice) < 1000
+
+
+def test_the_loss_chart_settings_take_any_value_a_client_sends(app):
+    for log_y, smoothing in ((5, math.inf), ("yes", -1e308), ([1], {"a": 1}), (None, math.nan), (True, "x" * 100_000)):
+        notice, *_ = call(app, "show_model", "no-such.sda", log_y, smoothing)
+        assert "there is no such model in the models folder" in notice, (log_y, smoothing)
 
 
 def test_an_upload_path_outside_the_upload_folder_is_not_opened(app):
