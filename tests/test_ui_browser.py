@@ -175,9 +175,8 @@ def test_markup_everywhere_stays_text(browser, small_app, folder, tmp_path):
         f"model: {small_app.models_dir / run}.sda")))
     page.screenshot(path=str(tmp_path / "training-tab.png"), full_page=True)
     assert page.evaluate("window.__xss") is None
-    if os.environ.get("SDA_SCREENSHOTS"):  # to look at them: SDA_SCREENSHOTS=DIR
-        for png in ("models-tab.png", "training-tab.png"):
-            shutil.copy(tmp_path / png, Path(os.environ["SDA_SCREENSHOTS"]) / png)
+    for png in ("models-tab.png", "training-tab.png"):
+        keep_screenshot(tmp_path / png)
 
 
 def test_the_login_page_asks_for_the_password_and_lets_the_right_one_in(browser, tmp_path):
@@ -206,7 +205,14 @@ def test_the_login_page_asks_for_the_password_and_lets_the_right_one_in(browser,
         page.get_by_role("button", name="Login").click()
         expect(page.locator("#sda-folder textarea")).to_be_visible()
     finally:
-        if os.environ.get("SDA_SCREENSHOTS"):
-            for png in tmp_path.glob("login*.png"):
-                shutil.copy(png, Path(os.environ["SDA_SCREENSHOTS"]) / png.name)
+        for png in tmp_path.glob("login*.png"):
+            keep_screenshot(png)
         app.close()
+
+
+def keep_screenshot(png: Path) -> None:
+    """To look at the screenshots: SDA_SCREENSHOTS=DIR keeps a copy of each there."""
+    if os.environ.get("SDA_SCREENSHOTS"):
+        folder = Path(os.environ["SDA_SCREENSHOTS"])
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, folder / png.name)
