@@ -177,7 +177,7 @@ def test_when_a_process_dies_the_other_saves_the_model_and_exits_with_a_clear_er
     # Nothing is lost: one process takes over, redoing the epoch the failure cut short.
     resumed = sda("train", folder, "--resume", checkpoint, "--out", tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert "saved by a run of 2 process(es) and this run has 1" in resumed.stdout
+    assert "saved by a run of 2 processes and this run has 1" in resumed.stdout
     assert "Training finished: 30 of 30 epochs" in resumed.stdout
 
 

@@ -32,7 +32,7 @@ from sda.ui.render import (
 from tests.helpers import CONTROL, MARK, SMALL, hostile_model, shown_markdown, trained_model
 
 ESCAPED = html_text(MARK)  # &lt;img src=x onerror=&quot;window.__xss=1&quot;&gt;
-VIEWS = ["notice", "info", "health", "recon", "commit", "config"]  # stand-ins for ui._show_model's components
+VIEWS = ["notice", "info", "health", "recon", "commit", "config", "history", "usage"]  # ui._show_model's components
 
 
 def no_markup(text: str) -> None:
@@ -65,8 +65,8 @@ def _set(tree, path, value):
 
 def assert_models_tab_is_safe(shown: dict) -> None:
     """What _show_model returns for any file: HTML and Markdown without markup, text without controls."""
-    no_markup(shown["notice"])
-    no_markup(shown["health"])
+    for html in ("notice", "health", "recon", "commit", "history", "usage"):  # the charts are HTML too
+        no_markup(shown[html] or "")
     assert "\x1b" not in shown["info"] and "\x1b" not in shown["notice"]
 
 

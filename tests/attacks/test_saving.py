@@ -87,7 +87,7 @@ def test_a_second_run_of_a_name_in_training_is_refused_at_its_start_and_the_firs
     _, metadata = modelfile.load_model(out / "kit.sda")
     assert metadata["config"]["epochs"] == 4  # the first run's model, not overwritten by the second
     previews = [f"kit-previews/{p.name}" for p in sorted((out / "kit-previews").iterdir())]
-    assert files_in(out) == ["kit-previews", *previews, "kit.checkpoint.sda", "kit.sda"]  # the lock went with the run
+    assert files_in(out) == ["kit-previews", *previews, "kit.checkpoint.sda", "kit.metrics.jsonl", "kit.sda"]  # no lock
 
 
 def test_a_killed_run_does_not_keep_its_name(folder, tmp_path):
