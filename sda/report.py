@@ -160,6 +160,8 @@ def summary_text(s: Summary, frontend: str = CLI) -> str:
         lines.append("  no warnings: every level stayed healthy" if not s.health_warnings else
                      "  no level ended weak")
     lines += [f"  model: {s.model_path} ({size(s.model_bytes)})", f"  checkpoint: {s.checkpoint_path}"]
+    if s.metrics_path is not None:
+        lines.append(f"  metrics log: {s.metrics_path}")
     if s.stopped:
         lines.append(f"  continue with: sda train DATA_DIR --resume {s.checkpoint_path}")
     return "\n".join(lines)

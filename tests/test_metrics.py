@@ -228,6 +228,8 @@ def test_sda_train_tensorboard_writes_both_logs(folder, tmp_path):
     assert list((tmp_path / "board" / "kit").glob("events.out.tfevents.*"))
     log = records(tmp_path / "models" / "kit.metrics.jsonl")
     assert (log[0]["type"], log[-1]["type"], log[-1]["outcome"]) == ("start", "end", "done")
+    logged = tmp_path / "models" / "kit.metrics.jsonl"  # where to find it: said at the start and in the report
+    assert result.stdout.count(f"metrics log: {logged}") == 2
 
 
 def test_train_help_names_tensorboard():

@@ -274,3 +274,9 @@ def test_a_model_with_damaged_tensors_still_shows_its_metadata_and_says_so(model
     damaged.write_bytes(bytes(data))
     text = describe_file(damaged, usage=True).text
     assert "sda model 'three'" in text and "code usage: cannot be read: " in text and "damaged" in text
+
+
+def test_the_end_report_names_the_metrics_log_when_one_was_written(tmp_path):
+    log = tmp_path / "kit.metrics.jsonl"
+    assert f"  metrics log: {log}" in summary_text(summary(metrics_path=log))
+    assert "metrics log" not in summary_text(summary())  # a process other than the first writes none

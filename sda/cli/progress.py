@@ -77,6 +77,8 @@ class Progress:
             self._print(f"resuming {event.checkpoint_path} at epoch {event.resumed_at[0]}, step "
                         f"{event.resumed_at[1]}, with the settings stored in it")
         self._print(f"model file: {event.model_path}")
+        if event.metrics_path is not None:
+            self._print(f"metrics log: {event.metrics_path} (a JSON record per health window and epoch)")
 
     def _health(self, event: Health) -> None:
         if event.warming_up and all(h.assignments == 0 for h in event.levels):

@@ -409,6 +409,7 @@ def _summary(run: _Run, stopped: bool) -> Summary:
         health_warnings=list(run.monitor.records), warmup_steps=_decided(run.cfg.warmup_steps),
         val_chunks=len(run.data.val_mels), val_files=len(run.data.preflight.val_indices),
         bitrate=bitrate(run.cfg, run.window.snapshot()), usage=run.window.counts.clone(),
+        metrics_path=run.files.metrics if run.main else None,
     )
 
 

@@ -139,6 +139,7 @@ class Summary:
     val_files: int = 0
     bitrate: Bitrate | None = None  # of the last training health window
     usage: torch.Tensor | None = None  # [levels, K] int64: its per-code counts
+    metrics_path: Path | None = None  # the run's JSON Lines log (sda.train.metrics)
 
 
 @dataclass(frozen=True)
