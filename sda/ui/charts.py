@@ -235,8 +235,11 @@ def _bands(bands: tuple[Band, ...], scale: _Scale) -> list[str]:
     out = []
     for band in bands:
         x0, x1 = scale.x(max(band.x0, scale.x_lo)), scale.x(min(band.x1, scale.x_hi))
+        # A narrow band at the right (a short dead tail) takes its label to its left, inside the plot
+        at_end = x0 > WIDTH / 2 and x1 - x0 < 80
+        label_x, anchor = (x1 - 3, ' text-anchor="end"') if at_end else (x0 + 3, "")
         out.append(f'<rect class="sda-chart-band" x="{x0:.1f}" y="{TOP}" width="{max(x1 - x0, 1):.1f}" '
-                   f'height="{HEIGHT - TOP - BOTTOM}"/><text class="sda-chart-band-label" x="{x0 + 3:.1f}" '
+                   f'height="{HEIGHT - TOP - BOTTOM}"/><text class="sda-chart-band-label" x="{label_x:.1f}"{anchor} '
                    f'y="{TOP + 11}">{text(band.label)}</text>')
     return out
 
