@@ -40,14 +40,16 @@ def browser():
         browser.close()
 
 
+BROWSER_CONFIG = dataclasses.replace(SMALL, codebook_size=4096, epochs=None, batch_size=1, hidden_channels=64)
+
+
 @pytest.fixture
 def app(tmp_path):
     # Batch 1 on 24 files: epochs of about 170 steps, a few seconds each, so the charts are first drawn
     # before any validation point (the case that once left the validation line undrawn), and the run
     # is long enough to stop. A health window then holds at most 170 x 4 = 680 vectors: with 4096 codes
     # per level no level can reach 30%, so the highlight and the toast are exercised on every run.
-    config = dataclasses.replace(SMALL, codebook_size=4096, epochs=None, batch_size=1, hidden_channels=64)
-    app = serve(tmp_path / "models", port=free_port(), base_config=config, quiet=True)
+    app = serve(tmp_path / "models", port=free_port(), base_config=BROWSER_CONFIG, quiet=True)
     yield app
     if app.slot.job is not None:
         app.slot.stop()
@@ -60,7 +62,7 @@ def folder(tmp_path_factory):
     return write_collection(tmp_path_factory.mktemp("kit24"), n_files=24, seed=5)[0].parent
 
 
-def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):
+def test_train_watch_reload_stop_and_find_the_model(browser, app, folder, tmp_path):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -117,6 +119,25 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder):
     page.get_by_role("tab", name="Models").click()
     expect(page.locator("#sda-model-info textarea")).to_have_value(re.compile("sda model 'browser-run'"))
     expect(page.locator("#sda-model-health tr.sda-level")).to_have_count(2)
+
+    # After the reload, Start on another folder with the form as it was left: a new generated name, and the
+    # automatic number of epochs of that folder (not the first run's name, refused, nor its epochs).
+    other = write_collection(tmp_path / "kit6", n_files=6, seed=6)[0].parent
+    page.get_by_role("tab", name="Training").click()
+    page.locator("#sda-folder textarea").fill(str(other))
+    page.locator("#sda-folder textarea").press("Enter")
+    expect(page.locator("#sda-preflight textarea")).to_have_value(re.compile("6 usable audio files"))
+    page.locator("#sda-start").click()
+    expect(page.locator("#sda-status")).to_contain_text(re.compile(r"Epoch \d+ of \d+ · step"))
+    page.locator("#sda-stop").click()
+    expect(page.locator("#sda-report textarea")).to_have_value(re.compile("^Training stopped early"))
+    second = [p for p in app.models_dir.glob("sda-*.sda") if not p.name.endswith(".checkpoint.sda")]
+    assert len(second) == 1 and re.fullmatch(r"sda-\d{8}-\d{6}\.sda", second[0].name), second
+    _, metadata = modelfile.load_model(second[0])
+    pf = metadata["dataset"]
+    train_chunks = pf["chunks"] - sum(f["chunks"] for f in pf["files"] if f["path"] in set(pf["validation_files"]))
+    automatic = BROWSER_CONFIG.resolve(len(pf["files"]), train_chunks).epochs
+    assert metadata["config"]["epochs"] == automatic
 
     app.close()  # the server stops: the page's status must not go on reading as live (SERVER_WATCH)
     page.get_by_role("tab", name="Training").click()
