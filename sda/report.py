@@ -482,18 +482,19 @@ def _warnings_cell(history: History) -> str:
 
 def _differing_settings(models: list[Described]) -> list[tuple[str, list[str]]]:
     """(setting, one value per model) of every config setting whose values are not all the same."""
-    flat = [_flatten(m.metadata["config"]) for m in models]
+    flat = [flat_settings(m.metadata["config"]) for m in models]
     keys = sorted(set().union(*flat))
     values = [(key, [str(f.get(key, "-")) for f in flat]) for key in keys]
     return [(key, vs) for key, vs in values if len(set(vs)) > 1]
 
 
-def _flatten(config: dict, prefix: str = "") -> dict[str, object]:
-    """{"audio.sample_rate": 22050, ...}: nested settings by their dotted names."""
+def flat_settings(config: dict, prefix: str = "") -> dict[str, object]:
+    """{"audio.sample_rate": 22050, ...}: a config dict's nested settings by their dotted names (both frontends'
+    comparisons)."""
     flat: dict[str, object] = {}
     for key, value in config.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flat_settings(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

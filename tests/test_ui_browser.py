@@ -40,6 +40,16 @@ def browser():
         browser.close()
 
 
+def served(models: Path, config):
+    """A page app on a free port, for a fixture to yield; afterwards any run it left is stopped, then the app."""
+    app = serve(models, port=free_port(), base_config=config, quiet=True)
+    yield app
+    if app.slot.job is not None:
+        app.slot.stop()
+        app.slot.job.wait(120)
+    app.close()
+
+
 BROWSER_CONFIG = dataclasses.replace(SMALL, codebook_size=4096, epochs=None, batch_size=1, hidden_channels=64)
 
 
@@ -49,12 +59,7 @@ def app(tmp_path):
     # before any validation point (the case that once left the validation line undrawn), and the run
     # is long enough to stop. A health window then holds at most 170 x 4 = 680 vectors: with 4096 codes
     # per level no level can reach 30%, so the highlight and the toast are exercised on every run.
-    app = serve(tmp_path / "models", port=free_port(), base_config=BROWSER_CONFIG, quiet=True)
-    yield app
-    if app.slot.job is not None:
-        app.slot.stop()
-        app.slot.job.wait(120)
-    app.close()
+    yield from served(tmp_path / "models", BROWSER_CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +153,7 @@ def test_train_watch_reload_stop_and_find_the_model(browser, app, folder, tmp_pa
 
 @pytest.fixture
 def small_app(tmp_path):
-    app = serve(tmp_path / "models", port=free_port(), base_config=dataclasses.replace(SMALL, epochs=2), quiet=True)
-    yield app
-    if app.slot.job is not None:
-        app.slot.stop()
-        app.slot.job.wait(120)
-    app.close()
+    yield from served(tmp_path / "models", dataclasses.replace(SMALL, epochs=2))
 
 
 def test_markup_everywhere_stays_text(browser, small_app, folder, tmp_path):

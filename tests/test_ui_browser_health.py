@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sda.ui.app import serve
-from tests.helpers import MARK, SMALL, free_port, trained_model
-from tests.test_ui_browser import TIMEOUT_MS, browser, folder  # noqa: F401 (fixtures)
+from tests.helpers import MARK, SMALL, trained_model
+from tests.test_ui_browser import TIMEOUT_MS, browser, folder, served  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -25,12 +24,7 @@ def app(tmp_path):
     # at every poll; a short warm-up, so the band and the lines after it are both drawn.
     config = dataclasses.replace(SMALL, codebook_size=256, epochs=None, batch_size=1, hidden_channels=32,
                                  warmup_steps=20)
-    app = serve(tmp_path / "models", port=free_port(), base_config=config, quiet=True)
-    yield app
-    if app.slot.job is not None:
-        app.slot.stop()
-        app.slot.job.wait(120)
-    app.close()
+    yield from served(tmp_path / "models", config)
 
 
 @pytest.fixture

@@ -362,20 +362,10 @@ def history_curve(history: History) -> tuple[CurvePoint, ...]:
                  for e in history.epochs for split, losses in (("train", e.train), ("validation", e.validation)))
 
 
-def _flat(config: dict, prefix: str = "") -> dict[str, object]:
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def settings_table_html(models: Sequence[ComparedModel]) -> str:
     """The models' settings side by side: one column per model, one row per config value; a row whose values
     differ is marked (class "differs" and a ≠)."""
-    flat = [_flat(m.config) for m in models]
+    flat = [report.flat_settings(m.config) for m in models]
     keys = list(dict.fromkeys(k for f in flat for k in f))
     head = "".join(f"<th>{html_text(m.name)}</th>" for m in models)
     rows = []
