@@ -32,6 +32,11 @@ WARMUP_FRACTION, MAX_WARMUP_STEPS = 0.1, 100
 # rather than walk a whole disk; and sda decodes files at sample rates in FILE_SAMPLE_RATES only.
 MAX_SCAN_ENTRIES, MAX_SCAN_DEPTH, MAX_SCAN_SECONDS = 50_000, 32, 30.0
 FILE_SAMPLE_RATES = (1000, 768_000)  # Hz, both included
+# The codec (encode, decode, reconstruct) takes a file whole: this long at most, so that one file cannot exhaust
+# memory (10 minutes at 48 kHz is 29 M samples; the encoder and Griffin-Lim hold a few copies of it).
+MAX_CODEC_SECONDS = 600.0
+# Reconstructions are matched to their input's loudness, then limited to this peak so that no sample clips.
+OUTPUT_PEAK = 0.98  # full scale is 1.0; -0.18 dBFS
 
 
 @dataclass(frozen=True)

@@ -214,11 +214,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         raise AudioFileError(f"cannot read {args.input} as audio: {exc}") from None
     if wave.shape[-1] == 0:
         raise AudioFileError(f"{args.input} holds no audio (0 samples): give a file with sound in it")
-    mono = codec.prepare(wave, input_rate, model.config)
-    out, codes = codec.reconstruct(model, mono)
-    write_audio(args.output, out, rate)
-    positions, levels = codes.shape[1], codes.shape[2]
-    print(f"{printable(str(args.input))}: {len(mono) / rate:.2f} s -> code grid {levels} levels x "
+    result = codec.reconstruct(model, wave, input_rate, rate)
+    write_audio(args.output, result.wave, rate)
+    levels, positions = result.codes.shape
+    print(f"{printable(str(args.input))}: {wave.shape[-1] / input_rate:.2f} s -> code grid {levels} levels x "
           f"{plural(positions, 'time position')} ({model.config.codebook_size} codes per level)")
     print(f"wrote {printable(str(args.output))} ({rate} Hz, mono)")
     return 0

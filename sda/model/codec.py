@@ -1,27 +1,45 @@
-"""A trained ConvVQVAE as a codec: audio to a grid of codes and back.
+"""A trained ConvVQVAE as a codec: audio of any length, rate and channel count to a grid of codes, and back.
 
-    wave = prepare(wave, rate, model.config)    # [C, S] at any rate -> [S] mono at the model's rate
-    codes = encode(model, wave)                 # [S] -> [1, T', L]: one code per level and time position
-    out = decode(model, codes, len(wave))       # [1, T', L] -> [S] audio at the model's rate
-    out, codes = reconstruct(model, wave)       # both at once
+    codes = encode(model, wave, rate)           # wave [C, S] (or [S]) at any rate -> codes [L, T'] int64
+    mel = decode_mel(model, codes)              # [l, T'], the first l <= L levels -> log-mel [n_mels, T' x downsample]
+    out = decode(model, codes, samples, rate)   # [l, T'] -> wave [samples] at rate (default: the model's rate)
+    r = reconstruct(model, wave, rate)          # a Reconstruction: at the input's rate, loudness matched, never clipped
 
-The model sees whole code positions only: the audio is padded with silence to a multiple of
-hop_length x downsample samples (and at least one FFT window), and the decoded audio cut back to
-the input's length. Log-mels are inverted by Griffin-Lim (sda.data.audio.MelInverter), deterministic.
-Every function only reads the model (no codebook update) and keeps no gradients.
+Rows of a code grid are levels, columns time positions, one every hop_length x downsample samples at the
+model's rate (sda.model.bitrate.frame_rate per second). The model sees whole positions only: mono audio at
+its rate is padded with silence to a multiple of that (and at least one FFT window) and the decoded audio cut
+back. Log-mels are inverted by Griffin-Lim (sda.data.audio.MelInverter), deterministically. Every function
+only reads the model (no codebook update) and keeps no gradients; every frontend (sda encode, decode,
+reconstruct, the page) goes through these.
 """
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from sda.config import VQVAEConfig
+from sda.config import OUTPUT_PEAK, VQVAEConfig
 from sda.data.audio import LogMel, MelInverter, resample, to_mono
+from sda.model.quality import Quality, quality
 from sda.model.vqvae import ConvVQVAE
 
 
+@dataclass(frozen=True)
+class Reconstruction:
+    """What reconstruct gives: the audio out, the codes it went through, and what was done to its level."""
+
+    wave: torch.Tensor  # [S] float32 at rate, |sample| <= OUTPUT_PEAK
+    rate: int  # Hz
+    codes: torch.Tensor  # [L, T'] int64
+    mel: torch.Tensor  # [n_mels, T] the decoder's log-mel, T = T' x downsample
+    gain_db: float  # applied to match the input's RMS (0 when the input or the output is silent)
+    limited_db: float  # further attenuation so that no sample exceeds OUTPUT_PEAK: 0, or negative
+    quality: Quality  # input vs. output at the model's rate
+
+
 def prepare(wave: torch.Tensor, rate: int, config: VQVAEConfig) -> torch.Tensor:
-    """wave [C, S] at rate -> mono [S'] at config.audio.sample_rate."""
-    return resample(to_mono(wave), rate, config.audio.sample_rate)
+    """wave [C, S] or [S] at rate -> mono [S'] at config.audio.sample_rate."""
+    return resample(to_mono(wave if wave.dim() == 2 else wave[None]), rate, config.audio.sample_rate)
 
 
 def padded(wave: torch.Tensor, config: VQVAEConfig) -> torch.Tensor:
@@ -33,18 +51,71 @@ def padded(wave: torch.Tensor, config: VQVAEConfig) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode(model: ConvVQVAE, wave: torch.Tensor) -> torch.Tensor:
-    """mono wave [S] at the model's rate -> codes [1, T', L], T' = len(padded(wave)) / (hop_length x downsample)."""
-    return model.encode(LogMel(model.config.audio)(padded(wave, model.config)[None]))
+def encode_mono(model: ConvVQVAE, mono: torch.Tensor) -> torch.Tensor:
+    """mono wave [S] at the model's rate -> codes [L, T'], T' = len(padded(mono)) / (hop_length x downsample)."""
+    return model.encode(LogMel(model.config.audio)(padded(mono, model.config)[None]))[0].T
+
+
+def encode(model: ConvVQVAE, wave: torch.Tensor, rate: int) -> torch.Tensor:
+    """wave [C, S] or [S] at rate -> codes [L, T'] int64."""
+    return encode_mono(model, prepare(wave, rate, model.config))
 
 
 @torch.no_grad()
-def decode(model: ConvVQVAE, codes: torch.Tensor, samples: int | None = None) -> torch.Tensor:
-    """codes [1, T', L] -> wave [S] at the model's rate, S = samples (default all T' x hop_length x downsample)."""
-    return MelInverter(model.config.audio)(model.decode(codes))[0, :samples]
+def decode_mel(model: ConvVQVAE, codes: torch.Tensor) -> torch.Tensor:
+    """codes [l, T'] of the first l <= L levels -> the decoder's log-mel [n_mels, T' x downsample]."""
+    levels = model.config.rvq_levels
+    if codes.dim() != 2 or not 1 <= codes.shape[0] <= levels:
+        raise ValueError(f"codes must be [levels, positions] with 1 to {levels} levels, not {tuple(codes.shape)}")
+    return model.decode(codes.T[None].long())[0]
 
 
-def reconstruct(model: ConvVQVAE, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """mono wave [S] at the model's rate -> (its reconstruction [S], the codes [1, T', L] it went through)."""
-    codes = encode(model, wave)
-    return decode(model, codes, len(wave)), codes
+@torch.no_grad()
+def decode(model: ConvVQVAE, codes: torch.Tensor, samples: int | None = None, rate: int | None = None) -> torch.Tensor:
+    """codes [l, T'] -> wave [S] at rate (default the model's), S covering `samples` at the model's rate
+    (default all T' x hop_length x downsample of them)."""
+    wave = MelInverter(model.config.audio)(decode_mel(model, codes))[:samples]
+    return resample(wave, model.config.audio.sample_rate, rate) if rate else wave
+
+
+def reconstruct(model: ConvVQVAE, wave: torch.Tensor, rate: int, out_rate: int | None = None,
+                levels: int | None = None) -> Reconstruction:
+    """wave [C, S] or [S] at rate -> its Reconstruction at out_rate (default rate) through the first `levels`
+    (default all), as loud as the input (RMS) but no sample above OUTPUT_PEAK. Its quality figures compare
+    the two at the model's rate (what the model heard), the output's level matched."""
+    model_rate, out_rate = model.config.audio.sample_rate, out_rate or rate
+    mono = prepare(wave, rate, model.config)
+    with torch.no_grad():
+        input_mel = LogMel(model.config.audio)(padded(mono, model.config)[None])[0]
+        codes = model.encode(input_mel[None])[0].T
+    mel = decode_mel(model, codes[:levels])
+    out = MelInverter(model.config.audio)(mel)[:len(mono)]
+    out, gain_db, limited_db = match_loudness(out, mono)
+    figures = quality(mono, out, input_mel, mel)
+    if out_rate != model_rate:  # limited again: resampling can overshoot the peak a little
+        out, more = limited(resample(out, model_rate, out_rate)[:-(-wave.shape[-1] * out_rate // rate)])
+        limited_db += more
+    return Reconstruction(out, out_rate, codes, mel, gain_db, limited_db, figures)
+
+
+def match_loudness(wave: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """wave [S] scaled to reference's RMS, then limited: (wave, gain_db, limited_db).
+
+    Griffin-Lim's phase guess loses level unevenly (a decay can come out quieter or louder than it went in),
+    so the level is set from the input, not trusted from the output. A silent wave or reference keeps its level.
+    """
+    rms, target = wave.square().mean().sqrt().item(), reference.square().mean().sqrt().item()
+    gain = target / rms if rms > 0 and target > 0 else 1.0
+    out, limited_db = limited(wave * gain)
+    return out, _db(gain), limited_db
+
+
+def limited(wave: torch.Tensor, peak: float = OUTPUT_PEAK) -> tuple[torch.Tensor, float]:
+    """wave [S] scaled down, if it must be, so that no sample exceeds peak: (wave, the attenuation in dB, <= 0)."""
+    top = wave.abs().max().item() if len(wave) else 0.0
+    scale = peak / top if top > peak else 1.0
+    return wave * scale, _db(scale)
+
+
+def _db(ratio: float) -> float:
+    return 20 * torch.log10(torch.tensor(ratio)).item()

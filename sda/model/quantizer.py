@@ -106,6 +106,6 @@ class ResidualVQ(nn.Module):
             residual = residual - level.embed[level.nearest(residual)]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes [B, T, L] -> quantized latents [B, D, T]."""
-        chosen = [level.embed[codes[..., i]] for i, level in enumerate(self.codebooks)]  # L x [B, T, D]
+        """Codes [B, T, l] of the first l <= L levels -> quantized latents [B, D, T] (what those levels give)."""
+        chosen = [self.codebooks[i].embed[c] for i, c in enumerate(codes.unbind(-1))]  # l x [B, T, D]
         return sum(chosen[1:], chosen[0]).transpose(1, 2)
