@@ -8,6 +8,7 @@ sparkline take `unicode`: whether the output can show block characters (the CLI 
     compare_text([described, ...])        # `sda info A B ...`: the files side by side
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from sda.errors import SdaError, SdaFormatError
 from sda.format import container, modelfile
 from sda.model.bitrate import Bitrate, bitrate, bits_per_second
 from sda.model.health import LOW_UTILIZATION, HealthWarning, LevelHealth, codes_carrying, percent
+from sda.model.quality import Quality
 from sda.text import duration, plural, printable, size, sparkline, sparks
 from sda.train.events import Summary
 from sda.train.history import EpochRecord, History
@@ -498,3 +500,28 @@ def flat_settings(config: dict, prefix: str = "") -> dict[str, object]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+# Reconstructions (sda reconstruct, the Models tab's listening): the same words in both.
+
+def quality_line(q: Quality) -> str:
+    """The figures of one reconstruction against its input (sda.model.quality), in one line."""
+    audio = ("the audio figures are undefined for a silent input" if math.isnan(q.si_sdr_db) else
+             f"STFT distance {q.stft_distance:.3f}, SI-SDR {q.si_sdr_db:.1f} dB")
+    return f"log-mel L1 {q.log_mel_l1:.3f} (the training loss), {audio}"
+
+
+def level_text(gain_db: float, limited_db: float) -> str:
+    """What was done to a reconstruction's level: matched to the input, and limited so that nothing clips."""
+    matched = f"matched to the input's loudness ({gain_db:+.1f} dB)" if gain_db else "left as decoded"
+    limited = f"; then {-limited_db:.1f} dB quieter so that no sample clips" if limited_db < -0.05 else ""
+    return f"level {matched}{limited}"
+
+
+def code_grid_lines(codes: torch.Tensor, positions_per_second: float) -> list[str]:
+    """codes [L, T'] as one line per time position: its start in seconds and the code of each level."""
+    levels = codes.shape[0]
+    width = max(5, len(str(int(codes.max()))) + 1 if codes.numel() else 5)
+    head = "  position  time s" + "".join(f"{f'L{i + 1}':>{width}}" for i in range(levels))
+    return [head, *(f"  {t:8d}  {t / positions_per_second:6.2f}" + "".join(f"{int(c):>{width}}" for c in column)
+                    for t, column in enumerate(codes.T.tolist()))]

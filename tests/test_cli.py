@@ -43,13 +43,23 @@ def test_train_info_reconstruct(folder, tmp_path):
     assert "bitrate: 21.5 codes/s a level; 388 bit/s nominal" in info.stdout and " bits " in info.stdout
 
     source = sorted(folder.iterdir())[0]
-    recon = sda("reconstruct", tmp_path / "kit.sda", source, tmp_path / "out.wav")
+    recon = sda("reconstruct", tmp_path / "kit.sda", source, tmp_path / "out.wav", "--codes")
     assert recon.returncode == 0, recon.stderr
-    assert "code grid 3 levels x" in recon.stdout
-    written = sf.info(str(tmp_path / "out.wav"))
-    expected = sf.info(str(source))
-    assert written.samplerate == 22050 and written.channels == 1
-    assert abs(written.frames - round(expected.frames * 22050 / expected.samplerate)) <= 1
+    assert "code grid 3 levels x" in recon.stdout and "21.5 positions a second" in recon.stdout
+    assert "quality: log-mel L1 " in recon.stdout and " SI-SDR " in recon.stdout
+    assert "level matched to the input's loudness" in recon.stdout
+    written, expected = sf.info(str(tmp_path / "out.wav")), sf.info(str(source))
+    assert (written.samplerate, written.frames, written.channels) == (expected.samplerate, expected.frames, 1)
+    grid = recon.stdout.split("  position  time s   L1   L2   L3\n")[1].splitlines()
+    positions = int(recon.stdout.split(" levels x ")[1].split()[0])
+    assert len([line for line in grid if line.startswith("  ")]) == positions  # one line per position
+    assert grid[0].split()[:2] == ["0", "0.00"] and len(grid[0].split()) == 2 + 3  # position, time, 3 codes
+
+    rated = sda("reconstruct", tmp_path / "kit.sda", source, tmp_path / "out16.flac", "--sample-rate", "16000",
+                "--levels", "1")
+    assert rated.returncode == 0, rated.stderr
+    assert "decoded from the first 1 level of 3" in rated.stdout and "(16000 Hz, mono)" in rated.stdout
+    assert sf.info(str(tmp_path / "out16.flac")).samplerate == 16000
 
 
 @pytest.mark.parametrize("args, message", [
@@ -64,6 +74,9 @@ def test_train_info_reconstruct(folder, tmp_path):
     (["info", "{folder}/00_kick.wav"], "not an sda file"),
     (["info", str(GOLDEN)], "is an .sda file but not an sda model or checkpoint: its metadata has no 'config'"),
     (["reconstruct", "{tmp}/missing.sda", "{folder}/00_kick.wav", "{tmp}/o.wav"], "missing.sda"),
+    (["reconstruct", "{tmp}/m.sda", "{folder}/00_kick.wav", "{tmp}/o.wav", "--levels", "0"], "0 is too small"),
+    (["reconstruct", "{tmp}/m.sda", "{folder}/00_kick.wav", "{tmp}/o.wav", "--sample-rate", "9e9"],
+     "'9e9' is not a whole number"),
     (["train", "{folder}", "--model-name", "../up"], "model name '../up' cannot be used"),
     (["ui", "--port", "70000"], "70000 is too large: it must be at most 65535"),
 ])
@@ -373,3 +386,17 @@ def test_info_on_utf8_draws_block_sparklines(models, env):
     info = info_in(models[:1], **env)
     assert info.returncode == 0, info.stderr
     assert "(· warm-up)" in info.stdout.decode("utf-8") and any(c in info.stdout.decode() for c in "▁▂▃▄▅▆▇█")
+
+
+def test_reconstruct_refuses_a_file_longer_than_the_codec_takes_before_decoding_it(folder, tmp_path):
+    from sda.config import MAX_CODEC_SECONDS
+
+    trained = sda("train", folder, *FAST, "--epochs", "1", "--out", tmp_path, "--model-name", "m")
+    assert trained.returncode == 0, trained.stderr
+    long = tmp_path / "long.wav"
+    sf.write(long, [0.0] * int(1000 * (MAX_CODEC_SECONDS + 1)), 1000)  # 1 kHz keeps the file small
+    recon = sda("reconstruct", tmp_path / "m.sda", long, tmp_path / "o.wav")
+    assert recon.returncode == 2 and "Traceback" not in recon.stderr
+    assert "more than the 10 minutes sda encodes at once: cut it into shorter files" in recon.stderr
+    recon = sda("reconstruct", tmp_path / "m.sda", folder / "00_kick.wav", tmp_path / "o.wav", "--levels", "4")
+    assert recon.returncode == 2 and "has 3 levels: give 1 to 3" in recon.stderr

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 
 import sda
-from sda.config import OPTIONAL, RANGES, RVQ_LEVELS, AudioConfig, RunOptions, VQVAEConfig
+from sda.config import FILE_SAMPLE_RATES, OPTIONAL, RANGES, RVQ_LEVELS, AudioConfig, RunOptions, VQVAEConfig
 from sda.errors import (
     EXIT,
     EXIT_BAD_INPUT,
@@ -28,7 +28,6 @@ from sda.errors import (
     AudioFileError,
     ConfigError,
     OutputError,
-    SdaError,
     kind_of,
 )
 from sda.text import plural, printable, printable_lines
@@ -195,31 +194,43 @@ def _utf8_output() -> bool:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from sda.config import MAX_CODEC_SECONDS
     from sda.data.audio import read_audio, write_audio
-    from sda.format.modelfile import load_model
+    from sda.format.modelfile import load_codec_model
     from sda.model import codec
+    from sda.model.bitrate import frame_rate
+    from sda.report import code_grid_lines, level_text, quality_line
 
     _check_reconstruct_paths(args.input, args.output, args.force)
-    model, metadata = load_model(args.model)
-    if not model.quantizer.initialized:
-        weights = metadata.get("weights")
-        step = weights.get("step", "?") if isinstance(weights, dict) else "?"
-        raise SdaError(f"{args.model} was saved during warm-up (step {step} of {model.config.warmup_steps}), before "
-                       "its codebooks were initialised, so it has no codes yet: resume its training "
-                       "(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then reconstruct")
-    rate = model.config.audio.sample_rate
+    model, _ = load_codec_model(args.model)
+    levels = model.config.rvq_levels
+    if args.levels is not None and not 1 <= args.levels <= levels:
+        raise ConfigError(f"--levels {args.levels}: {printable(str(args.model))} has {levels} levels: give 1 to "
+                          f"{levels}")
     try:
-        wave, input_rate = read_audio(args.input)
+        wave, input_rate = read_audio(args.input, MAX_CODEC_SECONDS)
+    except AudioFileError as exc:
+        raise AudioFileError(f"cannot use {args.input}: {exc}") from None
     except Exception as exc:  # soundfile raises several types; all mean the same to the user
         raise AudioFileError(f"cannot read {args.input} as audio: {exc}") from None
-    if wave.shape[-1] == 0:
+    channels, samples = wave.shape
+    if samples == 0:
         raise AudioFileError(f"{args.input} holds no audio (0 samples): give a file with sound in it")
-    result = codec.reconstruct(model, wave, input_rate, rate)
-    write_audio(args.output, result.wave, rate)
-    levels, positions = result.codes.shape
-    print(f"{printable(str(args.input))}: {wave.shape[-1] / input_rate:.2f} s -> code grid {levels} levels x "
-          f"{plural(positions, 'time position')} ({model.config.codebook_size} codes per level)")
-    print(f"wrote {printable(str(args.output))} ({rate} Hz, mono)")
+    out_rate = args.sample_rate or input_rate
+    result = codec.reconstruct(model, wave, input_rate, out_rate, args.levels)
+    write_audio(args.output, result.wave, out_rate)
+    used, positions = min(args.levels or levels, levels), result.codes.shape[1]
+    print(f"{printable(str(args.input))}: {samples / input_rate:.2f} s at {input_rate} Hz, "
+          f"{plural(channels, 'channel')} -> code grid {levels} levels x {plural(positions, 'time position')} "
+          f"({model.config.codebook_size} codes per level, {frame_rate(model.config):.1f} positions a second)")
+    if args.codes:
+        print("\n".join(code_grid_lines(result.codes, frame_rate(model.config))))
+    if used < levels:
+        print(f"decoded from the first {plural(used, 'level')} of {levels}")
+    print(f"quality: {quality_line(result.quality)}")
+    print(level_text(result.gain_db, result.limited_db))
+    mono = "mono" if channels == 1 else f"mono: the model hears one channel, the input's {channels} were averaged"
+    print(f"wrote {printable(str(args.output))} ({out_rate} Hz, {mono})")
     return 0
 
 
@@ -401,6 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", type=Path, metavar="IN", help="the audio file to reconstruct (any format sda trains on)")
     r.add_argument("output", type=Path, metavar="OUT.wav", help="a .wav, .flac, .ogg or .aiff file to write")
     r.add_argument("--force", action="store_true", help="replace OUT if it exists (never the input)")
+    r.add_argument("--sample-rate", type=_int_at_least(*FILE_SAMPLE_RATES), metavar="HZ",
+                   help="the sample rate of OUT (default: the input's)")
+    r.add_argument("--levels", type=_int_at_least(1, max(RVQ_LEVELS)), metavar="N",
+                   help="decode from the first N levels only, to hear what each adds (default: all)")
+    r.add_argument("--codes", action="store_true",
+                   help="print the code grid: one line per time position, its time and each level's code")
     r.set_defaults(run=cmd_reconstruct)
 
     u = commands.add_parser("ui", help="serve the training page (Gradio) in the browser",

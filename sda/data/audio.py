@@ -96,12 +96,16 @@ def open_audio(path: str | Path) -> Iterator[sf.SoundFile]:
         os.close(fd)
 
 
-def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
+def read_audio(path: str | Path, max_seconds: float | None = None) -> tuple[torch.Tensor, int]:
     """Decode a whole file: (wave [C, S] float32 in [-1, 1] for integer formats, native sample rate).
 
-    For one file a user names; a folder's files are read through AudioSource, in bounded memory.
+    For one file a user names; a folder's files are read through AudioSource, in bounded memory. A file longer
+    than max_seconds is refused (AudioFileError) before any of it is decoded.
     """
     with open_audio(path) as file:
+        if max_seconds is not None and file.frames > max_seconds * file.samplerate:
+            raise AudioFileError(f"it is {file.frames / file.samplerate / 60:.1f} minutes long, more than the "
+                                 f"{max_seconds / 60:g} minutes sda encodes at once: cut it into shorter files")
         data = file.read(dtype="float32", always_2d=True)  # [S, C]
         return torch.from_numpy(data.T.copy()), file.samplerate
 

@@ -23,11 +23,12 @@ import torch
 
 import sda
 from sda.config import VQVAEConfig
-from sda.errors import SdaFormatError
+from sda.errors import SdaError, SdaFormatError
 from sda.format import container
 from sda.model.bitrate import bitrate
 from sda.model.health import HealthWarning
 from sda.model.vqvae import ConvVQVAE
+from sda.text import printable
 
 OPTIMIZER_PREFIX = "optimizer."
 RNG_TENSOR = "rng.torch"
@@ -72,6 +73,19 @@ def load_model(path: Path) -> tuple[ConvVQVAE, dict]:
     model = ConvVQVAE(config)
     _load_weights(path, model, tensors)
     return model.eval(), metadata
+
+
+def load_codec_model(path: Path) -> tuple[ConvVQVAE, dict]:
+    """load_model, for encoding and decoding: a model saved during warm-up, before its codebooks were initialised,
+    has no codes yet and is refused with an SdaError that says how to get a model that has."""
+    model, metadata = load_model(path)
+    if not model.quantizer.initialized:
+        weights = metadata.get("weights")
+        step = weights.get("step", "?") if isinstance(weights, dict) else "?"
+        raise SdaError(f"{printable(str(path))} was saved during warm-up (step {step} of {model.config.warmup_steps}), "
+                       "before its codebooks were initialised, so it has no codes yet: resume its training "
+                       "(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then use it")
+    return model, metadata
 
 
 def load_usage(path: Path) -> torch.Tensor | None:
