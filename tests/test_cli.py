@@ -45,7 +45,7 @@ def test_train_info_reconstruct(folder, tmp_path):
     source = sorted(folder.iterdir())[0]
     recon = sda("reconstruct", tmp_path / "kit.sda", source, tmp_path / "out.wav", "--codes")
     assert recon.returncode == 0, recon.stderr
-    assert "code grid 3 levels x" in recon.stdout and "21.5 positions a second" in recon.stdout
+    assert "code grid: 3 levels x" in recon.stdout and "21.5 positions a second" in recon.stdout
     assert "quality: log-mel L1 " in recon.stdout and " SI-SDR " in recon.stdout
     assert "level matched to the input's loudness" in recon.stdout
     written, expected = sf.info(str(tmp_path / "out.wav")), sf.info(str(source))

@@ -36,7 +36,7 @@ def test_codes_are_a_grid_of_levels_by_positions(model):
     codes = codec.encode(model, tone(1.0, RATE), RATE)
     unit = SMALL.audio.hop_length * model.config.downsample
     assert codes.dtype == torch.int64 and codes.shape == (model.config.rvq_levels, -(-RATE // unit))
-    assert 0 <= codes.min() and codes.max() < model.config.codebook_size
+    assert codes.min() >= 0 and codes.max() < model.config.codebook_size
 
 
 def test_rate_and_channels_are_taken_as_given(model):

@@ -220,15 +220,16 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     result = codec.reconstruct(model, wave, input_rate, out_rate, args.levels)
     write_audio(args.output, result.wave, out_rate)
     used, positions = min(args.levels or levels, levels), result.codes.shape[1]
-    print(f"{printable(str(args.input))}: {samples / input_rate:.2f} s at {input_rate} Hz, "
-          f"{plural(channels, 'channel')} -> code grid {levels} levels x {plural(positions, 'time position')} "
-          f"({model.config.codebook_size} codes per level, {frame_rate(model.config):.1f} positions a second)")
+    shape = f"{samples / input_rate:.2f} s at {input_rate} Hz, {plural(channels, 'channel')}"
+    print(f"{printable(str(args.input))}: {shape}")
+    print(f"  code grid: {levels} levels x {plural(positions, 'time position')} ({model.config.codebook_size} codes "
+          f"per level, {frame_rate(model.config):.1f} positions a second)")
     if args.codes:
         print("\n".join(code_grid_lines(result.codes, frame_rate(model.config))))
     if used < levels:
-        print(f"decoded from the first {plural(used, 'level')} of {levels}")
-    print(f"quality: {quality_line(result.quality)}")
-    print(level_text(result.gain_db, result.limited_db))
+        print(f"  decoded from the first {plural(used, 'level')} of {levels}")
+    print(f"  quality: {quality_line(result.quality)}")
+    print(f"  {level_text(result.gain_db, result.limited_db)}")
     mono = "mono" if channels == 1 else f"mono: the model hears one channel, the input's {channels} were averaged"
     print(f"wrote {printable(str(args.output))} ({out_rate} Hz, {mono})")
     return 0
