@@ -431,9 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(run=cmd_reconstruct)
 
     x = commands.add_parser("export", help="write a model as torch.export programs that run with torch alone",
-                            description="Write the model's encoder with its quantizer, and its decoder, as torch.export "
-                                        "programs (encode.pt2, decode_mel.pt2, decode.pt2 and sda-export.json in a "
-                                        "folder) that load with torch alone, without sda or torchaudio.")
+                            description="Write the model's encoder with its quantizer, and its decoder, as "
+                                        "torch.export programs (encode.pt2, decode_mel.pt2, decode.pt2 and "
+                                        "sda-export.json in a folder) that load with torch alone, without sda or "
+                                        "torchaudio.")
     x.add_argument("model", type=Path, metavar="MODEL.sda", help="the model to export")
     x.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder to write (it must not exist)")
     x.add_argument("--force", action="store_true", help="replace DIR if it is an earlier export")

@@ -14,6 +14,7 @@ reconstruct, the page) goes through these.
 """
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +50,7 @@ def padded(wave: torch.Tensor, config: VQVAEConfig) -> torch.Tensor:
     # shape[-1] and sym_max (the builtin max on plain ints) keep the length symbolic when sda.model.export
     # traces this: len() and max() would fix the exported encoder to the example's length.
     samples = wave.shape[-1]
-    target = -(-torch.sym_max(samples, audio.n_fft) // unit) * unit
+    target = cast(int, -(-torch.sym_max(samples, audio.n_fft) // unit) * unit)  # an int, or a SymInt when traced
     return F.pad(wave, (0, target - samples))
 
 

@@ -35,9 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.export import Dim, ExportedProgram
+from torch.fx.experimental import _config as fx_config
 
 from sda.data.audio import LogMel, MelInverter
 from sda.model.codec import padded
+from sda.model.quantizer import ResidualVQ
 from sda.model.vqvae import ConvVQVAE
 
 PROGRAMS = ("encode", "decode_mel", "decode")
@@ -60,11 +62,18 @@ class _Part(nn.Module):
 
     def codebooks(self) -> torch.Tensor:
         """[L, K, D] float32, the codes of every level."""
-        return torch.stack([level.embed.detach().float() for level in self.model.quantizer.codebooks])
+        quantizer = self.model.quantizer
+        if not isinstance(quantizer, ResidualVQ):
+            raise ValueError(f"only sda's ResidualVQ exports, not {type(quantizer).__name__}")
+        return torch.stack([level.embed.detach().float() for level in quantizer.codebooks])
 
 
 class Encoder(_Part):
     """wave [S] float32 mono at the model's rate -> codes [L, T'] int64, as sda.model.codec.encode_mono."""
+
+    codes: torch.Tensor
+    norms: torch.Tensor
+    codes_t: torch.Tensor
 
     def __init__(self, model: ConvVQVAE):
         super().__init__(model, "encoder")
@@ -88,6 +97,8 @@ class Encoder(_Part):
 
 class MelDecoder(_Part):
     """codes [l, T'] int64 of the first l <= L levels -> log-mel [n_mels, T' x downsample], as codec.decode_mel."""
+
+    columns: torch.Tensor
 
     def __init__(self, model: ConvVQVAE):
         super().__init__(model, "decoder")
@@ -141,7 +152,7 @@ def export_programs(model: ConvVQVAE) -> dict[str, ExportedProgram]:
     wave = torch.zeros(4 * config.audio.n_fft)  # an example: any length traces the same program
     grid = torch.zeros(config.rvq_levels, 4, dtype=torch.int64)
     # Size-oblivious: a dimension of size 1 (one position) is not special-cased away from the others.
-    with torch.no_grad(), torch.fx.experimental._config.patch(backed_size_oblivious=True):
+    with torch.no_grad(), fx_config.patch(backed_size_oblivious=True):  # type: ignore[attr-defined]
         return {
             "encode": torch.export.export(Encoder(model), (wave,), dynamic_shapes=({0: samples},)),
             "decode_mel": torch.export.export(MelDecoder(model), (grid,), dynamic_shapes=({0: levels, 1: positions},)),
