@@ -436,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "sda-export.json in a folder) that load with torch alone, without sda or "
                                         "torchaudio.")
     x.add_argument("model", type=Path, metavar="MODEL.sda", help="the model to export")
-    x.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder to write (it must not exist)")
+    x.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="the folder to write (it must not exist, unless --force)")
     x.add_argument("--force", action="store_true", help="replace DIR if it is an earlier export")
     x.set_defaults(run=cmd_export)
 
