@@ -1,4 +1,4 @@
-"""The sda command line: train, info, reconstruct, ui, env. Training logic lives in sda.train.engine; this file
+"""The sda command line: train, info, reconstruct, export, ui, env. Training logic lives in sda.train.engine; this file
 turns flags into a config and events into text.
 
 Exit status (sda.errors has the table of what each error means): 0 done, 1 training failed or a save did not complete
@@ -256,6 +256,27 @@ def _check_reconstruct_paths(source: Path, output: Path, force: bool) -> None:
         raise OutputError(f"{output} exists: give another output path, or --force to replace it")
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """sda export MODEL --out DIR: the model as torch.export programs that run with torch alone (sda.format.export)."""
+    import time
+
+    from sda.format.export import check_output, write_export
+    from sda.format.modelfile import load_codec_model
+
+    check_output(args.out, args.force)
+    model, metadata = load_codec_model(args.model)
+    name = metadata.get("model_name")
+    start = time.perf_counter()
+    files = write_export(args.out, model, name if isinstance(name, str) else args.model.stem, args.force)
+    size = sum(f.stat().st_size for f in files)
+    out = printable(str(args.out))
+    print(f"wrote {out} in {time.perf_counter() - start:.1f} s: {', '.join(f.name for f in files)} "
+          f"({size / 1e6:.1f} MB)")
+    print(f"use it with torch alone: codes = torch.export.load('{out}/encode.pt2').module()(wave)  "
+          f"# wave [S] float32 mono at {model.config.audio.sample_rate} Hz")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from sda.ui.app import login_for, reachable_beyond_loopback, serve
 
@@ -420,6 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--codes", action="store_true",
                    help="print the code grid: one line per time position, its time and each level's code")
     r.set_defaults(run=cmd_reconstruct)
+
+    x = commands.add_parser("export", help="write a model as torch.export programs that run with torch alone",
+                            description="Write the model's encoder with its quantizer, and its decoder, as "
+                                        "torch.export programs (encode.pt2, decode_mel.pt2, decode.pt2 and "
+                                        "sda-export.json in a folder) that load with torch alone, without sda or "
+                                        "torchaudio.")
+    x.add_argument("model", type=Path, metavar="MODEL.sda", help="the model to export")
+    x.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="the folder to write (it must not exist, unless --force)")
+    x.add_argument("--force", action="store_true", help="replace DIR if it is an earlier export")
+    x.set_defaults(run=cmd_export)
 
     u = commands.add_parser("ui", help="serve the training page (Gradio) in the browser",
                             description="Serve the Gradio training page: train with live codebook health, "

@@ -421,13 +421,15 @@ class MelInverter(nn.Module):
         filterbank = _mel_spectrogram(audio).mel_scale.fb  # [n_freqs, n_mels]; mel = fb.T @ magnitude
         self.register_buffer("mel_to_linear", torch.linalg.pinv(filterbank.T))  # [n_freqs, n_mels]
         self.n_fft, self.n_iter = audio.n_fft, n_iter
+        # No length: the inverse STFT of T + 1 centred frames is exactly T * hop samples (n_fft is even), the same
+        # samples as with length=T * hop, and one module serves every length (sda.model.export traces it with
+        # the length symbolic; istft's length argument would fix it).
+        self.griffin_lim = AT.GriffinLim(n_fft=self.n_fft, hop_length=self.hop_length, power=1.0,
+                                         n_iter=self.n_iter, rand_init=False)
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
-        frames = log_mel.shape[-1]
         magnitude = (self.mel_to_linear @ log_mel.exp()).clamp_min(0)  # [..., n_freqs, T]
         # LogMel dropped the final centred frame; restore one (a copy of the last) so that the STFT
         # inside Griffin-Lim, of T * hop samples, has T + 1 frames just like the input.
         magnitude = torch.cat([magnitude, magnitude[..., -1:]], dim=-1)
-        griffin_lim = AT.GriffinLim(n_fft=self.n_fft, hop_length=self.hop_length, power=1.0, n_iter=self.n_iter,
-                                    rand_init=False, length=frames * self.hop_length)
-        return griffin_lim.to(magnitude.device)(magnitude)
+        return self.griffin_lim.to(magnitude.device)(magnitude)

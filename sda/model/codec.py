@@ -14,6 +14,7 @@ reconstruct, the page) goes through these.
 """
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +47,11 @@ def padded(wave: torch.Tensor, config: VQVAEConfig) -> torch.Tensor:
     """mono wave [S] -> [S'], S' >= max(S, n_fft) a multiple of hop_length x downsample (zeros at the end)."""
     audio = config.audio
     unit = audio.hop_length * config.downsample
-    target = -(-max(len(wave), audio.n_fft) // unit) * unit
-    return F.pad(wave, (0, target - len(wave)))
+    # shape[-1] and sym_max (the builtin max on plain ints) keep the length symbolic when sda.model.export
+    # traces this: len() and max() would fix the exported encoder to the example's length.
+    samples = wave.shape[-1]
+    target = cast(int, -(-torch.sym_max(samples, audio.n_fft) // unit) * unit)  # an int, or a SymInt when traced
+    return F.pad(wave, (0, target - samples))
 
 
 @torch.no_grad()
