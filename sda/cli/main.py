@@ -1,5 +1,5 @@
-"""The sda command line: train, info, reconstruct, ui, env. Training logic lives in sda.train.engine; this file
-turns flags into a config and events into text.
+"""The sda command line: train, info, reconstruct, encode and decode (sda.cli.codes), ui, env. Training logic lives
+in sda.train.engine; this file turns flags into a config and events into text.
 
 Exit status (sda.errors has the table of what each error means): 0 done, 1 training failed or a save did not complete
 (one message), or an unexpected error (its traceback), 2 bad input (flags, folder, model file, output), 130 stopped
@@ -19,6 +19,8 @@ import traceback
 from pathlib import Path
 
 import sda
+from sda.cli import codes
+from sda.cli.checks import check_output_file, load_coding_model
 from sda.config import OPTIONAL, RANGES, RVQ_LEVELS, AudioConfig, RunOptions, VQVAEConfig
 from sda.errors import (
     EXIT,
@@ -27,8 +29,6 @@ from sda.errors import (
     EXIT_INTERRUPTED,
     AudioFileError,
     ConfigError,
-    OutputError,
-    SdaError,
     kind_of,
 )
 from sda.text import plural, printable, printable_lines
@@ -196,17 +196,10 @@ def _utf8_output() -> bool:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from sda.data.audio import read_audio, write_audio
-    from sda.format.modelfile import load_model
     from sda.model import codec
 
     _check_reconstruct_paths(args.input, args.output, args.force)
-    model, metadata = load_model(args.model)
-    if not model.quantizer.initialized:
-        weights = metadata.get("weights")
-        step = weights.get("step", "?") if isinstance(weights, dict) else "?"
-        raise SdaError(f"{args.model} was saved during warm-up (step {step} of {model.config.warmup_steps}), before "
-                       "its codebooks were initialised, so it has no codes yet: resume its training "
-                       "(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then reconstruct")
+    model, _ = load_coding_model(args.model, "reconstruct")
     rate = model.config.audio.sample_rate
     try:
         wave, input_rate = read_audio(args.input)
@@ -232,16 +225,7 @@ def _check_reconstruct_paths(source: Path, output: Path, force: bool) -> None:
     mode = os.stat(source).st_mode  # FileNotFoundError names the path
     if not stat.S_ISREG(mode):
         raise AudioFileError(f"{source} is not a regular file (a folder, FIFO or device): give an audio file")
-    if output.is_dir():
-        raise OutputError(f"{output} is a folder: give the path of the audio file to write, e.g. {output / 'out.wav'}")
-    if output.exists() and os.path.samefile(source, output):
-        raise OutputError(f"{output} is the input file: writing it would destroy it; give another output path")
-    if output.suffix.lower() not in WRITABLE_AUDIO:
-        raise OutputError(f"cannot write {output}: its extension is not one of {', '.join(WRITABLE_AUDIO)}")
-    if not output.parent.is_dir():
-        raise OutputError(f"the folder of {output} does not exist: create it first, or write somewhere else")
-    if output.exists() and not force:
-        raise OutputError(f"{output} exists: give another output path, or --force to replace it")
+    check_output_file(output, WRITABLE_AUDIO, force, inputs=[source])
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -402,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("output", type=Path, metavar="OUT.wav", help="a .wav, .flac, .ogg or .aiff file to write")
     r.add_argument("--force", action="store_true", help="replace OUT if it exists (never the input)")
     r.set_defaults(run=cmd_reconstruct)
+
+    codes.add_parsers(commands)  # encode, decode
 
     u = commands.add_parser("ui", help="serve the training page (Gradio) in the browser",
                             description="Serve the Gradio training page: train with live codebook health, "

@@ -6,12 +6,14 @@
     save_checkpoint(path, model, optimizer, metadata)   # kind "checkpoint": + optimizer, RNG
     state = load_checkpoint(path)                 # TrainingState: what the engine needs to resume
     metadata = model_metadata(name, config, preflight, history, health)   # what every file carries
+    digest = weights_hash(model.state_dict())     # SHA-256 hex of the weights: the model's identity in codes files
 
 Every write is atomic (container.write): a crash mid-save leaves the previous file as it was.
 """
 
 import dataclasses
 import functools
+import hashlib
 import math
 import platform
 from dataclasses import dataclass
@@ -51,6 +53,29 @@ def model_metadata(name: str, config: VQVAEConfig, preflight, history: dict, hea
         "bitrate": bitrate(config, health).to_dict() if health else None,  # of the final health window
         "history": history,  # {"epochs": [per-epoch losses and health], "warnings": [...]}
     }
+
+
+def weights_hash(tensors) -> str:
+    """The SHA-256 (hex) of a model's tensors: {name: tensor}, as model.state_dict() gives them (a model file's
+    tensors less USAGE_TENSOR, which counts codes and is no weight). Canonical, so that a model file, the model it
+    loads into and a codes file made with it agree: tensors in name order, each as its UTF-8 name, its dtype's
+    container name (F32...), its shape as int64s and its bytes, every part preceded by its length in 8 bytes."""
+    digest = hashlib.sha256()
+
+    def part(data: bytes) -> None:
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+
+    for name in sorted(n for n in tensors if n != USAGE_TENSOR):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        part(name.encode("utf-8"))
+        part(_DTYPE_NAMES[tensor.dtype].encode("ascii"))
+        part(b"".join(d.to_bytes(8, "little") for d in tensor.shape))
+        part(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+_DTYPE_NAMES = {dtype: name for name, dtype in container.DTYPES.items()}
 
 
 def save_model(path: Path, model: ConvVQVAE, metadata: dict, usage: torch.Tensor | None = None) -> None:
