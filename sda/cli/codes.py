@@ -87,7 +87,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     existing = [str(t) for t in targets if t.exists() or t.is_symlink()]
     if existing and not args.force:
         more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
-        raise OutputError(f"{plural(len(existing), 'file')} to write already exist ({', '.join(existing[:3])}{more}): "
+        raise OutputError(f"{plural(len(existing), 'file')} to write {'exists' if len(existing) == 1 else 'exist'} "
+                          f"already ({', '.join(existing[:3])}{more}): "
                           "give another --out folder, or --force to replace them")
     args.out.mkdir(exist_ok=True)
     root, attenuated = os.path.realpath(args.out), 0

@@ -286,7 +286,7 @@ def output_names(entries: tuple[Entry, ...], suffix: str = ".wav") -> list[str]:
     for i, entry in enumerate(entries):
         parts = [_component(p) for p in entry.path.replace("\\", "/").split("/") if p.strip() not in ("", ".", "..")]
         last = parts.pop() if parts else ""
-        stem = last.rsplit(".", 1)[0] if "." in last.lstrip("_") else last  # the extension goes, not a dot name's
+        stem = last.rsplit(".", 1)[0] if "." in last.lstrip("_.") else last  # the extension goes, not a dot name's
         stem = stem if stem.strip("_") else f"entry-{i:06d}"
         if len(parts) >= MAX_DEPTH:
             parts = [*parts[:MAX_DEPTH - 1], _component("_".join(parts[MAX_DEPTH - 1:]))]
