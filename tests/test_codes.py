@@ -275,3 +275,8 @@ def test_load_refuses_a_model_file_and_a_model_loader_refuses_codes(encoded, mod
         sda.codes.load(models[0])
     with pytest.raises(SdaError, match="is an sda codes file, not a model"):
         modelfile.load_model(encoded[0])
+
+
+def test_sda_info_names_a_codes_file_and_what_to_do_with_it(encoded):
+    status, printed = _main("info", encoded[0])
+    assert status == 2 and "is an sda codes file (sda encode), not a model" in printed and "sda.codes.load" in printed
