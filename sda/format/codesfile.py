@@ -34,7 +34,8 @@ KIND = "codes"
 FORMAT_VERSION = 1  # metadata "codes_format": a reader refuses any other
 INT16_CODES = 32767  # codebook sizes up to this are stored as int16 (codes 0..32766), larger ones as int32
 MAX_ENTRIES = 100_000  # the index's length: more than sda's folder scan (50 000 entries) can give
-MAX_TEXT = 4096  # characters of a path, a model name or a time
+MAX_TEXT = 4096  # characters of a model name or a time
+MAX_PATH = 65536  # characters of an entry's path (32 folders of 255 bytes, printable, fit)
 MAX_CHANNELS = 1 << 16
 MAX_SAMPLES_PER_POSITION = 1 << 16
 SECONDS_SLACK = 1e-3  # an entry's seconds may differ from samples / sample_rate by this much (rounding)
@@ -57,7 +58,8 @@ class ModelIdentity:
     def of(cls, model: torch.nn.Module, metadata: dict) -> "ModelIdentity":
         """The identity of a model loaded by modelfile.load_model, with the metadata it gave."""
         name, created = metadata.get("model_name"), metadata.get("created")
-        return cls(name if isinstance(name, str) else "?", created if isinstance(created, str) else "?",
+        return cls(printable(name)[:MAX_TEXT] if isinstance(name, str) and name else "?",
+                   printable(created)[:MAX_TEXT] if isinstance(created, str) and created else "?",
                    weights_hash(model.state_dict()))
 
     def describe(self) -> str:
@@ -141,23 +143,23 @@ def tensor_name(index: int) -> str:
 def save(path: Path, codes: CodeSet) -> None:
     """Write codes atomically (container.write): the old file stays unless the new one is complete. Grids that do not
     fit the codec (shape, values) raise SdaError: such a file would be refused on loading."""
-    codec = codes.codec
+    info = codes.codec
     if len(codes.entries) != len(codes.grids) or len(codes.entries) > MAX_ENTRIES:
         raise SdaError(f"{len(codes.entries)} entries for {len(codes.grids)} grids: they must pair up, "
                        f"{MAX_ENTRIES} at most")
     tensors = {}
     for i, (entry, grid) in enumerate(zip(codes.entries, codes.grids, strict=True)):
-        if tuple(grid.shape) != (codec.levels, entry.frames) or grid.is_floating_point() or (
-                grid.numel() and not 0 <= int(grid.min()) <= int(grid.max()) < codec.codebook_size):
-            raise SdaError(f"the grid of {entry.path} is not {codec.levels} x {entry.frames} codes in "
-                           f"[0, {codec.codebook_size})")
-        tensors[tensor_name(i)] = grid.to(codec.dtype)
+        if tuple(grid.shape) != (info.levels, entry.frames) or grid.is_floating_point() or (
+                grid.numel() and not 0 <= int(grid.min()) <= int(grid.max()) < info.codebook_size):
+            raise SdaError(f"the grid of {entry.path} is not {info.levels} x {entry.frames} codes in "
+                           f"[0, {info.codebook_size})")
+        tensors[tensor_name(i)] = grid.to(info.dtype)
     metadata = {
         "codes_format": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sda_version": sda.__version__,
         "model": vars(codes.model),
-        "codec": vars(codec),
+        "codec": vars(info),
         "entries": [vars(entry) for entry in codes.entries],
     }
     container.write(path, tensors, metadata, kind=KIND)
@@ -169,22 +171,22 @@ def load(path: Path) -> CodeSet:
     tensors, metadata = container.read(path, kind=KIND)  # another kind is refused before any tensor is read
     reader = _Reader(path)
     reader.keys(metadata, _METADATA_KEYS, "its metadata")
-    if metadata["codes_format"] != FORMAT_VERSION:
+    if not _is_int(metadata["codes_format"]) or metadata["codes_format"] != FORMAT_VERSION:
         reader.fail(f"codes_format is {_short(metadata['codes_format'])}; this sda reads version {FORMAT_VERSION} "
                     "(a newer sda wrote it: upgrade sda)")
     created, version = reader.text(metadata["created"], "created"), reader.text(metadata["sda_version"], "sda_version")
-    model, codec = reader.model(metadata["model"]), reader.codec(metadata["codec"])
+    model, info = reader.model(metadata["model"]), reader.codec(metadata["codec"])
     listed = metadata["entries"]
     if not isinstance(listed, list) or len(listed) > MAX_ENTRIES:
         reader.fail(f"entries is not a list of at most {MAX_ENTRIES}")
-    entries = tuple(reader.entry(item, i, codec) for i, item in enumerate(listed))
+    entries = tuple(reader.entry(item, i, info) for i, item in enumerate(listed))
     names = {tensor_name(i) for i in range(len(entries))}
     if set(tensors) != names:
         extra, missing = sorted(set(tensors) - names), sorted(names - set(tensors))
         reader.fail(f"its tensors do not match its {len(entries)} entries (missing: {', '.join(missing[:3]) or 'none'}"
                     f"; unexpected: {', '.join(_short(n) for n in extra[:3]) or 'none'})")
-    grids = tuple(reader.grid(tensors[tensor_name(i)], tensor_name(i), entry, codec) for i, entry in enumerate(entries))
-    return CodeSet(model, codec, entries, grids, created, version)
+    grids = tuple(reader.grid(tensors[tensor_name(i)], tensor_name(i), entry, info) for i, entry in enumerate(entries))
+    return CodeSet(model, info, entries, grids, created, version)
 
 
 class _Reader:
@@ -205,9 +207,9 @@ class _Reader:
             self.fail(f"{where} lacks {', '.join(missing) or 'nothing'} and has unknown "
                       f"{', '.join(_short(k) for k in extra[:3]) or 'nothing'}")
 
-    def text(self, value, where: str) -> str:
-        if not isinstance(value, str) or not 1 <= len(value) <= MAX_TEXT:
-            self.fail(f"{where} is {_short(value)}, not a text of 1 to {MAX_TEXT} characters")
+    def text(self, value, where: str, most: int = MAX_TEXT) -> str:
+        if not isinstance(value, str) or not 1 <= len(value) <= most:
+            self.fail(f"{where} is {_short(value)}, not a text of 1 to {most} characters")
         return value
 
     def whole(self, value, where: str, low: int, high: int) -> int:
@@ -230,43 +232,43 @@ class _Reader:
     def codec(self, obj) -> CodecInfo:
         self.keys(obj, _CODEC_KEYS, "codec")
         levels, size = (RANGES[name] for name in ("rvq_levels", "codebook_size"))
-        codec = CodecInfo(self.whole(obj["levels"], "codec.levels", int(levels.low), int(levels.high)),
+        info = CodecInfo(self.whole(obj["levels"], "codec.levels", int(levels.low), int(levels.high)),
                           self.whole(obj["codebook_size"], "codec.codebook_size", int(size.low), int(size.high)),
                           self.whole(obj["sample_rate"], "codec.sample_rate", *FILE_SAMPLE_RATES),
                           self.whole(obj["samples_per_position"], "codec.samples_per_position", 1,
                                      MAX_SAMPLES_PER_POSITION),
                           self.number(obj["frame_rate"], "codec.frame_rate", 0, math.inf))
-        if not math.isclose(codec.frame_rate, codec.sample_rate / codec.samples_per_position, rel_tol=1e-9):
-            self.fail(f"codec.frame_rate {codec.frame_rate} is not sample_rate / samples_per_position")
-        return codec
+        if not math.isclose(info.frame_rate, info.sample_rate / info.samples_per_position, rel_tol=1e-9):
+            self.fail(f"codec.frame_rate {info.frame_rate} is not sample_rate / samples_per_position")
+        return info
 
-    def entry(self, obj, i: int, codec: CodecInfo) -> Entry:
+    def entry(self, obj, i: int, info: CodecInfo) -> Entry:
         where = f"entries[{i}]"
         self.keys(obj, _ENTRY_KEYS, where)
         rate = self.whole(obj["sample_rate"], f"{where}.sample_rate", *FILE_SAMPLE_RATES)
         samples = self.whole(obj["samples"], f"{where}.samples", 1, math.ceil(MAX_CODEC_SECONDS * rate))
         # Sizes are bounded so that decoding a crafted file costs no more than decoding the longest real one.
-        most = math.ceil((MAX_CODEC_SECONDS + 1) * codec.frame_rate)
-        entry = Entry(self.text(obj["path"], f"{where}.path"),
-                      self.number(obj["seconds"], f"{where}.seconds", 0, MAX_CODEC_SECONDS),
+        most = math.ceil((MAX_CODEC_SECONDS + 1) * info.frame_rate)
+        entry = Entry(self.text(obj["path"], f"{where}.path", MAX_PATH),
+                      self.number(obj["seconds"], f"{where}.seconds", 0, MAX_CODEC_SECONDS + 1),
                       rate, self.whole(obj["channels"], f"{where}.channels", 1, MAX_CHANNELS), samples,
                       self.whole(obj["frames"], f"{where}.frames", 1, most),
                       self.number(obj["rms"], f"{where}.rms", 0, MAX_RMS))
         if abs(entry.seconds - samples / rate) > SECONDS_SLACK:
             self.fail(f"{where}.seconds is {entry.seconds}, but its {samples} samples at {rate} Hz last "
                       f"{samples / rate:.6f} s")
-        if entry.frames * codec.samples_per_position < entry.samples_at(codec.sample_rate) - codec.samples_per_position:
+        if entry.frames * info.samples_per_position < entry.samples_at(info.sample_rate) - info.samples_per_position:
             self.fail(f"{where} has {entry.frames} positions, too few for its {entry.seconds:.3f} s")
         return entry
 
-    def grid(self, tensor: torch.Tensor, name: str, entry: Entry, codec: CodecInfo) -> torch.Tensor:
-        want = [codec.levels, entry.frames]
-        if tensor.dtype != codec.dtype or list(tensor.shape) != want:
+    def grid(self, tensor: torch.Tensor, name: str, entry: Entry, info: CodecInfo) -> torch.Tensor:
+        want = [info.levels, entry.frames]
+        if tensor.dtype != info.dtype or list(tensor.shape) != want:
             self.fail(f"tensor {name!r} is {str(tensor.dtype).removeprefix('torch.')} {list(tensor.shape)}, "
-                      f"its entry needs {str(codec.dtype).removeprefix('torch.')} {want}")
+                      f"its entry needs {str(info.dtype).removeprefix('torch.')} {want}")
         low, high = int(tensor.min()), int(tensor.max())
-        if low < 0 or high >= codec.codebook_size:
-            self.fail(f"tensor {name!r} holds code {low if low < 0 else high}, outside [0, {codec.codebook_size})")
+        if low < 0 or high >= info.codebook_size:
+            self.fail(f"tensor {name!r} holds code {low if low < 0 else high}, outside [0, {info.codebook_size})")
         return tensor.long()
 
 
