@@ -77,8 +77,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
                        f"{info.codebook_size}) cannot decode even with --force; decode them with that model")
     if codes.model.weights_sha256 != here.weights_sha256:
         if not args.force:
-            raise SdaError(f"{args.codes} holds codes of another model: {printable(codes.model.describe())}, not "
-                           f"{args.model} ({printable(here.describe())}); decode them with that model, or give "
+            raise SdaError(f"{args.codes} holds codes of another model: {printable(codes.model.describe())}; "
+                           f"{args.model} is {printable(here.describe())}. Decode them with their model, or give "
                            "--force to decode them with this one anyway")
         print(f"sda: warning: decoding codes of {printable(codes.model.describe())} with {printable(here.describe())} "
               "(--force)", file=sys.stderr)
