@@ -127,7 +127,8 @@ def add_parsers(commands) -> None:
                                         "downstream model (sda.codes.load).")
     e.add_argument("model", type=Path, metavar="MODEL.sda", help="the model to encode with")
     e.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="audio files and folders of them")
-    e.add_argument("--out", type=Path, required=True, metavar="CODES.sda", help="the codes file to write")
+    e.add_argument("--out", type=Path, required=True, metavar="CODES.sda",
+                   help="the codes file to write, NAME.sda (required: no default)")
     e.add_argument("--force", action="store_true", help="replace the codes file if it exists")
     e.set_defaults(run=cmd_encode)
 
@@ -137,7 +138,8 @@ def add_parsers(commands) -> None:
     d.add_argument("model", type=Path, metavar="MODEL.sda", help="the model the codes were made with")
     d.add_argument("codes", type=Path, metavar="CODES.sda", help="a codes file written by sda encode")
     d.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="the folder to write into (created if missing; its parent must exist)")
+                   help="the folder to write into, created if missing in a folder that exists (required: no "
+                        "default)")
     d.add_argument("--force", action="store_true",
                    help="replace existing files, and decode codes made by another model")
     d.add_argument("--sample-rate", type=_rate, metavar="N",
