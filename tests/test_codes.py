@@ -260,6 +260,14 @@ def test_encode_refuses_a_missing_input_a_warm_up_model_and_nothing_to_encode(mo
     assert not (tmp_path / "c.sda").exists()
 
 
+def test_a_file_given_twice_is_encoded_once(models, kit, tmp_path):
+    hat = kit / "02_hat.ogg"
+    status, printed = _main("encode", models[0], hat, kit, hat, "--out", tmp_path / "c.sda")
+    assert status == 0 and "02_hat.ogg (given twice: encoded once)" in printed
+    assert [e.path for e in sda.codes.load(tmp_path / "c.sda").index][:2] == ["02_hat.ogg", "00_kick.wav"]
+    assert len(sda.codes.load(tmp_path / "c.sda")) == 6
+
+
 def test_files_longer_than_the_codec_takes_are_skipped(models, kit, tmp_path, monkeypatch):
     monkeypatch.setattr("sda.cli.codes.MAX_CODEC_SECONDS", 2.0)
     status, printed = _main("encode", models[0], kit, "--out", tmp_path / "c.sda")

@@ -510,7 +510,15 @@ def gather(inputs: list[Path]) -> tuple[list[Candidate], list[Rejection]]:
         else:
             raise FolderNotFoundError(f"{printable(str(path))} does not exist: check the path of the file or folder "
                                       "to encode.")
-    return candidates, skipped
+    unique, seen = [], set()
+    for candidate in candidates:  # a file named alone and again in its folder, or a folder given twice
+        where = os.path.realpath(candidate.root / candidate.source)
+        if where in seen:
+            skipped.append(Rejection(candidate.path, "given twice: encoded once"))
+        else:
+            seen.add(where)
+            unique.append(candidate)
+    return unique, skipped
 
 
 def read_whole(candidate: Candidate, max_seconds: float) -> WholeFile:
