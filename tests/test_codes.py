@@ -249,6 +249,14 @@ def test_encode_refuses_outputs_it_cannot_or_should_not_write(models, kit, tmp_p
     assert (tmp_path / "existing.sda").read_bytes() == b"keep me"
 
 
+def test_encode_never_writes_over_its_model(models, kit, tmp_path):
+    model = tmp_path / "m.sda"
+    shutil.copy(models[0], model)
+    before = model.read_bytes()
+    status, printed = _main("encode", model, kit, "--out", model, "--force")
+    assert status == 2 and "is the input file" in printed and model.read_bytes() == before
+
+
 def test_encode_refuses_a_missing_input_a_warm_up_model_and_nothing_to_encode(models, kit, tmp_path):
     status, printed = _main("encode", models[0], kit, tmp_path / "nope", "--out", tmp_path / "c.sda")
     assert status == 2 and "nope does not exist" in printed

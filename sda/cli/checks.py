@@ -35,7 +35,7 @@ def check_output_file(output: Path, extensions: Sequence[str], force: bool, *, i
     if output.is_dir():
         raise OutputError(f"{output} is a folder: give the path of the {what} to write, e.g. {output / example}")
     for source in inputs:
-        if output.exists() and os.path.samefile(source, output):
+        if output.exists() and source.exists() and os.path.samefile(source, output):
             raise OutputError(f"{output} is the input file: writing it would destroy it; give another output path")
     if output.suffix.lower() not in extensions:
         raise OutputError(f"cannot write {output}: its extension is not one of {', '.join(extensions)}")

@@ -28,7 +28,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from sda.format import codesfile
     from sda.model import codec
 
-    check_output_file(args.out, (".sda",), args.force, example="codes.sda", what="codes file")
+    check_output_file(args.out, (".sda",), args.force, inputs=[args.model], example="codes.sda", what="codes file")
     model, metadata = load_coding_model(args.model, "encode")
     candidates, skipped = gather(args.inputs)  # a missing input is refused here, before any decoding
     identity, info = codesfile.ModelIdentity.of(model, metadata), codesfile.CodecInfo.of(model.config)
