@@ -11,7 +11,6 @@ refuses codes of another model unless --force.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path, PurePosixPath
 
@@ -91,13 +90,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
                           f"already ({', '.join(existing[:3])}{more}): "
                           "give another --out folder, or --force to replace them")
     args.out.mkdir(exist_ok=True)
-    root, attenuated = os.path.realpath(args.out), 0
+    attenuated = 0
     with _bar(len(targets), "decoding") as bar:
-        for entry, grid, target in zip(codes.entries, codes.grids, targets, strict=True):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if os.path.commonpath([root, os.path.realpath(target.parent)]) != root:
-                raise OutputError(f"{target.parent} leads out of {args.out} (a link): sda decode writes only inside "
-                                  "its --out folder; remove the link or choose another folder")
+        for entry, grid, name, target in zip(codes.entries, codes.grids, names, targets, strict=True):
+            _make_folders(args.out, name)
             out = codesfile.decode_entry(model, entry, grid, args.sample_rate)
             attenuated += out.limited_db < 0
             write_audio(target, out.wave, out.rate)
@@ -145,6 +141,18 @@ def add_parsers(commands) -> None:
     d.add_argument("--sample-rate", type=_rate, metavar="N",
                    help="write every file at N Hz (default: each source's own rate)")
     d.set_defaults(run=cmd_decode)
+
+
+def _make_folders(out: Path, name: str) -> None:
+    """The folders of name (a relative path from codesfile.output_names) under out, made one level at a time, and
+    never through a link: one made inside out by someone else could lead anywhere."""
+    folder = out
+    for part in PurePosixPath(name).parent.parts:
+        folder = folder / part
+        if folder.is_symlink():
+            raise OutputError(f"{folder} is a link: sda decode writes only into real folders inside {out} (a link "
+                              "could lead out of it); remove the link or choose another --out folder")
+        folder.mkdir(exist_ok=True)  # a file in the way raises FileExistsError, which names it
 
 
 def _as_wav(path: str) -> str | None:
