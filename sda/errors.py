@@ -13,7 +13,8 @@ The table (every class's message says what happened and, for the user's errors, 
       DataError      data          2     the audio folder cannot be trained on as it is (missing, no audio, too
                                          few usable files, only silence; sda.data.dataset has one subclass each)
         AudioFileError data        2     one file cannot be used as audio (why, in words: it goes into reports)
-      SdaError       model file    2     a .sda file given cannot be used (also bad arguments to container.write)
+      SdaError       model file    2     a .sda file given (model, checkpoint, codes) cannot be used (also bad
+                                         arguments to container.write and codesfile.save)
         SdaFormatError              2     not an sda file (foreign files named when recognisable), or malformed
         SdaVersionError             2     an sda v1 file, or a newer major version
         SdaCorruptError             2     damaged: checksum mismatch, truncation, trailing data, non-zero padding

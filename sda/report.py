@@ -204,6 +204,9 @@ def describe_file(path, frontend: str = CLI, unicode: bool = True, usage: bool =
     and verified (a few MB; a checkpoint holds none, and is read no further than its header)."""
     header = container.read_header(path)
     kind, metadata = header["kind"], header["metadata"]
+    if kind == "codes":
+        raise SdaFormatError(f"{path} is an sda codes file (sda encode), not a model: decode it with sda decode "
+                             f"MODEL {path} --out DIR, or read it in Python with sda.codes.load")
     text = _checked(path, lambda: info_text(path, metadata, kind, frontend, unicode))  # the metadata is sda's
     history = History.from_dict(metadata["history"])  # which info_text has read
     if not (usage and kind == "model"):

@@ -132,6 +132,28 @@ def trained_model(folder: Path, models: Path) -> Path:
     return models / "source.sda"
 
 
+# A model for the codec commands (sda encode, decode): random weights, codebooks marked initialised, so that it
+# encodes and decodes as a trained one does (its codes mean nothing), built in a fraction of a second.
+CODING = dataclasses.replace(SMALL, codebook_size=16, epochs=1)
+
+
+def coding_model(path: Path, name: str, seed: int = 0, config: VQVAEConfig = CODING, initialized: bool = True) -> Path:
+    import torch
+
+    from sda.format import modelfile
+    from sda.model.vqvae import ConvVQVAE
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ConvVQVAE(config.validate())
+    for codebook in model.quantizer.codebooks:
+        codebook.initialized.fill_(initialized)
+    metadata = {"model_name": name, "created": f"2026-12-0{seed % 9 + 1}T00:00:00+00:00", "config": config.to_dict(),
+                "weights": {"step": 2, "epoch": 1}}
+    modelfile.save_model(path, model.eval(), metadata)
+    return path
+
+
 def _marked(value):
     """Every string of a metadata tree with MARK in front (paths that matched each other still match)."""
     if isinstance(value, str):

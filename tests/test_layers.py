@@ -16,7 +16,7 @@ LAYERS = [
     ("foundation", {"sda.config", "sda.errors", "sda.text", "sda.kernels", "sda._sdafile"}),
     ("data", {"sda.data"}),
     ("model", {"sda.model"}),
-    ("format", {"sda.format"}),
+    ("format", {"sda.format", "sda.codes"}),
     ("train", {"sda.train"}),
     ("report", {"sda.report"}),
     ("frontends", {"sda.cli", "sda.ui", "sda.__main__"}),

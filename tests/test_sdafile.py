@@ -540,7 +540,7 @@ BAD_HEADERS = {
     "format": (case(header(VALID, format="safetensors")), "format is 'safetensors', not 'sda'"),
     "version mismatch": (case(header(VALID, version=[2, 1])), r"version is \[2, 1\], but the prefix says \[2, 0\]"),
     "version shape": (case(header(VALID, version=[2, 0, 0])), "version is"),
-    "kind": (case(header(VALID, kind="weights")), "kind is 'weights', not one of model, checkpoint"),
+    "kind": (case(header(VALID, kind="weights")), "kind is 'weights', not one of model, checkpoint, codes"),
     "metadata not an object": (case(header(VALID, metadata=[1])), "metadata is not a JSON object"),
     "tensors not a list": (case({**header(), "tensors": {"x": 1}}, b""), "tensors is not a list"),
     "missing metadata": (case({k: v for k, v in header(VALID).items() if k != "metadata"}),

@@ -1,5 +1,5 @@
-"""The sda command line: train, info, reconstruct, export, ui, env. Training logic lives in sda.train.engine; this file
-turns flags into a config and events into text.
+"""The sda command line: train, info, reconstruct, encode and decode (sda.cli.codes), export, ui, env. Training logic
+lives in sda.train.engine; this file turns flags into a config and events into text.
 
 Exit status (sda.errors has the table of what each error means): 0 done, 1 training failed or a save did not complete
 (one message), or an unexpected error (its traceback), 2 bad input (flags, folder, model file, output), 130 stopped
@@ -19,6 +19,8 @@ import traceback
 from pathlib import Path
 
 import sda
+from sda.cli import codes
+from sda.cli.checks import check_output_file
 from sda.config import FILE_SAMPLE_RATES, OPTIONAL, RANGES, RVQ_LEVELS, AudioConfig, RunOptions, VQVAEConfig
 from sda.errors import (
     EXIT,
@@ -27,7 +29,6 @@ from sda.errors import (
     EXIT_INTERRUPTED,
     AudioFileError,
     ConfigError,
-    OutputError,
     kind_of,
 )
 from sda.text import plural, printable, printable_lines
@@ -202,7 +203,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from sda.report import code_grid_lines, level_text, quality_line
 
     _check_reconstruct_paths(args.input, args.output, args.force)
-    model, _ = load_codec_model(args.model)
+    model, _ = load_codec_model(args.model, "reconstruct")
     levels = model.config.rvq_levels
     if args.levels is not None and not 1 <= args.levels <= levels:
         raise ConfigError(f"--levels {args.levels}: {printable(str(args.model))} has {levels} levels: give 1 to "
@@ -244,16 +245,7 @@ def _check_reconstruct_paths(source: Path, output: Path, force: bool) -> None:
     mode = os.stat(source).st_mode  # FileNotFoundError names the path
     if not stat.S_ISREG(mode):
         raise AudioFileError(f"{source} is not a regular file (a folder, FIFO or device): give an audio file")
-    if output.is_dir():
-        raise OutputError(f"{output} is a folder: give the path of the audio file to write, e.g. {output / 'out.wav'}")
-    if output.exists() and os.path.samefile(source, output):
-        raise OutputError(f"{output} is the input file: writing it would destroy it; give another output path")
-    if output.suffix.lower() not in WRITABLE_AUDIO:
-        raise OutputError(f"cannot write {output}: its extension is not one of {', '.join(WRITABLE_AUDIO)}")
-    if not output.parent.is_dir():
-        raise OutputError(f"the folder of {output} does not exist: create it first, or write somewhere else")
-    if output.exists() and not force:
-        raise OutputError(f"{output} exists: give another output path, or --force to replace it")
+    check_output_file(output, WRITABLE_AUDIO, force, inputs=[source])
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -264,7 +256,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from sda.format.modelfile import load_codec_model
 
     check_output(args.out, args.force)
-    model, metadata = load_codec_model(args.model)
+    model, metadata = load_codec_model(args.model, "export")
     name = metadata.get("model_name")
     start = time.perf_counter()
     files = write_export(args.out, model, name if isinstance(name, str) else args.model.stem, args.force)
@@ -441,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--codes", action="store_true",
                    help="print the code grid: one line per time position, its time and each level's code")
     r.set_defaults(run=cmd_reconstruct)
+
+    codes.add_parsers(commands)  # encode, decode
 
     x = commands.add_parser("export", help="write a model as torch.export programs that run with torch alone",
                             description="Write the model's encoder with its quantizer, and its decoder, as "

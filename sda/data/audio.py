@@ -12,6 +12,7 @@ back into sound (pseudo-inverse of the mel filterbank, then Griffin-Lim) for pre
 
     with AudioSource("take.wav", audio.sample_rate) as source:   # any length: read only what is needed
         source.read(0, audio.chunk_samples)                      # [chunk_samples] mono at the model's rate
+    AudioSource("take.wav", None)                                # mono at the file's own rate
 
 A file is opened only if it is a regular file (a named pipe or a device would block or never end), and
 only at sample rates in config.FILE_SAMPLE_RATES; every way a file can fail is an AudioFileError whose
@@ -182,13 +183,13 @@ class AudioSource:
     enough frames on either side for the kernel. A file that ends before its header says reads as zeros.
     """
 
-    def __init__(self, path: str | Path, rate: int):
+    def __init__(self, path: str | Path, rate: int | None):
         with ExitStack() as stack:
             self._file = stack.enter_context(open_audio(path))
             self.sample_rate, self.channels = self._file.samplerate, self._file.channels
             self.frames = max(0, self._file.frames)
             self._exact_seek = self._file.subtype.startswith("PCM_") or self._file.subtype in _EXACT_SEEK
-            self._p, self._q = resampling_ratio(self.sample_rate, rate)
+            self._p, self._q = resampling_ratio(self.sample_rate, rate or self.sample_rate)  # None: the file's own
             self.length = -(-self.frames * self._q // self._p)
             self._resampler = None if self._p == self._q else _resampler(self._p, self._q)
             # Blocks of margin before a stretch: the kernel reaches `width` input frames either side of a block.

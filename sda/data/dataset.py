@@ -17,6 +17,12 @@ of them can be shown and stored in metadata; files are opened by the names the f
     data = load_dataset("~/samples/drums", VQVAEConfig())
     data.train_mels                                  # [N_train, n_mels, chunk_frames]
     data.config.codebook_size                        # the concrete config, resolved for this collection
+
+For the codec (sda encode), the same scan and rules, each file decoded whole instead of into chunks:
+
+    candidates, skipped = gather([Path("kick.wav"), Path("~/samples/drums")])
+    whole = read_whole(candidates[0], MAX_CODEC_SECONDS)   # AudioFileError(why) for a file training would reject
+    whole.wave                                             # [S] float32 mono at whole.sample_rate
 """
 
 import dataclasses
@@ -443,13 +449,91 @@ def _decode(folder: Path, source: str, audio: AudioConfig, share: int | None = N
             chunks = _read_chunks(file, picks, audio.chunk_samples)
     except AudioFileError as why:
         raise _Unusable(str(why)) from None
+    _check_decoded(file)
+    info = UsableFile(printable(source), source, file.frames / file.sample_rate, file.sample_rate, file.channels,
+                      len(picks), available)
+    return info, chunks
+
+
+def _check_decoded(file: AudioSource) -> None:
+    """Training's rules for a file decoded (as far as it was read): it has samples, all finite, and sound."""
+    if file.frames == 0:
+        raise _Unusable(EMPTY)
     if not file.finite:
         raise _Unusable("contains NaN or infinite samples")
     if file.peak < SILENCE_PEAK:
         raise _Unusable(SILENT)
-    info = UsableFile(printable(source), source, file.frames / file.sample_rate, file.sample_rate, file.channels,
-                      len(picks), available)
-    return info, chunks
+
+
+# For the codec (sda encode): files and folders named by the user, each usable file decoded whole. --------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file to encode: opened as root / source (root: its input folder, or the folder of a file named alone)."""
+
+    root: Path
+    source: str  # relative to root, as the file system spells it
+    path: str  # printable, with / separators: relative to its input folder, or the file's name
+
+
+@dataclass(frozen=True)
+class WholeFile:
+    """One usable file decoded whole, mono at its own rate (as training decodes it, without the resampling)."""
+
+    candidate: Candidate
+    wave: torch.Tensor  # [S] float32, the mean of the channels, S = frames
+    sample_rate: int  # native
+    channels: int
+
+    @property
+    def seconds(self) -> float:
+        return len(self.wave) / self.sample_rate
+
+
+def gather(inputs: list[Path]) -> tuple[list[Candidate], list[Rejection]]:
+    """The audio files of inputs (files, or folders scanned as training scans them), in the order given, each
+    folder's sorted, and what was skipped. An input that does not exist is a DataError: nothing was done yet."""
+    candidates, skipped = [], []
+    for given in inputs:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            sources, passed = _scan(_check_folder(path))
+            candidates += [Candidate(path, source, printable(source)) for source in sources]
+            skipped += passed
+        elif path.exists() or path.is_symlink():  # a broken link is named when it is opened
+            shown = printable(path.name)
+            if is_audio_file(path.name):
+                candidates.append(Candidate(path.parent, path.name, shown))
+            else:
+                skipped.append(Rejection(shown, f"{NOT_AUDIO} ({printable(path.suffix) or 'no extension'})"))
+        else:
+            raise FolderNotFoundError(f"{printable(str(path))} does not exist: check the path of the file or folder "
+                                      "to encode.")
+    unique, seen = [], set()
+    for candidate in candidates:  # a file named alone and again in its folder, or a folder given twice
+        where = os.path.realpath(candidate.root / candidate.source)
+        if where in seen:
+            skipped.append(Rejection(candidate.path, "given twice: encoded once"))
+        else:
+            seen.add(where)
+            unique.append(candidate)
+    return unique, skipped
+
+
+def read_whole(candidate: Candidate, max_seconds: float) -> WholeFile:
+    """The file decoded whole, if training would use it and it lasts at most max_seconds (checked from its header,
+    before decoding); else AudioFileError saying why, in the words of the preflight report."""
+    try:
+        with AudioSource(candidate.root / candidate.source, None) as file:
+            if file.frames > max_seconds * file.sample_rate:
+                raise _Unusable(f"{duration(file.frames / file.sample_rate)} long, over the "
+                                f"{duration(max_seconds)} the codec takes in one piece")
+            wave = file.read(0, file.length)
+        _check_decoded(file)
+    except (AudioFileError, _Unusable) as why:
+        raise AudioFileError(printable(str(why))) from None
+    return WholeFile(candidate, wave, file.sample_rate, file.channels)
 
 
 def _picks(length: int, audio: AudioConfig, share: int | None = None) -> tuple[list[int], int]:

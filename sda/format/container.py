@@ -10,8 +10,8 @@ API::
     read(path, verify=True, *, kind=None) -> (dict[str, torch.Tensor], dict)
         The tensors (CPU, contiguous, in file order) and the metadata. verify=False skips the
         per-tensor CRCs and the padding checks; the prefix, header CRC and tensor table are
-        always checked. kind="model" or "checkpoint" rejects a file of the other kind before
-        any tensor is read.
+        always checked. kind="model", "checkpoint" or "codes" rejects a file of another kind
+        before any tensor is read.
     read_metadata(path, *, kind=None) -> dict
         The metadata only: reads the 64-byte prefix and the header, never the tensor data.
     read_header(path) -> dict
@@ -93,7 +93,7 @@ MAX_HEADER_BYTES = 16 * 2**20
 MAX_DEPTH = 64  # JSON nesting, counting the header object itself as depth 1
 MAX_DIMS = 8
 MAX_NAME_BYTES = 255
-KINDS = ("model", "checkpoint")
+KINDS = ("model", "checkpoint", "codes")  # codes: sda.format.codesfile (README: Codes files)
 
 # magic, major, minor, flags, header length H, data offset D, data length L, CRC-32, reserved
 _PREFIX = struct.Struct("<8sHHIQQQI20s")
@@ -355,7 +355,9 @@ def _check_kind(header, kind, path):
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)} or None, not {kind!r}")
     if header["kind"] != kind:
-        raise SdaFormatError(f"{path} is an sda {header['kind']}, not a {kind}")
+        noun = {"codes": "codes file"}
+        found, wanted = noun.get(header["kind"], header["kind"]), noun.get(kind, kind)
+        raise SdaFormatError(f"{path} is an sda {found}, not a {wanted}")
 
 
 def _open(path):

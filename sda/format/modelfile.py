@@ -6,12 +6,14 @@
     save_checkpoint(path, model, optimizer, metadata)   # kind "checkpoint": + optimizer, RNG
     state = load_checkpoint(path)                 # TrainingState: what the engine needs to resume
     metadata = model_metadata(name, config, preflight, history, health)   # what every file carries
+    digest = weights_hash(model.state_dict())     # SHA-256 hex of the weights: the model's identity in codes files
 
 Every write is atomic (container.write): a crash mid-save leaves the previous file as it was.
 """
 
 import dataclasses
 import functools
+import hashlib
 import math
 import platform
 from dataclasses import dataclass
@@ -54,6 +56,29 @@ def model_metadata(name: str, config: VQVAEConfig, preflight, history: dict, hea
     }
 
 
+def weights_hash(tensors) -> str:
+    """The SHA-256 (hex) of a model's tensors: {name: tensor}, as model.state_dict() gives them (a model file's
+    tensors less USAGE_TENSOR, which counts codes and is no weight). Canonical, so that a model file, the model it
+    loads into and a codes file made with it agree: tensors in name order, each as its UTF-8 name, its dtype's
+    container name (F32...), its shape as int64s and its bytes, every part preceded by its length in 8 bytes."""
+    digest = hashlib.sha256()
+
+    def part(data: bytes) -> None:
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+
+    for name in sorted(n for n in tensors if n != USAGE_TENSOR):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        part(name.encode("utf-8"))
+        part(_DTYPE_NAMES[tensor.dtype].encode("ascii"))
+        part(b"".join(d.to_bytes(8, "little") for d in tensor.shape))
+        part(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+_DTYPE_NAMES = {dtype: name for name, dtype in container.DTYPES.items()}
+
+
 def save_model(path: Path, model: ConvVQVAE, metadata: dict, usage: torch.Tensor | None = None) -> None:
     """usage: the last health window's counts [levels, K], kept as USAGE_TENSOR."""
     tensors = dict(model.state_dict())
@@ -75,16 +100,17 @@ def load_model(path: Path) -> tuple[ConvVQVAE, dict]:
     return model.eval(), metadata
 
 
-def load_codec_model(path: Path) -> tuple[ConvVQVAE, dict]:
+def load_codec_model(path: Path, then: str = "use it") -> tuple[ConvVQVAE, dict]:
     """load_model, for encoding and decoding: a model saved during warm-up, before its codebooks were initialised,
-    has no codes yet and is refused with an SdaError that says how to get a model that has."""
+    has no codes yet and is refused with an SdaError that says how to get a model that has (then: what to do
+    after, e.g. the command that was refused)."""
     model, metadata = load_model(path)
     if not model.quantizer.initialized:
         weights = metadata.get("weights")
         step = weights.get("step", "?") if isinstance(weights, dict) else "?"
         raise SdaError(f"{printable(str(path))} was saved during warm-up (step {step} of {model.config.warmup_steps}), "
                        "before its codebooks were initialised, so it has no codes yet: resume its training "
-                       "(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then use it")
+                       f"(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then {then}")
     return model, metadata
 
 

@@ -4,6 +4,7 @@
     mel = decode_mel(model, codes)              # [l, T'], the first l <= L levels -> log-mel [n_mels, T' x downsample]
     out = decode(model, codes, samples, rate)   # [l, T'] -> wave [samples] at rate (default: the model's rate)
     r = reconstruct(model, wave, rate)          # a Reconstruction: at the input's rate, loudness matched, never clipped
+    out, gain_db, limited_db = match_rms(out, rms(mono))   # a decoded wave as loud as its source (sda decode)
 
 Rows of a code grid are levels, columns time positions, one every hop_length x downsample samples at the
 model's rate (sda.model.bitrate.frame_rate per second). The model sees whole positions only: mono audio at
@@ -108,10 +109,20 @@ def match_loudness(wave: torch.Tensor, reference: torch.Tensor) -> tuple[torch.T
     Griffin-Lim's phase guess loses level unevenly (a decay can come out quieter or louder than it went in),
     so the level is set from the input, not trusted from the output. A silent wave or reference keeps its level.
     """
-    rms, target = wave.square().mean().sqrt().item(), reference.square().mean().sqrt().item()
-    gain = target / rms if rms > 0 and target > 0 else 1.0
+    return match_rms(wave, rms(reference))
+
+
+def match_rms(wave: torch.Tensor, target: float) -> tuple[torch.Tensor, float, float]:
+    """match_loudness to a reference known by its RMS only (sda decode: the source's, from the codes file's index)."""
+    now = rms(wave)
+    gain = target / now if now > 0 and target > 0 else 1.0
     out, limited_db = limited(wave * gain)
     return out, _db(gain), limited_db
+
+
+def rms(wave: torch.Tensor) -> float:
+    """The root mean square of wave [S] (0 for no samples)."""
+    return wave.square().mean().sqrt().item() if len(wave) else 0.0
 
 
 def limited(wave: torch.Tensor, peak: float = OUTPUT_PEAK) -> tuple[torch.Tensor, float]:
