@@ -8,6 +8,7 @@ sparkline take `unicode`: whether the output can show block characters (the CLI 
     compare_text([described, ...])        # `sda info A B ...`: the files side by side
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -498,3 +499,35 @@ def flat_settings(config: dict, prefix: str = "") -> dict[str, object]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+# Listening to a model (`sda reconstruct` and the page's Models tab): what the codec did, in words.
+
+
+def no_codes_text(name: str, metadata: dict, warmup_steps: int, frontend: str = CLI) -> str:
+    """Why a model saved during its warm-up (codebooks not yet initialised) cannot reconstruct, and what to do."""
+    weights = metadata.get("weights")
+    step = weights.get("step", "?") if isinstance(weights, dict) else "?"
+    then = "then reconstruct" if frontend == CLI else "then open it here again"
+    return (f"{name} was saved during warm-up (step {step} of {warmup_steps}), before its codebooks were "
+            f"initialised, so it has no codes yet: resume its training (sda train DATA_DIR --resume "
+            f"NAME.checkpoint.sda) past the warm-up, {then}")
+
+
+def quality_text(figures) -> str:
+    """A sda.model.quality.Quality as one line: what each figure is, with its unit (NaN: a silent input)."""
+    def figure(value: float, spec: str, unit: str = "") -> str:
+        return "n/a (silent input)" if math.isnan(value) else f"{value:{spec}}{unit}"
+
+    return (f"log-mel L1 {figure(figures.log_mel_l1, '.3f')} · STFT distance {figure(figures.stft_distance, '.2f')}"
+            f" · SI-SDR {figure(figures.si_sdr_db, '.1f', ' dB')}")
+
+
+def loudness_text(gain_db: float, limited_db: float) -> str:
+    """What reconstruct did to the output's level (sda.model.codec.match_loudness): the gain that matched the
+    input's loudness, and any further attenuation that kept every sample under full scale."""
+    gain = (f"gain {gain_db:+.1f} dB to match the input's loudness (RMS)" if abs(gain_db) >= 0.05
+            else "no gain needed to match the input's loudness (RMS)")
+    if limited_db <= -0.05:
+        return f"{gain}, then attenuated by {-limited_db:.1f} dB so that no sample clips"
+    return f"{gain}; no limiting needed (no sample near full scale)"

@@ -198,15 +198,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from sda.data.audio import read_audio, write_audio
     from sda.format.modelfile import load_model
     from sda.model import codec
+    from sda.report import no_codes_text
 
     _check_reconstruct_paths(args.input, args.output, args.force)
     model, metadata = load_model(args.model)
     if not model.quantizer.initialized:
-        weights = metadata.get("weights")
-        step = weights.get("step", "?") if isinstance(weights, dict) else "?"
-        raise SdaError(f"{args.model} was saved during warm-up (step {step} of {model.config.warmup_steps}), before "
-                       "its codebooks were initialised, so it has no codes yet: resume its training "
-                       "(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then reconstruct")
+        raise SdaError(no_codes_text(str(args.model), metadata, model.config.warmup_steps))
     rate = model.config.audio.sample_rate
     try:
         wave, input_rate = read_audio(args.input)

@@ -96,14 +96,27 @@ def open_audio(path: str | Path) -> Iterator[sf.SoundFile]:
         os.close(fd)
 
 
-def read_audio(path: str | Path) -> tuple[torch.Tensor, int]:
+def read_audio(path: str | Path, max_seconds: float | None = None) -> tuple[torch.Tensor, int]:
     """Decode a whole file: (wave [C, S] float32 in [-1, 1] for integer formats, native sample rate).
 
     For one file a user names; a folder's files are read through AudioSource, in bounded memory.
+    max_seconds: a longer file is an AudioFileError saying so, raised before it is decoded (from its header),
+    or, where the header under-states the length (MP3 estimates it), once one frame past the limit is read.
     """
     with open_audio(path) as file:
-        data = file.read(dtype="float32", always_2d=True)  # [S, C]
+        limit = None if max_seconds is None else int(max_seconds * file.samplerate)
+        if limit is not None and file.frames > limit:
+            raise AudioFileError(_too_long(file.frames / file.samplerate, max_seconds))
+        data = file.read(-1 if limit is None else limit + 1, dtype="float32", always_2d=True)  # [S, C]
+        if limit is not None and len(data) > limit:
+            raise AudioFileError(_too_long(None, max_seconds))
         return torch.from_numpy(data.T.copy()), file.samplerate
+
+
+def _too_long(seconds: float | None, max_seconds: float) -> str:
+    length = f"{seconds:.0f} s long" if seconds is not None else f"over {max_seconds:.0f} s long"
+    return (f"the file is {length}: sda takes audio files of at most {max_seconds:.0f} s "
+            f"({max_seconds / 60:g} minutes) whole; cut it into shorter files")
 
 
 def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:
