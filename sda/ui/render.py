@@ -441,19 +441,20 @@ def listening_markdown(heard: Listening) -> str:
 
 
 def takes_html(takes: Sequence[Take]) -> str:
-    """A row per depth l = 1..L: its quality figures, and how much level l improved the log-mel L1 over l - 1."""
+    """A row per depth l = 1..L: its quality figures, and how much level l lowered the log-mel L1 of depth l - 1
+    (negative when it raised it)."""
     total, rows, before = len(takes), [], None
     for take in takes:
         q = take.quality
-        gain = "" if before is None else f"{before - q.log_mel_l1:+.3f}"
+        gain = "" if before is None else f"{before - q.log_mel_l1:.3f}"  # negative: the level made it worse
         rows.append(f'<tr class="sda-take" data-levels="{take.levels}"><td>{html_text(depth_words(take.levels, total))}'
                     f"</td><td>{_figure(q.log_mel_l1, '.3f')}</td><td>{html_text(gain or '—')}</td>"
                     f"<td>{_figure(q.stft_distance, '.2f')}</td><td>{_figure(q.si_sdr_db, '.1f')}</td></tr>")
         before = q.log_mel_l1
     return ('<table class="sda-levels sda-takes"><caption>What each level adds (lower distances are closer to the '
-            "input; SI-SDR compares waveforms, so Griffin-Lim's guessed phase keeps it near or under 0 dB)</caption>"
-            "<thead><tr><th>Codes used</th><th>log-mel L1</th><th>L1 gained by the level</th><th>STFT distance</th>"
-            f"<th>SI-SDR (dB)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+            "input; SI-SDR compares waveforms, so a guessed phase keeps it near or under 0 dB)</caption>"
+            "<thead><tr><th>Levels decoded</th><th>log-mel L1</th><th>L1 drop from adding the level</th>"
+            f"<th>STFT distance</th><th>SI-SDR (dB)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def _figure(value: float, spec: str) -> str:
