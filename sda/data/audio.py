@@ -115,8 +115,9 @@ def read_audio(path: str | Path, max_seconds: float | None = None) -> tuple[torc
 
 def _too_long(seconds: float | None, max_seconds: float) -> str:
     length = f"{seconds:.0f} s long" if seconds is not None else f"over {max_seconds:.0f} s long"
-    return (f"the file is {length}: sda takes audio files of at most {max_seconds:.0f} s "
-            f"({max_seconds / 60:g} minutes) whole; cut it into shorter files")
+    minutes = f" ({max_seconds / 60:g} minutes)" if max_seconds >= 60 else ""
+    return (f"the file is {length}: sda takes audio files of at most {max_seconds:.0f} s{minutes} whole; cut it "
+            "into shorter files")
 
 
 def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:
