@@ -74,6 +74,11 @@ def test_the_spectrogram_has_a_heat_map_per_panel_on_one_scale_with_labelled_axe
     assert ">10k<" not in html  # over the 8 kHz Nyquist of 16 kHz audio
 
 
+def test_silence_is_drawn_dark():
+    silent = torch.full((AUDIO.n_mels, 20), math.log(1e-5))  # LogMel's floor everywhere
+    assert (np.asarray(pngs(spectrogram_html((Panel("silence", silent),), AUDIO, 0.2))[0]) == MAGMA[0]).all()
+
+
 def test_frequencies_lie_on_the_mel_axis_in_order_and_inside_the_panel():
     fractions = [frequency_fraction(f, AUDIO) for f in (100, 1000, 4000, 7000)]
     assert fractions == sorted(fractions) and fractions[0] > 0 and fractions[-1] < 1

@@ -25,10 +25,15 @@ Who may do what (issue 14):
   stop it; an API client passes the key /start returned. A login is no such proof: every user of
   the page shares the one password. The server's operator stops any run with Ctrl-C.
 - Files: the page serves no file of the models folder or the data root (no allowed_paths); preview
-  clips go to the page as samples, and Gradio serves its own copies. Uploads (.sda files to open)
-  are capped at MAX_UPLOAD.
+  clips go to the page as samples, and Gradio serves its own copies. Uploads (.sda files to open, sounds to
+  listen to) are capped at MAX_UPLOAD.
+- Listening (the Models tab, sda.ui.listen): the model is one of the list (_listed_model) or an upload, the
+  sound an upload (only files in Gradio's upload folder: _uploaded_path) or a path confined as the folder box's
+  is; the wavs it makes are written to the app's own temporary folder (TakeStore), of which Gradio serves its
+  copies. One reconstruction at a time, in a queue of its own, so a training job's polls never wait for it.
 """
 
+import contextlib
 import dataclasses
 import ipaddress
 import math
@@ -518,8 +523,9 @@ def _listen_to(models_dir: Path, data_root: Path | None, store: TakeStore, ui: L
     except (SdaUserError, OSError) as exc:
         message = str(exc)
         for value in (model_upload, sound):  # an upload's temporary path means nothing to anyone
-            if (upload := _uploaded_path(value)) is not None:
-                message = message.replace(str(upload), upload.name)
+            with contextlib.suppress(ConfigError):  # (a value that is no upload was the error itself)
+                if (upload := _uploaded_path(value)) is not None:
+                    message = message.replace(str(upload), upload.name)
         what = f" {md_text(name[:200])}" if name else ""
         return {**cleared, ui.notice: f"**Cannot reconstruct{what}:** {md_text(message)}"}
     return {**cleared, **_listened(ui, heard, model_name)}

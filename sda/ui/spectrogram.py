@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from sda.config import AudioConfig
+from sda.data.audio import LOG_FLOOR
 from sda.ui.charts import nice_ticks, text
 
 RANGE_DB = 80.0  # the floor of the colour scale, below the loudest bin
@@ -28,6 +29,7 @@ WIDTH, PANEL_HEIGHT = 760, 170
 LEFT, RIGHT, TOP, GAP, BOTTOM = 58, 92, 22, 48, 34  # RIGHT holds the colour bar and its labels
 MIN_TICK_GAP = 11  # px between frequency labels
 DB_PER_NEPER = 20 / math.log(10)  # LogMel is the natural log of a magnitude: x this is dB
+FLOOR_DB = 20 * math.log10(LOG_FLOOR)  # what LogMel gives silence
 FREQUENCY_TICKS = (100, 200, 500, 1000, 2000, 5000, 10_000, 20_000)  # Hz, those under the Nyquist shown
 # magma (matplotlib's perceptually uniform map), 9 evenly spaced anchors, black to pale yellow.
 MAGMA = np.array([(0, 0, 4), (28, 16, 68), (79, 18, 123), (129, 37, 129), (181, 54, 122), (229, 80, 100),
@@ -85,7 +87,9 @@ def spectrogram_html(panels: Sequence[Panel], audio: AudioConfig, seconds: float
     """The panels stacked, one colour scale, time (s) under each, frequency (Hz) left, a dB colour bar right."""
     dbs = [reduced(p.log_mel) * DB_PER_NEPER for p in panels]
     finite = [d[np.isfinite(d)] for d in dbs]
-    top = max((float(f.max()) for f in finite if f.size), default=0.0)
+    top = max((float(f.max()) for f in finite if f.size), default=FLOOR_DB)
+    if top <= FLOOR_DB + 1:  # silence (every bin at LogMel's floor) is drawn dark, not as the loudest colour
+        top = FLOOR_DB + RANGE_DB
     height = TOP + len(panels) * (PANEL_HEIGHT + GAP) - GAP + BOTTOM
     parts = []
     for i, (panel, db) in enumerate(zip(panels, dbs, strict=True)):
