@@ -455,6 +455,7 @@ class ListenViews:
     path: gr.Textbox
     button: gr.Button
     notice: gr.Markdown  # why it could not, or ""
+    results: gr.Column  # what follows: hidden until a reconstruction fills it, so an empty one takes no room
     summary: gr.Markdown  # the file, its code grid, the gain applied and any limiting
     original: gr.Audio
     full: gr.Audio  # all levels, beside the original
@@ -464,8 +465,8 @@ class ListenViews:
     downloads: gr.File
 
     def outputs(self) -> list:
-        return [self.notice, self.summary, self.original, self.full, self.takes, *self.depths, self.spectrogram,
-                self.downloads]
+        return [self.notice, self.results, self.summary, self.original, self.full, self.takes, *self.depths,
+                self.spectrogram, self.downloads]
 
 
 def _listen_section(data_root: Path | None) -> ListenViews:
@@ -476,7 +477,7 @@ def _listen_section(data_root: Path | None) -> ListenViews:
     under = f" under {data_root} (a relative path is taken there)" if data_root else ""
     with gr.Row(equal_height=True):
         upload = gr.File(label="Upload a sound", file_types=list(AUDIO_EXTENSIONS), type="filepath", scale=2,
-                         elem_id="sda-listen-upload")
+                         height=150, elem_id="sda-listen-upload")
         with gr.Column(scale=3):
             path = gr.Textbox(label="…or the path of a sound on this server", elem_id="sda-listen-path",
                               placeholder=plain_text(data_root / "kick.wav" if data_root else "/path/to/kick.wav"),
@@ -484,28 +485,31 @@ def _listen_section(data_root: Path | None) -> ListenViews:
                                               "used when nothing is uploaded."))
             button = gr.Button("Reconstruct", variant="primary", elem_id="sda-listen")
     notice = gr.Markdown("", elem_id="sda-listen-notice", **TEXT)
-    summary = gr.Markdown("", elem_id="sda-listen-summary", **TEXT)
 
     def player(label: str, elem_id: str) -> gr.Audio:
         return gr.Audio(label=label, type="filepath", interactive=False, visible=False, elem_id=elem_id,
                         buttons=["download"])
 
-    with gr.Row():
-        original, full = player("Original", "sda-listen-original"), player("Reconstruction", "sda-listen-full")
-    takes = gr.HTML("", elem_id="sda-listen-takes")
-    with gr.Row(elem_id="sda-listen-depths"):
-        depths = tuple(player(f"Levels 1–{i}", f"sda-listen-depth-{i}") for i in range(1, MAX_LEVELS + 1))
-    spectrogram = gr.HTML("", elem_id="sda-listen-spectrogram")
-    downloads = gr.File(label="Download the reconstructions (wav, at the input's rate)", file_count="multiple",
-                        interactive=False, visible=False, elem_id="sda-listen-downloads")
-    return ListenViews(upload, path, button, notice, summary, original, full, takes, depths, spectrogram, downloads)
+    with gr.Column(visible=False, elem_id="sda-listen-results") as results:
+        summary = gr.Markdown("", elem_id="sda-listen-summary", **TEXT)
+        with gr.Row():
+            original, full = player("Original", "sda-listen-original"), player("Reconstruction", "sda-listen-full")
+        takes = gr.HTML("", elem_id="sda-listen-takes")
+        with gr.Row(elem_id="sda-listen-depths"):
+            depths = tuple(player(f"Levels 1–{i}", f"sda-listen-depth-{i}") for i in range(1, MAX_LEVELS + 1))
+        spectrogram = gr.HTML("", elem_id="sda-listen-spectrogram")
+        downloads = gr.File(label="Download the reconstructions (wav, at the input's rate)", file_count="multiple",
+                            interactive=False, visible=False, elem_id="sda-listen-downloads")
+    return ListenViews(upload, path, button, notice, results, summary, original, full, takes, depths, spectrogram,
+                       downloads)
 
 
 def _listen_to(models_dir: Path, data_root: Path | None, store: TakeStore, ui: ListenViews, listed, model_upload,
                sound, sound_path, on_level=None) -> dict:
     """The listening section's updates for one Reconstruct, or its notice saying why not (everything cleared:
     a previous reconstruction never stays beside a refusal, and its files go with later ones, TakeStore)."""
-    cleared = {ui.notice: "", ui.summary: "", ui.original: gr.update(value=None, visible=False),
+    cleared = {ui.notice: "", ui.results: gr.update(visible=False), ui.summary: "",
+               ui.original: gr.update(value=None, visible=False),
                ui.full: gr.update(value=None, visible=False), ui.takes: "", ui.spectrogram: "",
                ui.downloads: gr.update(value=None, visible=False),
                **{p: gr.update(value=None, visible=False) for p in ui.depths}}
@@ -533,7 +537,8 @@ def _listen_to(models_dir: Path, data_root: Path | None, store: TakeStore, ui: L
 
 def _listened(ui: ListenViews, heard: Listening, model_name: str) -> dict:
     total = len(heard.takes)
-    out = {ui.summary: f"Through **{md_text(model_name)}**: {listening_markdown(heard)}",
+    out = {ui.results: gr.update(visible=True),
+           ui.summary: f"Through **{md_text(model_name)}**: {listening_markdown(heard)}",
            ui.original: gr.update(value=str(heard.original), visible=True,
                                   label=plain_text(f"Original: {heard.source}")),
            ui.full: gr.update(value=str(heard.full.path), visible=True, label=take_label(heard.full, total)),

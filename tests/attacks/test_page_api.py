@@ -279,8 +279,8 @@ def test_sda_ui_no_auth_beyond_loopback_serves_and_warns(tmp_path, folder):
 # Issue 17 item 5: listening in the Models tab (/listen: the model listed, the model uploaded, the sound uploaded,
 # the sound's path), each input hostile, and the files it may read
 
-LISTEN = ["notice", "summary", "original", "full", "takes", "depth1", "depth2", "depth3", "depth4", "spectrogram",
-          "downloads"]
+LISTEN = ["notice", "results", "summary", "original", "full", "takes", "depth1", "depth2", "depth3", "depth4",
+          "spectrogram", "downloads"]
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +322,7 @@ def refused(result: dict) -> str:
 def test_a_sound_through_a_listed_model_gives_a_player_per_level_and_its_downloads(listenable, folder):
     result = listened(listenable, path=str(folder / "00_kick.wav"))
     assert result["notice"] == "" and "code grid of 3 levels" in result["summary"]
-    shown = [v for v in result["raw"][5:9] if v.get("visible")]
+    shown = [v for v in result["raw"][6:10] if v.get("visible")]
     assert len(shown) == SMALL.rvq_levels and all(v["value"]["url"] for v in shown)
     assert [Path(f["path"]).name for f in result["downloads"]] == [
         "00_kick.reconstruction.wav", "00_kick.first-1-level.wav", "00_kick.first-2-levels.wav"]
@@ -393,7 +393,7 @@ def test_hostile_file_names_reach_the_labels_as_text(listenable, folder):
     assert "<img" not in result["summary"] and "\x1b" not in result["summary"]
     assert shown_markdown(result["summary"]).startswith(
         f"Through **source.sda**: **{MARK}\\x1b]52;c;aGk=\\x07*x*.wav**: ")
-    labels = [v["label"] for v in result["raw"][2:9] if isinstance(v, dict) and v.get("visible")]
+    labels = [v["label"] for v in result["raw"][3:10] if isinstance(v, dict) and v.get("visible")]
     assert labels[0] == f"Original: {MARK}\\x1b]52;c;aGk=\\x07*x*.wav"  # a player's label is text, never markup
     assert not any("\x1b" in label or "\x07" in label for label in labels)
     assert "<img" not in result["spectrogram"] and "&lt;img src=x" in result["spectrogram"]
