@@ -431,12 +431,12 @@ def take_label(take: Take, total: int) -> str:
 
 
 def listening_markdown(heard: Listening) -> str:
-    """The line over the players: the file, its code grid, and what was done to the output's level."""
+    """The lines over the players: the file and its code grid; what was done to the output's level."""
     channels = {1: "mono", 2: "stereo"}.get(heard.channels, f"{heard.channels} channels")
     full = heard.full
     return (f"**{md_text(heard.source)}**: {heard.seconds:.2f} s, {heard.rate} Hz {channels} → a code grid of "
             f"{len(heard.takes)} levels × {plural(heard.positions, 'time position')} ({heard.codebook_size} codes "
-            f"per level) → {heard.rate} Hz mono. Level: "
+            f"per level) → {heard.rate} Hz mono.\n\nLevel of the reconstruction: "
             f"{md_text(report.loudness_text(full.gain_db, full.limited_db))}.")
 
 
