@@ -138,13 +138,14 @@ def takes(*figures):
 
 
 def test_each_depth_is_a_row_with_its_figures_and_what_its_level_took_off_the_l1():
-    html = takes_html(takes((0.9, 2.5, -30.0), (0.7, 2.1, -20.0), (0.75, 2.0, math.nan)))
+    html = takes_html(takes((0.9, 2.5, -30.0), (0.7, 2.1, -20.0), (0.75, 2.0, math.nan), (0.7501, 2.0, 1.0)))
     rows = re.findall(r'<tr class="sda-take" data-levels="(\d)">(.*?)</tr>', html)
-    assert [n for n, _ in rows] == ["1", "2", "3"]
+    assert [n for n, _ in rows] == ["1", "2", "3", "4"]
     cells = [re.findall(r"<td>(.*?)</td>", row) for _, row in rows]
     assert cells[0] == ["level 1 only", "0.900", "—", "2.50", "-30.0"]
     assert cells[1] == ["levels 1–2", "0.700", "0.200", "2.10", "-20.0"]
-    assert cells[2] == ["all 3 levels", "0.750", "-0.050", "2.00", "n/a"]  # a level that made it worse says so
+    assert cells[2] == ["levels 1–3", "0.750", "-0.050", "2.00", "n/a"]  # a level that made it worse says so
+    assert cells[3][:3] == ["all 4 levels", "0.750", "0.000"]  # -0.0001 is no change, not -0.000
     assert "SI-SDR (dB)" in html and "log-mel L1" in html
 
 

@@ -446,7 +446,8 @@ def takes_html(takes: Sequence[Take]) -> str:
     total, rows, before = len(takes), [], None
     for take in takes:
         q = take.quality
-        gain = "" if before is None else f"{before - q.log_mel_l1:.3f}"  # negative: the level made it worse
+        # negative: the level made it worse; + 0.0 so that a drop that rounds to nothing reads 0.000, not -0.000
+        gain = "" if before is None else f"{round(before - q.log_mel_l1, 3) + 0.0:.3f}"
         rows.append(f'<tr class="sda-take" data-levels="{take.levels}"><td>{html_text(depth_words(take.levels, total))}'
                     f"</td><td>{_figure(q.log_mel_l1, '.3f')}</td><td>{html_text(gain or '—')}</td>"
                     f"<td>{_figure(q.stft_distance, '.2f')}</td><td>{_figure(q.si_sdr_db, '.1f')}</td></tr>")
