@@ -41,7 +41,7 @@ from torch import nn
 
 from sda.config import FILE_SAMPLE_RATES, AudioConfig
 from sda.errors import AudioFileError
-from sda.text import printable
+from sda.text import plural, printable
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
 WRITABLE_AUDIO = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")  # what write_audio writes (not MP3)
@@ -96,21 +96,35 @@ def open_audio(path: str | Path) -> Iterator[sf.SoundFile]:
         os.close(fd)
 
 
-def read_audio(path: str | Path, max_seconds: float | None = None) -> tuple[torch.Tensor, int]:
+def read_audio(path: str | Path, max_seconds: float | None = None,
+               max_samples: int | None = None) -> tuple[torch.Tensor, int]:
     """Decode a whole file: (wave [C, S] float32 in [-1, 1] for integer formats, native sample rate).
 
     For one file a user names; a folder's files are read through AudioSource, in bounded memory.
-    max_seconds: a longer file is an AudioFileError saying so, raised before it is decoded (from its header),
-    or, where the header under-states the length (MP3 estimates it), once one frame past the limit is read.
+    max_seconds, max_samples (frames x channels: what memory the decoded file takes): a file past either is an
+    AudioFileError saying so, raised before it is decoded (from its header), or, where the header under-states the
+    length (MP3 estimates it), once one frame past the limit is read.
     """
     with open_audio(path) as file:
-        limit = None if max_seconds is None else int(max_seconds * file.samplerate)
-        if limit is not None and file.frames > limit:
+        seconds_limit = math.inf if max_seconds is None else int(max_seconds * file.samplerate)
+        samples_limit = math.inf if max_samples is None else max_samples // file.channels
+        if file.frames > seconds_limit:
             raise AudioFileError(_too_long(file.frames / file.samplerate, max_seconds))
-        data = file.read(-1 if limit is None else limit + 1, dtype="float32", always_2d=True)  # [S, C]
-        if limit is not None and len(data) > limit:
+        if file.frames > samples_limit:
+            raise AudioFileError(_too_many(file, max_samples))
+        limit = min(seconds_limit, samples_limit)
+        data = file.read(-1 if limit == math.inf else int(limit) + 1, dtype="float32", always_2d=True)  # [S, C]
+        if len(data) > seconds_limit:
             raise AudioFileError(_too_long(None, max_seconds))
+        if len(data) > samples_limit:
+            raise AudioFileError(_too_many(file, max_samples))
         return torch.from_numpy(data.T.copy()), file.samplerate
+
+
+def _too_many(file: sf.SoundFile, max_samples: int) -> str:
+    return (f"the file holds {plural(file.channels, 'channel')} at {file.samplerate} Hz for "
+            f"{file.frames / file.samplerate:.0f} s, more than the {max_samples / 1e6:g} million samples sda takes "
+            "whole; cut it into shorter files, or mix it down to fewer channels")
 
 
 def _too_long(seconds: float | None, max_seconds: float) -> str:

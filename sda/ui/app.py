@@ -48,7 +48,7 @@ import gradio as gr
 import soundfile as sf
 from gradio.utils import get_upload_folder
 
-from sda.config import MAX_CODEC_SECONDS, RANGES, RunOptions, VQVAEConfig, check_setting
+from sda.config import MAX_CODEC_SAMPLES, MAX_CODEC_SECONDS, RANGES, RunOptions, VQVAEConfig, check_setting
 from sda.data.audio import AUDIO_EXTENSIONS, read_audio
 from sda.data.dataset import preflight
 from sda.errors import AudioFileError, ConfigError, DataError, SdaError, SdaUserError
@@ -520,7 +520,7 @@ def _listen_to(models_dir: Path, data_root: Path | None, store: TakeStore, ui: L
         model, metadata = load_model(model_path)
         if not model.quantizer.initialized:
             raise SdaError(no_codes_text(model_name, metadata, model.config.warmup_steps, PAGE))
-        wave, rate = read_audio(audio_path, MAX_CODEC_SECONDS)
+        wave, rate = read_audio(audio_path, MAX_CODEC_SECONDS, MAX_CODEC_SAMPLES)
         if wave.shape[-1] == 0:
             raise AudioFileError("it holds no audio (0 samples): give a file with sound in it")
         heard = listen(model, wave, rate, name, store.new_folder(), on_level)
