@@ -108,16 +108,17 @@ def read_audio(path: str | Path, max_seconds: float | None = None,
     with open_audio(path) as file:
         seconds_limit = math.inf if max_seconds is None else int(max_seconds * file.samplerate)
         samples_limit = math.inf if max_samples is None else max_samples // file.channels
-        if file.frames > seconds_limit:
-            raise AudioFileError(_too_long(file.frames / file.samplerate, max_seconds))
-        if file.frames > samples_limit:
-            raise AudioFileError(_too_many(file, max_samples))
+
+        def check(frames: int, known: bool) -> None:
+            if max_seconds is not None and frames > seconds_limit:
+                raise AudioFileError(_too_long(frames / file.samplerate if known else None, max_seconds))
+            if max_samples is not None and frames > samples_limit:
+                raise AudioFileError(_too_many(file, max_samples))
+
+        check(file.frames, known=True)
         limit = min(seconds_limit, samples_limit)
         data = file.read(-1 if limit == math.inf else int(limit) + 1, dtype="float32", always_2d=True)  # [S, C]
-        if len(data) > seconds_limit:
-            raise AudioFileError(_too_long(None, max_seconds))
-        if len(data) > samples_limit:
-            raise AudioFileError(_too_many(file, max_samples))
+        check(len(data), known=False)
         return torch.from_numpy(data.T.copy()), file.samplerate
 
 

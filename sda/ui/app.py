@@ -519,7 +519,7 @@ def _listen_to(models_dir: Path, data_root: Path | None, store: TakeStore, ui: L
         audio_path, name = _listen_sound(sound, sound_path, data_root)
         model, metadata = load_model(model_path)
         if not model.quantizer.initialized:
-            raise SdaError(no_codes_text(model_name, metadata, model.config.warmup_steps, PAGE))
+            raise SdaError(no_codes_text(model_name, metadata, model.config.warmup_steps or 0, PAGE))
         wave, rate = read_audio(audio_path, MAX_CODEC_SECONDS, MAX_CODEC_SAMPLES)
         if wave.shape[-1] == 0:
             raise AudioFileError("it holds no audio (0 samples): give a file with sound in it")

@@ -66,7 +66,8 @@ class TakeStore:
 
     def __init__(self, kept: int = KEPT):
         self.root = Path(tempfile.mkdtemp(prefix="sda-ui-listen-"))  # under the system's temp dir: Gradio serves it
-        self.kept, self._folders, self._lock = kept, [], threading.Lock()
+        self.kept, self._lock = kept, threading.Lock()
+        self._folders: list[Path] = []
 
     def new_folder(self) -> Path:
         with self._lock:
@@ -115,7 +116,7 @@ def listen(model: ConvVQVAE, wave: torch.Tensor, rate: int, source: str, folder:
               Panel(f"reconstruction, all {total} levels (the decoder's log-mel)", full.mel))
     seconds = wave.shape[-1] / rate
     return Listening(source, seconds, rate, wave.shape[0] if wave.dim() == 2 else 1, full.codes.shape[1],
-                     model.config.codebook_size, original, tuple(takes),
+                     int(model.config.codebook_size or 0), original, tuple(takes),
                      spectrogram_html(_trimmed(panels, model, wave, rate), model.config.audio, seconds))
 
 
