@@ -35,6 +35,9 @@ FILE_SAMPLE_RATES = (1000, 768_000)  # Hz, both included
 # The codec (encode, decode, reconstruct) takes a file whole: this long at most, so that one file cannot exhaust
 # memory (10 minutes at 48 kHz is 29 M samples; the encoder and Griffin-Lim hold a few copies of it).
 MAX_CODEC_SECONDS = 600.0
+# ...and this many samples (frames x channels) at most: 10 minutes of 48 kHz stereo, 230 MB as float32. A file at a
+# high rate or with many channels reaches it first, so that no file the page is given can exhaust its memory.
+MAX_CODEC_SAMPLES = int(MAX_CODEC_SECONDS) * 48_000 * 2
 # Reconstructions are matched to their input's loudness, then limited to this peak so that no sample clips.
 OUTPUT_PEAK = 0.98  # full scale is 1.0; -0.18 dBFS
 

@@ -505,20 +505,25 @@ def flat_settings(config: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-# Reconstructions (sda reconstruct, the Models tab's listening): the same words in both.
+# Listening to a model (`sda reconstruct` and the page's Models tab): what the codec did, in words.
 
-def quality_line(q: Quality) -> str:
-    """The figures of one reconstruction against its input (sda.model.quality), in one line."""
-    audio = ("the audio figures are undefined for a silent input" if math.isnan(q.si_sdr_db) else
-             f"STFT distance {q.stft_distance:.3f}, SI-SDR {q.si_sdr_db:.1f} dB")
-    return f"log-mel L1 {q.log_mel_l1:.3f} (the training loss), {audio}"
+def quality_text(figures: Quality) -> str:
+    """A sda.model.quality.Quality as one line: what each figure is, with its unit (NaN: a silent input)."""
+    def figure(value: float, spec: str, unit: str = "") -> str:
+        return "n/a (silent input)" if math.isnan(value) else f"{value:{spec}}{unit}"
+
+    return (f"log-mel L1 {figure(figures.log_mel_l1, '.3f')}, STFT distance {figure(figures.stft_distance, '.2f')}"
+            f", SI-SDR {figure(figures.si_sdr_db, '.1f', ' dB')}")
 
 
-def level_text(gain_db: float, limited_db: float) -> str:
-    """What was done to a reconstruction's level: matched to the input, and limited so that nothing clips."""
-    matched = f"matched to the input's loudness ({gain_db:+.1f} dB)" if gain_db else "left as decoded"
-    limited = f"; then {-limited_db:.1f} dB quieter so that no sample clips" if limited_db < -0.05 else ""
-    return f"level {matched}{limited}"
+def loudness_text(gain_db: float, limited_db: float) -> str:
+    """What reconstruct did to the output's level (sda.model.codec.match_loudness): the gain that matched the
+    input's loudness, and any further attenuation that kept every sample under full scale."""
+    gain = (f"gain {gain_db:+.1f} dB to match the input's loudness (RMS)" if abs(gain_db) >= 0.05
+            else "no gain needed to match the input's loudness (RMS)")
+    if limited_db <= -0.05:
+        return f"{gain}, then attenuated by {-limited_db:.1f} dB so that no sample clips"
+    return f"{gain}; no limiting needed (no sample near full scale)"
 
 
 def code_grid_lines(codes: torch.Tensor, positions_per_second: float) -> list[str]:

@@ -168,6 +168,30 @@ def test_read_audio_says_why_a_file_cannot_be_read(tmp_path, make, reason):
     assert str(error.value).startswith(reason)
 
 
+def test_read_audio_refuses_a_file_longer_than_asked_from_its_header_before_decoding_it(tmp_path, monkeypatch):
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros((3 * 1000 + 1, 2), dtype=np.float32), 1000)  # 3.001 s, stereo
+    decoded = []
+    real_read = sf.SoundFile.read
+    monkeypatch.setattr(sf.SoundFile, "read", lambda self, *a, **k: decoded.append(1) or real_read(self, *a, **k))
+    with pytest.raises(AudioFileError, match=r"^the file is 3 s long: sda takes audio files of at most 2 s whole; "
+                                             "cut it into shorter files$"):
+        read_audio(path, max_seconds=2)
+    assert decoded == []  # refused from the header
+    wave, rate = read_audio(path, max_seconds=3.001)  # the limit itself is allowed
+    assert wave.shape == (2, 3001) and rate == 1000
+
+
+def test_read_audio_refuses_more_samples_than_asked_whatever_the_length(tmp_path):
+    path = tmp_path / "wide.wav"
+    sf.write(path, np.zeros((1000, 8), dtype=np.float32), 1000)  # 1 s of 8 channels: 8000 samples
+    with pytest.raises(AudioFileError, match=r"^the file holds 8 channels at 1000 Hz for 1 s, more than the "
+                                             r"0\.007999 million samples sda takes whole; cut it into shorter files, "
+                                             "or mix it down"):
+        read_audio(path, max_seconds=600, max_samples=7999)
+    assert read_audio(path, max_seconds=600, max_samples=8000)[0].shape == (8, 1000)
+
+
 def test_mpg123_lines_are_dropped_and_everything_else_written_to_stderr_is_kept(capfd):
     with audio_module._without_mpg123_notes():
         os.write(2, b"Note: Trying to resync...\nfrom another thread\n")

@@ -47,7 +47,7 @@ def test_train_info_reconstruct(folder, tmp_path):
     assert recon.returncode == 0, recon.stderr
     assert "code grid: 3 levels x" in recon.stdout and "21.5 positions a second" in recon.stdout
     assert "quality: log-mel L1 " in recon.stdout and " SI-SDR " in recon.stdout
-    assert "level matched to the input's loudness" in recon.stdout
+    assert "level: gain " in recon.stdout and "to match the input's loudness (RMS)" in recon.stdout
     written, expected = sf.info(str(tmp_path / "out.wav")), sf.info(str(source))
     assert (written.samplerate, written.frames, written.channels) == (expected.samplerate, expected.frames, 1)
     grid = recon.stdout.split("  position  time s   L1   L2   L3\n")[1].splitlines()
@@ -398,6 +398,6 @@ def test_reconstruct_refuses_a_file_longer_than_the_codec_takes_before_decoding_
     sf.write(long, [0.0] * int(1000 * (MAX_CODEC_SECONDS + 1)), 1000)  # 1 kHz keeps the file small
     recon = sda("reconstruct", tmp_path / "m.sda", long, tmp_path / "o.wav")
     assert recon.returncode == 2 and "Traceback" not in recon.stderr
-    assert "more than the 10 minutes sda encodes at once: cut it into shorter files" in recon.stderr
+    assert "sda takes audio files of at most 600 s (10 minutes) whole; cut it into shorter files" in recon.stderr
     recon = sda("reconstruct", tmp_path / "m.sda", folder / "00_kick.wav", tmp_path / "o.wav", "--levels", "4")
     assert recon.returncode == 2 and "has 3 levels: give 1 to 3" in recon.stderr

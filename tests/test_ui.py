@@ -11,7 +11,7 @@ from sda.data.synth import write_collection
 from sda.format import modelfile
 from sda.ui.app import serve
 from sda.ui.render import DEFAULT_LOOK
-from tests.helpers import MODEL, SMALL, WAIT, Page, free_port, shown_markdown
+from tests.helpers import MODEL, SMALL, WAIT, Page, free_port, shown_markdown, trained_model
 
 
 @pytest.fixture(scope="module")
@@ -280,3 +280,38 @@ def test_a_comparison_opens_only_models_listed_in_the_models_folder(tmp_path):
         assert notice.startswith("**Cannot compare:** expected a list of model names")
     notice, _ = _compare(models, ["junk.sda"] * 9, DEFAULT_LOOK)
     assert notice == "**Cannot compare 9 models:** at most 8"
+
+
+def test_a_reconstruction_runs_beside_a_training_runs_live_view_and_an_upload_opens_it(app, folder, monkeypatch,
+                                                                                      tmp_path):
+    """Listening (the Models tab) while a run trains: the run's polls go on answering while a reconstruction is
+    under way (its own queue, off the event loop), and a model opened as an upload, not listed, is the one used."""
+    import threading
+
+    from gradio_client import Client
+
+    from sda.ui import app as page_app
+
+    model = trained_model(folder, tmp_path).rename(tmp_path / "listened.sda")  # not in the models folder
+    wait_idle(app)
+    page = Page(app)
+    page.start(folder, epochs=500, name="listen-beside")
+    page.poll_until(lambda s: "· step " in s["status"], "the first step")
+    began, go_on, real_listen = threading.Event(), threading.Event(), page_app.listen
+
+    def held(*args, **kwargs):  # the reconstruction waits until the test has seen polls answered
+        began.set()
+        assert go_on.wait(WAIT)
+        return real_listen(*args, **kwargs)
+
+    monkeypatch.setattr(page_app, "listen", held)
+    client = Client(app.local_url, verbose=False)
+    pending = client.submit(None, handle_file(str(model)), None, str(folder / "00_kick.wav"), api_name="/listen")
+    assert began.wait(WAIT)
+    steps = [page.call("/poll")["status"] for _ in range(3)]  # answered while the reconstruction is held
+    assert all("· step " in s for s in steps) and not pending.done()
+    go_on.set()
+    notice, summary, *_ = pending.result(timeout=WAIT)
+    assert notice == "" and summary.startswith("Through **listened.sda**: **") and "00\\_kick.wav**: " in summary
+    page.stop()
+    page.poll_until(lambda s: s["status"].startswith("**Stopped early**"), "the stopped run")

@@ -200,7 +200,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from sda.format.modelfile import load_codec_model
     from sda.model import codec
     from sda.model.bitrate import frame_rate
-    from sda.report import code_grid_lines, level_text, quality_line
+    from sda.report import code_grid_lines, loudness_text, quality_text
 
     _check_reconstruct_paths(args.input, args.output, args.force)
     model, _ = load_codec_model(args.model, "reconstruct")
@@ -229,8 +229,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         print("\n".join(code_grid_lines(result.codes, frame_rate(model.config))))
     if used < levels:
         print(f"  decoded from the first {plural(used, 'level')} of {levels}")
-    print(f"  quality: {quality_line(result.quality)}")
-    print(f"  {level_text(result.gain_db, result.limited_db)}")
+    print(f"  quality: {quality_text(result.quality)}")
+    print(f"  level: {loudness_text(result.gain_db, result.limited_db)}")
     mono = "mono" if channels == 1 else f"mono: the model hears one channel, the input's {channels} were averaged"
     print(f"wrote {printable(str(args.output))} ({out_rate} Hz, {mono})")
     return 0

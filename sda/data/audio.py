@@ -42,7 +42,7 @@ from torch import nn
 
 from sda.config import FILE_SAMPLE_RATES, AudioConfig
 from sda.errors import AudioFileError
-from sda.text import printable
+from sda.text import plural, printable
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
 WRITABLE_AUDIO = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")  # what write_audio writes (not MP3)
@@ -97,18 +97,43 @@ def open_audio(path: str | Path) -> Iterator[sf.SoundFile]:
         os.close(fd)
 
 
-def read_audio(path: str | Path, max_seconds: float | None = None) -> tuple[torch.Tensor, int]:
+def read_audio(path: str | Path, max_seconds: float | None = None,
+               max_samples: int | None = None) -> tuple[torch.Tensor, int]:
     """Decode a whole file: (wave [C, S] float32 in [-1, 1] for integer formats, native sample rate).
 
-    For one file a user names; a folder's files are read through AudioSource, in bounded memory. A file longer
-    than max_seconds is refused (AudioFileError) before any of it is decoded.
+    For one file a user names; a folder's files are read through AudioSource, in bounded memory.
+    max_seconds, max_samples (frames x channels: what memory the decoded file takes): a file past either is an
+    AudioFileError saying so, raised before it is decoded (from its header), or, where the header under-states the
+    length (MP3 estimates it), once one frame past the limit is read.
     """
     with open_audio(path) as file:
-        if max_seconds is not None and file.frames > max_seconds * file.samplerate:
-            raise AudioFileError(f"it is {file.frames / file.samplerate / 60:.1f} minutes long, more than the "
-                                 f"{max_seconds / 60:g} minutes sda encodes at once: cut it into shorter files")
-        data = file.read(dtype="float32", always_2d=True)  # [S, C]
+        seconds_limit = math.inf if max_seconds is None else int(max_seconds * file.samplerate)
+        samples_limit = math.inf if max_samples is None else max_samples // file.channels
+
+        def check(frames: int, known: bool) -> None:
+            if max_seconds is not None and frames > seconds_limit:
+                raise AudioFileError(_too_long(frames / file.samplerate if known else None, max_seconds))
+            if max_samples is not None and frames > samples_limit:
+                raise AudioFileError(_too_many(file, max_samples))
+
+        check(file.frames, known=True)
+        limit = min(seconds_limit, samples_limit)
+        data = file.read(-1 if limit == math.inf else int(limit) + 1, dtype="float32", always_2d=True)  # [S, C]
+        check(len(data), known=False)
         return torch.from_numpy(data.T.copy()), file.samplerate
+
+
+def _too_many(file: sf.SoundFile, max_samples: int) -> str:
+    return (f"the file holds {plural(file.channels, 'channel')} at {file.samplerate} Hz for "
+            f"{file.frames / file.samplerate:.0f} s, more than the {max_samples / 1e6:g} million samples sda takes "
+            "whole; cut it into shorter files, or mix it down to fewer channels")
+
+
+def _too_long(seconds: float | None, max_seconds: float) -> str:
+    length = f"{seconds:.0f} s long" if seconds is not None else f"over {max_seconds:.0f} s long"
+    minutes = f" ({max_seconds / 60:g} minutes)" if max_seconds >= 60 else ""
+    return (f"the file is {length}: sda takes audio files of at most {max_seconds:.0f} s{minutes} whole; cut it "
+            "into shorter files")
 
 
 def write_audio(path: str | Path, wave: torch.Tensor, sample_rate: int) -> None:

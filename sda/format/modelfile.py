@@ -100,18 +100,22 @@ def load_model(path: Path) -> tuple[ConvVQVAE, dict]:
     return model.eval(), metadata
 
 
-def load_codec_model(path: Path, then: str = "use it") -> tuple[ConvVQVAE, dict]:
+def load_codec_model(path: Path, then: str = "use it", name: str | None = None) -> tuple[ConvVQVAE, dict]:
     """load_model, for encoding and decoding: a model saved during warm-up, before its codebooks were initialised,
-    has no codes yet and is refused with an SdaError that says how to get a model that has (then: what to do
-    after, e.g. the command that was refused)."""
+    has no codes yet and is refused with no_codes_message (name: how to call the file, default its path)."""
     model, metadata = load_model(path)
     if not model.quantizer.initialized:
-        weights = metadata.get("weights")
-        step = weights.get("step", "?") if isinstance(weights, dict) else "?"
-        raise SdaError(f"{printable(str(path))} was saved during warm-up (step {step} of {model.config.warmup_steps}), "
-                       "before its codebooks were initialised, so it has no codes yet: resume its training "
-                       f"(sda train DATA_DIR --resume NAME.checkpoint.sda) past the warm-up, then {then}")
+        raise SdaError(no_codes_message(name or str(path), metadata, model.config.warmup_steps, then))
     return model, metadata
+
+
+def no_codes_message(name: str, metadata: dict, warmup_steps: int | None, then: str) -> str:
+    """Why a model saved during its warm-up cannot encode or decode, and what to do (then: what comes after)."""
+    weights = metadata.get("weights")
+    step = weights.get("step", "?") if isinstance(weights, dict) else "?"
+    return (f"{printable(name)} was saved during warm-up (step {step} of {warmup_steps}), before its codebooks were "
+            "initialised, so it has no codes yet: resume its training (sda train DATA_DIR --resume "
+            f"NAME.checkpoint.sda) past the warm-up, then {then}")
 
 
 def load_usage(path: Path) -> torch.Tensor | None:

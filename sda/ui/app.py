@@ -25,26 +25,34 @@ Who may do what (issue 14):
   stop it; an API client passes the key /start returned. A login is no such proof: every user of
   the page shares the one password. The server's operator stops any run with Ctrl-C.
 - Files: the page serves no file of the models folder or the data root (no allowed_paths); preview
-  clips go to the page as samples, and Gradio serves its own copies. Uploads (.sda files to open)
-  are capped at MAX_UPLOAD.
+  clips go to the page as samples, and Gradio serves its own copies. Uploads (.sda files to open, sounds to
+  listen to) are capped at MAX_UPLOAD.
+- Listening (the Models tab, sda.ui.listen): the model is one of the list (_listed_model) or an upload, the
+  sound an upload (only files in Gradio's upload folder: _uploaded_path) or a path confined as the folder box's
+  is; the wavs it makes are written to the app's own temporary folder (TakeStore), of which Gradio serves its
+  copies. One reconstruction at a time, in a queue of its own, so a training job's polls never wait for it.
 """
 
+import contextlib
 import dataclasses
 import ipaddress
 import math
 import os
 import re
 import secrets
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 import soundfile as sf
+from gradio.utils import get_upload_folder
 
-from sda.config import RANGES, RunOptions, VQVAEConfig, check_setting
+from sda.config import MAX_CODEC_SAMPLES, MAX_CODEC_SECONDS, RANGES, RunOptions, VQVAEConfig, check_setting
+from sda.data.audio import AUDIO_EXTENSIONS, read_audio
 from sda.data.dataset import preflight
-from sda.errors import ConfigError, DataError, SdaError, SdaUserError
-from sda.format.modelfile import load_usage
+from sda.errors import AudioFileError, ConfigError, DataError, SdaError, SdaUserError
+from sda.format.modelfile import load_codec_model, load_usage
 from sda.model.bitrate import Bitrate, bitrate
 from sda.model.health import LevelHealth
 from sda.report import PAGE, describe
@@ -53,6 +61,7 @@ from sda.train.engine import PREVIEW_CLIPS
 from sda.train.history import History
 from sda.train.runfiles import check_model_name
 from sda.ui.job import DONE, FAILED, RUNNING, STOPPED, JobBusyError, JobSlot, JobView, NotYourJobError
+from sda.ui.listen import Listening, TakeStore, listen
 from sda.ui.render import (
     DEFAULT_LOOK,
     ComparedModel,
@@ -67,6 +76,7 @@ from sda.ui.render import (
     job_levels_html,
     job_usage_html,
     levels_html,
+    listening_markdown,
     loss_charts_html,
     md_text,
     model_health_history_html,
@@ -74,6 +84,8 @@ from sda.ui.render import (
     plain_text,
     report_text,
     status_markdown,
+    take_label,
+    takes_html,
     usage_html,
 )
 
@@ -132,6 +144,10 @@ CSS = """
 .sda-chart .sda-chart-band-label { font-size: 10px; font-style: italic; opacity: 0.8; }
 .sda-chart-legend { display: flex; flex-wrap: wrap; gap: 2px 14px; font-size: 12px; padding: 0 0 4px 12%; }
 .sda-chart-key i { display: inline-block; width: 16px; margin-right: 5px; vertical-align: middle; }
+/* Listening: the spectrogram at about its drawn size, the level-by-level table's first column as words */
+.sda-spectrogram { max-width: 1100px; }
+.sda-takes th:first-child, .sda-takes td:first-child { text-align: left; }
+.sda-takes th:last-child, .sda-takes td:last-child { text-align: right; }
 .sda-compare { border-collapse: collapse; margin-top: 8px; font-size: 13px; }
 .sda-compare caption { text-align: left; opacity: 0.75; padding-bottom: 4px; }
 .sda-compare th, .sda-compare td { padding: 2px 10px; text-align: left; border-bottom: 1px solid rgba(128,128,128,.2); }
@@ -195,6 +211,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
     models_dir, base_config = Path(models_dir), base_config or VQVAEConfig()
     slot = slot or JobSlot()
     defaults = RunOptions(data_dir=Path("."))
+    store = TakeStore()  # the reconstructions' wavs (sda.ui.listen); removed when the app goes (below)
 
     # delete_cache: uploads and copies of previews older than a day go, checked daily.
     with gr.Blocks(title="sda: train discrete audio models", delete_cache=(86400, 86400)) as app:
@@ -263,6 +280,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
             model_notice = gr.Markdown("", elem_id="sda-model-notice", **TEXT)
             model_info = gr.Textbox(label="Model", lines=10, max_lines=30, interactive=False, elem_id="sda-model-info")
             model_health = gr.HTML("", elem_id="sda-model-health")
+            listening = _listen_section(data_root)
             model_history = gr.HTML("", elem_id="sda-model-history")
             model_usage = gr.HTML("", elem_id="sda-model-usage")
             model_recon, model_commit = _loss_plots("epoch")
@@ -357,6 +375,14 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                 return on_choose(listed, log_y, smoothing)
             return on_open(path, log_y, smoothing)
 
+        def on_listen(listed, model_upload, sound, sound_path, progress=PROGRESS):
+            """Reconstruct: the sound (an upload, else the path box) through the model shown (listed, else uploaded)."""
+            def on_level(done: int, total: int) -> None:
+                progress((done, total), desc=f"Reconstructing: {done} of {plural(total, 'depth')} done")
+
+            return _listen_to(models_dir, data_root, store, listening, listed, model_upload, sound, sound_path,
+                              on_level)
+
         def on_compare(names, log_y=True, smoothing=0.0):
             notice_text, html = _compare(models_dir, names, _loss_view(log_y, smoothing))
             return {compare_notice: notice_text, compare_view: html}
@@ -386,11 +412,16 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
         for control in (model_log, model_smoothing):
             control.change(on_model_look, [choice, upload, model_log, model_smoothing], model_views, api_name=False,
                            show_progress="hidden")
+        # One reconstruction at a time, app-wide (it holds a few copies of up to MAX_CODEC_SECONDS of audio), in its
+        # own queue: the polls of a training job's live view (concurrency_limit=None) never wait behind it.
+        listening.button.click(on_listen, [choice, upload, listening.upload, listening.path], listening.outputs(),
+                               preprocess=False, api_name="listen", concurrency_limit=1, concurrency_id="listen")
         for control in (compare_choice, model_log, model_smoothing):
             control.change(on_compare, [compare_choice, model_log, model_smoothing], [compare_notice, compare_view],
                            preprocess=False, api_name="compare" if control is compare_choice else False)
 
-    app.slot, app.models_dir, app.data_root = slot, models_dir, data_root
+    app.slot, app.models_dir, app.data_root, app.takes = slot, models_dir, data_root, store
+    weakref.finalize(app, store.close)  # at the latest when the process exits
     return app
 
 
@@ -410,6 +441,159 @@ def _loss_controls(prefix: str) -> tuple[gr.Checkbox, gr.Slider]:
         smoothing = gr.Slider(0, 0.99, value=0.0, step=0.01, label="Smoothing (EMA weight; 0 = raw)",
                               elem_id=f"{prefix}-smoothing", scale=3)
     return log_y, smoothing
+
+
+MAX_LEVELS = int(RANGES["rvq_levels"].high)  # players for what the first l levels give: one per level at most
+PROGRESS = gr.Progress()  # Gradio gives a handler whose parameter defaults to one a progress bar of its own
+
+
+@dataclass(frozen=True)
+class ListenViews:
+    """The Models tab's listening section: the sound to reconstruct, and what a reconstruction shows."""
+
+    upload: gr.File
+    path: gr.Textbox
+    button: gr.Button
+    notice: gr.Markdown  # why it could not, or ""
+    results: gr.Column  # what follows: hidden until a reconstruction fills it, so an empty one takes no room
+    summary: gr.Markdown  # the file, its code grid, the gain applied and any limiting
+    original: gr.Audio
+    full: gr.Audio  # all levels, beside the original
+    takes: gr.HTML  # the quality figures of each depth, with what each level adds
+    depths: tuple  # gr.Audio: what the first l levels give, l = 1..MAX_LEVELS (those past the model's hidden)
+    spectrogram: gr.HTML
+    downloads: gr.File
+
+    def outputs(self) -> list:
+        return [self.notice, self.results, self.summary, self.original, self.full, self.takes, *self.depths,
+                self.spectrogram, self.downloads]
+
+
+def _listen_section(data_root: Path | None) -> ListenViews:
+    """Upload a sound or name one (under data_root if there is one: confine), press Reconstruct; the players,
+    figures, spectrogram and downloads stay hidden until a reconstruction fills them."""
+    gr.Markdown("### Listen through the model\nPick a model above, give a sound, press **Reconstruct**: the original "
+                "and its reconstruction side by side, then what the first 1, 2, … levels of codes give alone.")
+    under = f" under {data_root} (a relative path is taken there)" if data_root else ""
+    with gr.Row(equal_height=True):
+        upload = gr.File(label="Upload a sound", file_types=list(AUDIO_EXTENSIONS), type="filepath", scale=2,
+                         height=150, elem_id="sda-listen-upload")
+        with gr.Column(scale=3):
+            path = gr.Textbox(label="…or the path of a sound on this server", elem_id="sda-listen-path",
+                              placeholder=plain_text(data_root / "kick.wav" if data_root else "/path/to/kick.wav"),
+                              info=plain_text(f"An audio file{under}, of at most {MAX_CODEC_SECONDS / 60:g} minutes; "
+                                              "used when nothing is uploaded."))
+            button = gr.Button("Reconstruct", variant="primary", elem_id="sda-listen")
+    notice = gr.Markdown("", elem_id="sda-listen-notice", **TEXT)
+
+    def player(label: str, elem_id: str) -> gr.Audio:
+        return gr.Audio(label=label, type="filepath", interactive=False, visible=False, elem_id=elem_id,
+                        buttons=["download"])
+
+    with gr.Column(visible=False, elem_id="sda-listen-results") as results:
+        summary = gr.Markdown("", elem_id="sda-listen-summary", **TEXT)
+        with gr.Row():
+            original, full = player("Original", "sda-listen-original"), player("Reconstruction", "sda-listen-full")
+        takes = gr.HTML("", elem_id="sda-listen-takes")
+        with gr.Row(elem_id="sda-listen-depths"):
+            depths = tuple(player(f"Levels 1–{i}", f"sda-listen-depth-{i}") for i in range(1, MAX_LEVELS + 1))
+        spectrogram = gr.HTML("", elem_id="sda-listen-spectrogram")
+        downloads = gr.File(label="Download the reconstructions (wav, at the input's rate)", file_count="multiple",
+                            interactive=False, visible=False, elem_id="sda-listen-downloads")
+    return ListenViews(upload, path, button, notice, results, summary, original, full, takes, depths, spectrogram,
+                       downloads)
+
+
+def _listen_to(models_dir: Path, data_root: Path | None, store: TakeStore, ui: ListenViews, listed, model_upload,
+               sound, sound_path, on_level=None) -> dict:
+    """The listening section's updates for one Reconstruct, or its notice saying why not (everything cleared:
+    a previous reconstruction never stays beside a refusal, and its files go with later ones, TakeStore)."""
+    cleared = {ui.notice: "", ui.results: gr.update(visible=False), ui.summary: "",
+               ui.original: gr.update(value=None, visible=False),
+               ui.full: gr.update(value=None, visible=False), ui.takes: "", ui.spectrogram: "",
+               ui.downloads: gr.update(value=None, visible=False),
+               **{p: gr.update(value=None, visible=False) for p in ui.depths}}
+    name = ""
+    try:
+        model_path, model_name = _listen_model(models_dir, listed, model_upload)
+        audio_path, name = _listen_sound(sound, sound_path, data_root)
+        model, _ = load_codec_model(model_path, "open it here again", name=model_name)
+        wave, rate = read_audio(audio_path, MAX_CODEC_SECONDS, MAX_CODEC_SAMPLES)
+        if wave.shape[-1] == 0:
+            raise AudioFileError("it holds no audio (0 samples): give a file with sound in it")
+        heard = listen(model, wave, rate, name, store.new_folder(), on_level)
+    except (SdaUserError, OSError) as exc:
+        message = str(exc)
+        for value in (model_upload, sound):  # an upload's temporary path means nothing to anyone
+            with contextlib.suppress(ConfigError):  # (a value that is no upload was the error itself)
+                if (upload := _uploaded_path(value)) is not None:
+                    message = message.replace(str(upload), upload.name)
+        what = f" {md_text(name[:200])}" if name else ""
+        return {**cleared, ui.notice: f"**Cannot reconstruct{what}:** {md_text(message)}"}
+    return {**cleared, **_listened(ui, heard, model_name)}
+
+
+def _listened(ui: ListenViews, heard: Listening, model_name: str) -> dict:
+    total = len(heard.takes)
+    out = {ui.results: gr.update(visible=True),
+           ui.summary: f"Through **{md_text(model_name)}**: {listening_markdown(heard)}",
+           ui.original: gr.update(value=str(heard.original), visible=True,
+                                  label=plain_text(f"Original: {heard.source}")),
+           ui.full: gr.update(value=str(heard.full.path), visible=True, label=take_label(heard.full, total)),
+           ui.takes: takes_html(heard.takes), ui.spectrogram: heard.spectrogram,
+           ui.downloads: gr.update(value=[str(t.path) for t in (heard.full, *heard.takes[:-1])], visible=True)}
+    for player, take in zip(ui.depths, heard.takes, strict=False):
+        out[player] = gr.update(value=str(take.path), visible=True, label=take_label(take, total))
+    return out
+
+
+def _listen_model(models_dir: Path, listed, upload) -> tuple[Path, str]:
+    """(file, name as shown) of the model the Models tab shows: the one chosen in the list, else the upload."""
+    if listed not in (None, ""):
+        path = _listed_model(models_dir, listed)
+        if not isinstance(path, Path):
+            shown = listed if isinstance(listed, str) else type(listed).__name__
+            raise SdaError(f"there is no model {shown[:200]} in the models folder: press Refresh list and choose "
+                           "one of the list")
+        return path, printable(path.name)
+    path = _uploaded_path(upload)
+    if path is None:
+        raise SdaError("choose a model in the list above, or open a .sda file, first")
+    return path, printable(_upload_name(upload, path))
+
+
+def _listen_sound(upload, typed, data_root: Path | None) -> tuple[Path, str]:
+    """(file, name as shown) of the sound to reconstruct: the upload, else the path typed (confine: under
+    data_root when there is one, as the Training tab's folder box)."""
+    path = _uploaded_path(upload)
+    if path is not None:
+        return path, printable(_upload_name(upload, path))
+    text = _text(typed, "the path of the sound", MAX_PATH_CHARS)
+    if not text:
+        raise ConfigError("upload a sound, or give the path of one, first")
+    return confine(text, data_root), printable(text)
+
+
+def _uploaded_path(value) -> Path | None:
+    """The file of an upload as a client sends it (a Gradio FileData, or its path), if it lies in Gradio's upload
+    folder; None for no upload. Gradio checks that too; this check keeps a raw value from naming any other file."""
+    if isinstance(value, dict):
+        value = value.get("path")
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) > MAX_PATH_CHARS or "\0" in value:
+        raise ConfigError(f"expected an uploaded file, got {_shown(value)}")
+    folder = Path(get_upload_folder()).resolve()
+    path = Path(value).resolve()
+    if folder not in path.parents:
+        raise ConfigError("that file was not uploaded to this page: upload it with the Upload box")
+    return path
+
+
+def _upload_name(value, path: Path) -> str:
+    """The name the user's browser gave an upload (shown escaped), else the cached file's."""
+    name = value.get("orig_name") if isinstance(value, dict) else None
+    return name[:MAX_NAME_CHARS] if isinstance(name, str) and name else path.name
 
 
 def _loss_view(log_y, smoothing) -> LossView:

@@ -150,15 +150,16 @@ class _Scale:
 
     def y_ticks(self) -> list[float]:
         if not self.log_y:
-            return _nice_ticks(self.y_lo, self.y_hi)
+            return nice_ticks(self.y_lo, self.y_hi)
         ticks = [10.0 ** e for e in range(math.floor(math.log10(self.y_lo)), math.ceil(math.log10(self.y_hi)) + 1)]
         inside = [t for t in ticks if self.y_lo <= t <= self.y_hi]
         if len(inside) < 3:  # a span of less than two decades: 2 and 5 between the powers of ten as well
             inside = [t * m for t in ticks for m in (1, 2, 5) if self.y_lo <= t * m <= self.y_hi]
-        return inside if len(inside) >= 2 else _nice_ticks(self.y_lo, self.y_hi)  # within one 1-2-5 step
+        return inside if len(inside) >= 2 else nice_ticks(self.y_lo, self.y_hi)  # within one 1-2-5 step
 
 
-def _nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
+def nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
+    """About count round values (steps of 1, 2, 2.5 or 5 x a power of ten) from lo to hi."""
     raw = (hi - lo) / count
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
@@ -189,7 +190,7 @@ def _x_axis(scale: _Scale, bar_width: float) -> list[str]:
     base = HEIGHT - BOTTOM
     out = [f'<line class="sda-chart-frame" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{base}" y2="{base}"/>']
     hi = scale.x_hi - bar_width
-    for tick in _nice_ticks(scale.x_lo, hi) if hi > scale.x_lo else [scale.x_lo]:
+    for tick in nice_ticks(scale.x_lo, hi) if hi > scale.x_lo else [scale.x_lo]:
         x = scale.x(tick)
         out.append(f'<text class="sda-chart-tick" x="{x:.1f}" y="{base + 13}" text-anchor="middle">'
                    f"{_label(tick, False)}</text>")

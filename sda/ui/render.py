@@ -25,6 +25,7 @@ from sda.text import duration, plural, printable
 from sda.train.history import History, WindowRecord
 from sda.ui.charts import Band, Chart, Rule, Series, svg
 from sda.ui.job import DONE, FAILED, STOPPED, STOPPING, CurvePoint, JobView
+from sda.ui.listen import Listening, Take
 
 SERIES = ("train", "validation")
 SERIES_COLORS = dict(zip(SERIES, ("#2563eb", "#ea580c"), strict=True))
@@ -411,3 +412,51 @@ def _windows_of(history: History) -> tuple[list[WindowRecord], str]:
     if history.windows:
         return list(history.windows), "step"
     return epoch_windows(history), "epoch"
+
+
+# Listening (the Models tab): a file through a model at every depth of its RVQ (sda.ui.listen).
+
+
+def depth_words(levels: int, total: int) -> str:
+    """'level 1 only', 'levels 1-2', 'all 3 levels'."""
+    if levels == total:
+        return f"all {total} levels"
+    return "level 1 only" if levels == 1 else f"levels 1–{levels}"
+
+
+def take_label(take: Take, total: int) -> str:
+    """A player's label: the depth and its quality figures (plain text: a gr.Audio label)."""
+    return plain_text(f"{depth_words(take.levels, total)[:1].upper()}{depth_words(take.levels, total)[1:]}: "
+                      f"{report.quality_text(take.quality)}")
+
+
+def listening_markdown(heard: Listening) -> str:
+    """The lines over the players: the file and its code grid; what was done to the output's level."""
+    channels = {1: "mono", 2: "stereo"}.get(heard.channels, f"{heard.channels} channels")
+    full = heard.full
+    return (f"**{md_text(heard.source)}**: {heard.seconds:.2f} s, {heard.rate} Hz {channels} → a code grid of "
+            f"{len(heard.takes)} levels × {plural(heard.positions, 'time position')} ({heard.codebook_size} codes "
+            f"per level) → {heard.rate} Hz mono.\n\nLevel of the reconstruction: "
+            f"{md_text(report.loudness_text(full.gain_db, full.limited_db))}.")
+
+
+def takes_html(takes: Sequence[Take]) -> str:
+    """A row per depth l = 1..L: its quality figures, and how much level l lowered the log-mel L1 of depth l - 1
+    (negative when it raised it)."""
+    total, rows, before = len(takes), [], None
+    for take in takes:
+        q = take.quality
+        # negative: the level made it worse; + 0.0 so that a drop that rounds to nothing reads 0.000, not -0.000
+        gain = "" if before is None else f"{round(before - q.log_mel_l1, 3) + 0.0:.3f}"
+        rows.append(f'<tr class="sda-take" data-levels="{take.levels}"><td>{html_text(depth_words(take.levels, total))}'
+                    f"</td><td>{_figure(q.log_mel_l1, '.3f')}</td><td>{html_text(gain or '—')}</td>"
+                    f"<td>{_figure(q.stft_distance, '.2f')}</td><td>{_figure(q.si_sdr_db, '.1f')}</td></tr>")
+        before = q.log_mel_l1
+    return ('<table class="sda-levels sda-takes"><caption>What each level adds (lower distances are closer to the '
+            "input; SI-SDR compares waveforms, so a guessed phase keeps it near or under 0 dB)</caption>"
+            "<thead><tr><th>Levels decoded</th><th>log-mel L1</th><th>L1 drop from adding the level</th>"
+            f"<th>STFT distance</th><th>SI-SDR (dB)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _figure(value: float, spec: str) -> str:
+    return "n/a" if math.isnan(value) else html_text(format(value, spec))

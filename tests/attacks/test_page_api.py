@@ -10,9 +10,11 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -271,3 +273,149 @@ def test_sda_ui_no_auth_beyond_loopback_serves_and_warns(tmp_path, folder):
     assert proc.returncode == 0 and "Traceback" not in err
     assert "sda ui: warning: serving 0.0.0.0 with no login (--no-auth): anyone who can reach it" in err
     assert "log in" not in first + out
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 17 item 5: listening in the Models tab (/listen: the model listed, the model uploaded, the sound uploaded,
+# the sound's path), each input hostile, and the files it may read
+
+LISTEN = ["notice", "results", "summary", "original", "full", "takes", "depth1", "depth2", "depth3", "depth4",
+          "spectrogram", "downloads"]
+
+
+@pytest.fixture(scope="module")
+def listenable(app, folder):
+    """app's models folder with a trained model (source.sda) and one saved in its warm-up (early.sda)."""
+    import dataclasses
+
+    from sda.train.engine import RunOptions
+    from tests.helpers import run, trained_model
+
+    trained_model(folder, app.models_dir)
+    run(dataclasses.replace(SMALL, warmup_steps=5), RunOptions(folder, app.models_dir, "early"), stop_after=2)
+    return app
+
+
+def listened(app, listed="source.sda", model=None, sound=None, path=None) -> dict:
+    """/listen called raw; its outputs by name, an update's value in place of the update."""
+    values = call(app, "listen", listed, model, sound, path)
+    return {name: value.get("value") if isinstance(value, dict) and value.get("__type__") == "update" else value
+            for name, value in zip(LISTEN, values, strict=True)} | {"raw": values}
+
+
+def uploaded(app, content: bytes, name: str) -> dict:
+    """content uploaded to the page as a browser does, as the FileData a client then sends."""
+    posted = httpx.post(f"{app.local_url.rstrip('/')}/gradio_api/upload", files={"files": (name, content)},
+                        timeout=WAIT)
+    posted.raise_for_status()
+    return {"path": posted.json()[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+
+def refused(result: dict) -> str:
+    notice = shown_markdown(result["notice"])
+    assert notice.startswith("**Cannot reconstruct"), notice
+    assert len(notice) < 1000 and "Traceback" not in notice
+    assert result["summary"] == "" and result["downloads"] is None and result["spectrogram"] == ""
+    return notice
+
+
+def test_a_sound_through_a_listed_model_gives_a_player_per_level_and_its_downloads(listenable, folder):
+    result = listened(listenable, path=str(folder / "00_kick.wav"))
+    assert result["notice"] == "" and "code grid of 3 levels" in result["summary"]
+    shown = [v for v in result["raw"][6:10] if v.get("visible")]
+    assert len(shown) == SMALL.rvq_levels and all(v["value"]["url"] for v in shown)
+    assert [Path(f["path"]).name for f in result["downloads"]] == [
+        "00_kick.reconstruction.wav", "00_kick.first-1-level.wav", "00_kick.first-2-levels.wav"]
+    assert not result["full"]["path"].startswith(str(listenable.takes.root))  # Gradio's own copy, in its cache
+    assert httpx.get(result["full"]["url"]).status_code == 200
+
+
+def test_each_hostile_value_of_each_listen_input_gets_a_message_and_reconstructs_nothing(listenable, folder):
+    good = {"listed": "source.sda", "model": None, "sound": None, "path": str(folder / "00_kick.wav")}
+    before = len(list(listenable.takes.root.iterdir()))
+    for field in good:
+        for value in HOSTILE:
+            # A hostile upload is judged alone: a list choice or a path beside it would be used instead.
+            inputs = {**good, **({"listed": None} if field == "model" else {"path": None} if field == "sound" else {}),
+                      field: value}
+            try:
+                refused(listened(listenable, *inputs.values()))
+            except AppError:  # Gradio's own check of an upload's FileData refused it before the handler
+                assert field in ("model", "sound"), (field, value)
+    assert len(list(listenable.takes.root.iterdir())) == before
+    assert listened(listenable, path=str(folder / "00_kick.wav"))["notice"] == ""  # still serving
+
+
+def test_a_file_that_was_not_uploaded_is_not_read_as_an_upload(listenable, folder):
+    from sda.ui.app import _uploaded_path
+
+    for field in ("model", "sound"):
+        for path in ("/etc/passwd", str(folder / "00_kick.wav"), str(listenable.models_dir / "source.sda")):
+            for value in ({"path": path, "meta": {"_type": "gradio.FileData"}}, {"path": path}):
+                with pytest.raises(AppError):  # Gradio refuses a FileData it did not receive, or one without meta
+                    listened(listenable, None, **{field: value}, path=str(folder / "00_kick.wav"))
+            # ...and the handler, called without Gradio in front, reads only what is in Gradio's upload folder.
+            with pytest.raises(ConfigError, match="was not uploaded to this page"):
+                _uploaded_path({"path": path})
+    assert listened(listenable, path=str(folder / "00_kick.wav"))["notice"] == ""  # still serving
+
+
+def test_a_sound_that_is_not_audio_too_long_or_empty_is_refused_with_a_message(listenable, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    long, empty = tmp_path / "long.wav", tmp_path / "empty.wav"
+    sf.write(long, np.zeros(601 * 1000, dtype=np.int16), 1000, subtype="PCM_16")  # 601 s at 1 kHz: 1.2 MB
+    sf.write(empty, np.zeros(0, dtype=np.int16), 44100, subtype="PCM_16")
+    cases = ((b"just some text, not audio\n" * 100, "notes.wav", "could not decode"),
+             (long.read_bytes(), "long.wav", "the file is 601 s long: sda takes audio files of at most 600 s "
+                                             "(10 minutes) whole; cut it into shorter files"),
+             (empty.read_bytes(), "empty.wav", "it holds no audio (0 samples)"))
+    for content, name, message in cases:
+        sound = uploaded(listenable, content, name)
+        notice = refused(listened(listenable, sound=sound))
+        assert notice.startswith(f"**Cannot reconstruct {name}:**") and message in notice, notice
+        assert str(Path(sound["path"]).parent) not in notice  # the upload's temporary path means nothing to anyone
+
+
+def test_a_model_saved_during_its_warm_up_says_it_has_no_codes_yet(listenable, folder):
+    notice = refused(listened(listenable, "early.sda", path=str(folder / "00_kick.wav")))
+    assert "early.sda was saved during warm-up (step 2 of 5)" in notice and "no codes yet" in notice
+    assert "--resume" in notice
+
+
+def test_hostile_file_names_reach_the_labels_as_text(listenable, folder):
+    from tests.helpers import CONTROL, MARK
+
+    name = f"{MARK}{CONTROL}*x*.wav"
+    result = listened(listenable, sound=uploaded(listenable, (folder / "00_kick.wav").read_bytes(), name))
+    assert result["notice"] == ""
+    assert "<img" not in result["summary"] and "\x1b" not in result["summary"]
+    assert shown_markdown(result["summary"]).startswith(
+        f"Through **source.sda**: **{MARK}\\x1b]52;c;aGk=\\x07*x*.wav**: ")
+    labels = [v["label"] for v in result["raw"][3:10] if isinstance(v, dict) and v.get("visible")]
+    assert labels[0] == f"Original: {MARK}\\x1b]52;c;aGk=\\x07*x*.wav"  # a player's label is text, never markup
+    assert not any("\x1b" in label or "\x07" in label for label in labels)
+    assert "<img" not in result["spectrogram"] and "&lt;img src=x" in result["spectrogram"]
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+\.wav", Path(f["path"]).name) for f in result["downloads"])
+
+
+def test_a_sound_path_outside_the_data_root_is_refused(listenable, folder, tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside.wav"
+    root.mkdir()
+    shutil.copy(folder / "00_kick.wav", root / "kick.wav")
+    shutil.copy(folder / "00_kick.wav", outside)
+    (root / "link.wav").symlink_to(outside)
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(listenable.models_dir / "source.sda", models / "source.sda")
+    confined = serve(models, port=free_port(), base_config=SMALL, quiet=True, data_root=root)
+    try:
+        for path in ("/etc/passwd", str(outside), "../outside.wav", str(root / ".." / "outside.wav"), "link.wav",
+                     str(root / "link.wav")):
+            notice = refused(listened(confined, path=path))
+            assert f"is outside the data folder {root}" in notice, (path, notice)
+        assert listened(confined, path="kick.wav")["notice"] == ""  # relative: taken under the root
+        assert listened(confined, path=str(root / "kick.wav"))["notice"] == ""
+    finally:
+        confined.close()
