@@ -57,6 +57,12 @@ PIECE_FRAMES = 1 << 20  # input frames resampled at once by AudioSource.read
 # the decoder starts without the previous block's overlap and bit reservoir). So a seek in a file that is not
 # PCM lands this many frames early, and those frames are decoded and dropped.
 SEEK_PREROLL = 8192
+# MelInverter's defaults, measured on 20 real sounds with two trained models (bench/phase_estimates.py,
+# bench/RESULTS.md 2026-12-04): ITERS_PLACEHOLDER
+INVERSION_ITERS = 64
+INVERSION_MOMENTUM = 0.99  # "fast Griffin-Lim"; 0 (plain Griffin-Lim) converged more slowly on every figure
+INVERSION_SEED = 0  # of the starting phases: random, but the same every time
+_MAGNITUDE_EPS = 1e-9
 _EXACT_SEEK = ("FLOAT", "DOUBLE", "ULAW", "ALAW")  # and every PCM_ subtype (WAV, AIFF, FLAC)
 
 
@@ -404,26 +410,60 @@ class LogMel(nn.Module):
 class MelInverter(nn.Module):
     """log-mel [..., n_mels, T] -> wave [..., T * hop_length], deterministic.
 
-    Mel to linear magnitude uses the pseudo-inverse of the mel filterbank, computed once here. It is the
-    minimum-norm least-squares answer, which torchaudio's InverseMelScale recomputes with lstsq on every
-    call (before torchaudio 2.1 it ran up to 100000 SGD steps instead, far slower). Unlike lstsq's default
-    'gels' driver, pinv also copes with filterbanks that have empty mel bands (n_mels high for the n_fft,
-    which AudioConfig allows), where InverseMelScale raises. Griffin-Lim then estimates the phase.
+    Fast Griffin-Lim (Perraudin et al. 2013: momentum INVERSION_MOMENTUM) from seeded random phases, in which the linear
+    magnitude is re-estimated at every iteration as well as the phase: the rebuilt spectrogram's own
+    magnitude, rescaled by one multiplicative non-negative least-squares update (Lee and Seung) so that its mel
+    bands match the target's. The start is the mel filterbank's pseudo-inverse, clamped at 0. Keeping the
+    magnitude the pseudo-inverse gives throughout (sda before, with torchaudio's GriffinLim) holds the
+    minimum-norm answer: energy spread evenly over each band, a partial smeared over a band's bins, so the
+    output came out quieter than its input (a bell at 0.07x its RMS) and far from its own mel. Re-estimated,
+    the magnitudes keep the partials the phase builds up, the mel of the output matches the target 2-4x more
+    closely, and the level is right; bench/phase_estimates.py has the measurements (bench/RESULTS.md).
+
+    pinv copes with filterbanks that have empty mel bands (n_mels high for the n_fft, which AudioConfig
+    allows), where torchaudio's InverseMelScale (lstsq's default driver) raises.
     """
 
-    def __init__(self, audio: AudioConfig, n_iter: int = 32):
+    def __init__(self, audio: AudioConfig, n_iter: int = INVERSION_ITERS, momentum: float = INVERSION_MOMENTUM):
         super().__init__()
-        self.hop_length = audio.hop_length
+        self.n_fft, self.hop_length, self.n_iter, self.momentum = audio.n_fft, audio.hop_length, n_iter, momentum
         filterbank = _mel_spectrogram(audio).mel_scale.fb  # [n_freqs, n_mels]; mel = fb.T @ magnitude
+        self.register_buffer("filterbank", filterbank)
         self.register_buffer("mel_to_linear", torch.linalg.pinv(filterbank.T))  # [n_freqs, n_mels]
-        self.n_fft, self.n_iter = audio.n_fft, n_iter
+        self.register_buffer("window", torch.hann_window(audio.n_fft))
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
-        frames = log_mel.shape[-1]
-        magnitude = (self.mel_to_linear @ log_mel.exp()).clamp_min(0)  # [..., n_freqs, T]
-        # LogMel dropped the final centred frame; restore one (a copy of the last) so that the STFT
-        # inside Griffin-Lim, of T * hop samples, has T + 1 frames just like the input.
-        magnitude = torch.cat([magnitude, magnitude[..., -1:]], dim=-1)
-        griffin_lim = AT.GriffinLim(n_fft=self.n_fft, hop_length=self.hop_length, power=1.0, n_iter=self.n_iter,
-                                    rand_init=False, length=frames * self.hop_length)
-        return griffin_lim.to(magnitude.device)(magnitude)
+        lead, (n_mels, frames) = log_mel.shape[:-2], log_mel.shape[-2:]
+        length = frames * self.hop_length
+        fb, window = self.filterbank.to(log_mel.device), self.window.to(log_mel.device)
+        mel = log_mel.reshape(-1, n_mels, frames).float().exp()
+        # LogMel dropped the final centred frame; restore one (a copy of the last) so that the STFT of
+        # T * hop samples, which has T + 1 frames, matches it frame for frame.
+        mel = torch.cat([mel, mel[..., -1:]], dim=-1)
+        magnitude = (self.mel_to_linear.to(mel.device) @ mel).clamp_min(0)  # [B, n_freqs, T + 1]
+        wanted = fb @ mel  # the numerator of every multiplicative update: fb (fb.T x) should come to this
+        angles = torch.polar(torch.ones_like(magnitude), self._start_phase(magnitude.shape[-2:]).to(mel.device))
+        previous = torch.zeros_like(angles)
+        for _ in range(self.n_iter):
+            rebuilt = torch.stft(self._istft(magnitude * angles, window, length), self.n_fft, self.hop_length,
+                                 window=window, center=True, return_complex=True)
+            current = rebuilt.abs() + _MAGNITUDE_EPS  # never exactly 0: a multiplicative update keeps zeros
+            magnitude = current * wanted / (fb @ (fb.T @ current)).clamp_min(_MAGNITUDE_EPS)
+            # torchaudio's (and librosa's) form of the momentum step: the same direction as Perraudin's.
+            angles = rebuilt - previous * (self.momentum / (1 + self.momentum))
+            angles = angles / angles.abs().clamp_min(1e-16)
+            previous = rebuilt
+        return self._istft(magnitude * angles, window, length).reshape(*lead, length)
+
+    @staticmethod
+    def _start_phase(shape: torch.Size) -> torch.Tensor:
+        """[n_freqs, frames] uniform phases from a fixed seed: the same for every call and every batch item.
+
+        Not zero: a zero (or any frame-invariant) start lines the frames up into a pulse every hop, and the
+        re-estimated magnitudes keep that comb (horizontal stripes in a snare's noise, a buzz at the frame rate).
+        """
+        generator = torch.Generator().manual_seed(INVERSION_SEED)
+        return 2 * math.pi * torch.rand(tuple(shape), generator=generator)
+
+    def _istft(self, spec: torch.Tensor, window: torch.Tensor, length: int) -> torch.Tensor:
+        return torch.istft(spec, self.n_fft, self.hop_length, window=window, center=True, length=length)
