@@ -3,6 +3,7 @@
     nice .venv/bin/python bench/phase_estimates.py                     # 10 files per collection, 3 s each
     nice .venv/bin/python bench/phase_estimates.py --files 3 --seconds 1 --only oracle    # seconds: a smoke run
     nice .venv/bin/python bench/phase_estimates.py --listen /tmp/ear   # also writes wavs of a few, for sox
+    .venv/bin/python bench/phase_estimates.py --smoke                  # seconds: every option, generated sounds
 
 For each file (an evenly spaced subset of each collection, resampled to the model's rate, cut to --seconds),
 two log-mels are inverted: (a) `oracle`, the LogMel of the real audio (what the phase estimate alone loses),
@@ -36,17 +37,20 @@ import math
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sda.config import AudioConfig
+from sda.config import AudioConfig, VQVAEConfig
 from sda.data.audio import LogMel, _mel_spectrogram, read_audio, write_audio
 from sda.format.modelfile import load_model
 from sda.model.codec import decode_mel, padded, prepare
+from sda.data.synth import write_collection
 from sda.model.quality import si_sdr, stft_distance
+from sda.model.vqvae import ConvVQVAE
 
 COLLECTIONS = (("oxygen", "/tmp/oxygen", "*.ogg", "/tmp/models/ox.sda"),
                ("freedesktop", "/usr/share/sounds/freedesktop/stereo", "*.oga", "/tmp/models/fd.sda"))
@@ -180,10 +184,18 @@ def main() -> None:
     parser.add_argument("--only", choices=("oracle", "decoder"), help="one of the two log-mels")
     parser.add_argument("--listen", type=Path, help="write the LISTEN files' inversions here as wav")
     parser.add_argument("--options", nargs="+", help="only these, as linear-phase-momentum (pinv-zero-0.99)")
+    parser.add_argument("--smoke", action="store_true", help="3 generated sounds, an untrained model, 2 and 4 "
+                                                             "iterations: checks that every path runs")
     args = parser.parse_args()
+    collections, counts = COLLECTIONS, COUNTS
+    if args.smoke:
+        folder = tempfile.mkdtemp(prefix="phase-estimates-")
+        write_collection(folder, 3, formats=("wav",))
+        collections, counts, args.files, args.seconds = (("generated", folder, "*.wav", None),), (2, 4), 3, 1.0
     rows: dict[tuple, list] = {}
-    for collection, folder, pattern, model_path in COLLECTIONS:
-        model, _ = load_model(Path(model_path))
+    for collection, folder, pattern, model_path in collections:
+        # The smoke run's model is untrained and unquantised: its decoder's log-mel is only something to invert.
+        model = load_model(Path(model_path))[0] if model_path else ConvVQVAE(VQVAEConfig().resolve(3, 3)).eval()
         audio = model.config.audio
         inv, log_mel = Inversion(audio), LogMel(audio)
         paths = files_of(folder, pattern, args.files)
@@ -194,7 +206,8 @@ def main() -> None:
             mono = padded(mono, model.config)
             with torch.no_grad():
                 oracle = log_mel(mono[None])[0]
-                decoded = decode_mel(model, model.encode(oracle[None])[0].T)
+                decoded = (decode_mel(model, model.encode(oracle[None])[0].T) if model_path else
+                           model(oracle[None], quantize=False).reconstruction[0])
             for source, mel in (("oracle", oracle), ("decoder", decoded)):
                 if args.only and source != args.only:
                     continue
@@ -205,7 +218,7 @@ def main() -> None:
                     magnitude = inv.linear(mel, linear)
                     start = inv.initial_phase(magnitude, phase)
                     target = torch.cat([mel, mel[:, -1:]], dim=1).exp() if linear == "mel" else None
-                    for count, wave in inv.griffin_lim(magnitude, start, momentum, COUNTS, len(mono), target):
+                    for count, wave in inv.griffin_lim(magnitude, start, momentum, counts, len(mono), target):
                         spent = time.perf_counter() - began
                         wave = wave.float()
                         key = (collection, source, f"{linear}-{phase}-{momentum:g}-{count}")
