@@ -46,9 +46,9 @@ import torch
 
 from sda.config import AudioConfig, VQVAEConfig
 from sda.data.audio import LogMel, _mel_spectrogram, read_audio, write_audio
+from sda.data.synth import write_collection
 from sda.format.modelfile import load_model
 from sda.model.codec import decode_mel, padded, prepare
-from sda.data.synth import write_collection
 from sda.model.quality import si_sdr, stft_distance
 from sda.model.vqvae import ConvVQVAE
 
