@@ -214,12 +214,13 @@ def main() -> None:
                 for linear, phase, momentum in OPTIONS:
                     if args.options and f"{linear}-{phase}-{momentum:g}" not in args.options:
                         continue
-                    began = time.perf_counter()
+                    began, scoring = time.perf_counter(), 0.0  # the time spent scoring is not the inversion's
                     magnitude = inv.linear(mel, linear)
                     start = inv.initial_phase(magnitude, phase)
                     target = torch.cat([mel, mel[:, -1:]], dim=1).exp() if linear == "mel" else None
                     for count, wave in inv.griffin_lim(magnitude, start, momentum, counts, len(mono), target):
-                        spent = time.perf_counter() - began
+                        scored = time.perf_counter()
+                        spent = scored - began - scoring
                         wave = wave.float()
                         key = (collection, source, f"{linear}-{phase}-{momentum:g}-{count}")
                         consist = (log_mel(wave[None])[0] - mel).abs().mean().item()
@@ -232,6 +233,7 @@ def main() -> None:
                             args.listen.mkdir(parents=True, exist_ok=True)
                             write_audio(args.listen / f"{path.stem}-{source}-{key[2]}.wav", wave, audio.sample_rate)
                             write_audio(args.listen / f"{path.stem}-input.wav", mono, audio.sample_rate)
+                        scoring += time.perf_counter() - scored
             print(f"  {collection}/{path.name}", file=sys.stderr, flush=True)
     print(f"{platform.node()}, {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{args.files} files per collection, at most {args.seconds:g} s each\n")

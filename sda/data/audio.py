@@ -57,11 +57,15 @@ PIECE_FRAMES = 1 << 20  # input frames resampled at once by AudioSource.read
 # the decoder starts without the previous block's overlap and bit reservoir). So a seek in a file that is not
 # PCM lands this many frames early, and those frames are decoded and dropped.
 SEEK_PREROLL = 8192
-# MelInverter's defaults, measured on 20 real sounds with two trained models (bench/phase_estimates.py,
-# bench/RESULTS.md 2026-12-04): ITERS_PLACEHOLDER
+# MelInverter's defaults, measured on 24 real sounds (10 + 2 per collection, 3 s at most) with two trained models
+# (bench/phase_estimates.py; bench/RESULTS.md, 2026-12-04). Against sda before (the pseudo-inverse's magnitude kept,
+# 32 iterations from zero phase), on the real audio's log-mel: the output's log-mel 2.2-2.4x closer to the input's
+# (L1 0.066-0.073, was 0.158-0.165), the STFT distance 5-11% lower, the RMS ratio 0.98-0.99 (was 0.95-0.96); on the
+# decoders' log-mel the first 2x closer, the STFT distance within 1%. 128 iterations gain 3% more STFT distance at
+# twice the time; 64 takes most of the log-mel gain, at 1.5-3x the old inverter's time per second of audio.
 INVERSION_ITERS = 64
-INVERSION_MOMENTUM = 0.99  # "fast Griffin-Lim"; 0 (plain Griffin-Lim) converged more slowly on every figure
-INVERSION_SEED = 0  # of the starting phases: random, but the same every time
+INVERSION_MOMENTUM = 0.99  # "fast Griffin-Lim"; 0 (plain Griffin-Lim): 1.3-1.5x further from the mel at 64
+INVERSION_SEED = 0  # of the starting phases: random, but the same every time (MelInverter._start_phase: why)
 _MAGNITUDE_EPS = 1e-9
 _EXACT_SEEK = ("FLOAT", "DOUBLE", "ULAW", "ALAW")  # and every PCM_ subtype (WAV, AIFF, FLAC)
 
@@ -410,15 +414,16 @@ class LogMel(nn.Module):
 class MelInverter(nn.Module):
     """log-mel [..., n_mels, T] -> wave [..., T * hop_length], deterministic.
 
-    Fast Griffin-Lim (Perraudin et al. 2013: momentum INVERSION_MOMENTUM) from seeded random phases, in which the linear
-    magnitude is re-estimated at every iteration as well as the phase: the rebuilt spectrogram's own
-    magnitude, rescaled by one multiplicative non-negative least-squares update (Lee and Seung) so that its mel
-    bands match the target's. The start is the mel filterbank's pseudo-inverse, clamped at 0. Keeping the
-    magnitude the pseudo-inverse gives throughout (sda before, with torchaudio's GriffinLim) holds the
-    minimum-norm answer: energy spread evenly over each band, a partial smeared over a band's bins, so the
-    output came out quieter than its input (a bell at 0.07x its RMS) and far from its own mel. Re-estimated,
-    the magnitudes keep the partials the phase builds up, the mel of the output matches the target 2-4x more
-    closely, and the level is right; bench/phase_estimates.py has the measurements (bench/RESULTS.md).
+    Fast Griffin-Lim (Perraudin et al. 2013; momentum INVERSION_MOMENTUM, INVERSION_ITERS iterations) from
+    seeded random phases, in which the linear magnitude is re-estimated at every iteration as well as the phase:
+    the rebuilt spectrogram's own magnitude, rescaled by one multiplicative non-negative least-squares update
+    (Lee and Seung) so that its mel bands match the target's. It starts from the mel filterbank's pseudo-inverse,
+    clamped at 0. sda before kept that magnitude throughout (torchaudio's GriffinLim): the minimum-norm answer,
+    each band's energy spread evenly over its bins, so a partial came out smeared into a band (a bell's partials
+    grew side bands), 4-5% quieter in the median (21% for one chime) and far from its own mel. Re-estimated, the
+    magnitudes keep the partials the phase builds up, and the output's log-mel is 2-2.4x closer to the target
+    (bench/phase_estimates.py; bench/RESULTS.md). A decoder's log-mel that is quieter than its input stays so:
+    that is the model's, not the inverter's.
 
     pinv copes with filterbanks that have empty mel bands (n_mels high for the n_fft, which AudioConfig
     allows), where torchaudio's InverseMelScale (lstsq's default driver) raises.
