@@ -1,7 +1,8 @@
 """Mel-to-audio inversion options on real audio: what MelInverter should do by default (issue 17, item 7).
 
     nice .venv/bin/python bench/phase_estimates.py                     # 10 files per collection, 3 s each
-    nice .venv/bin/python bench/phase_estimates.py --files 3 --seconds 1 --only oracle    # seconds: a smoke run
+    nice .venv/bin/python bench/phase_estimates.py --files 3 --only oracle   # minutes: enough for the times
+    nice .venv/bin/python bench/phase_estimates.py --options pinv-zero-0.99 mel-rand-0.99   # two options only
     nice .venv/bin/python bench/phase_estimates.py --listen /tmp/ear   # also writes wavs of a few, for sox
     .venv/bin/python bench/phase_estimates.py --smoke                  # seconds: every option, generated sounds
 
@@ -16,7 +17,7 @@ audio with sda.model.quality's figures, before any loudness matching:
     sisdr     SI-SDR in dB (higher is better; near 0 or below for any guessed phase)
     consist   log-mel L1 between the mel inverted and LogMel of the output (the phase estimate's consistency)
     rms       RMS of the output / RMS of the input (1 is right; the known symptom is well under 1)
-    ms/s      milliseconds of one 2-core CPU per second of audio (the inversion only)
+    ms/s      milliseconds per second of audio, one torch thread (the inversion only, not the scoring)
 
 Options (a name reads linear-phase-momentum-iterations):
     linear  pinv: the filterbank's pseudo-inverse, clamped at 0 (minimum-norm, MelInverter before);
@@ -29,6 +30,8 @@ Options (a name reads linear-phase-momentum-iterations):
             pghi: phase-gradient heap integration (Prusa et al. 2017), numpy + heapq
     momentum  0.99 ("fast Griffin-Lim", torchaudio's default) or 0 (plain Griffin-Lim)
     iterations 32, 64, 128, 256 (one run of 256, its iterate read at each count; times are cumulative)
+
+MelInverter's default is mel-rand-0.99-64 (bench/RESULTS.md, 2026-12-04, has the figures and why).
 """
 
 import argparse

@@ -57,17 +57,17 @@ PIECE_FRAMES = 1 << 20  # input frames resampled at once by AudioSource.read
 # the decoder starts without the previous block's overlap and bit reservoir). So a seek in a file that is not
 # PCM lands this many frames early, and those frames are decoded and dropped.
 SEEK_PREROLL = 8192
+_EXACT_SEEK = ("FLOAT", "DOUBLE", "ULAW", "ALAW")  # and every PCM_ subtype (WAV, AIFF, FLAC)
 # MelInverter's defaults, measured on 24 real sounds (10 + 2 per collection, 3 s at most) with two trained models
 # (bench/phase_estimates.py; bench/RESULTS.md, 2026-12-04). Against sda before (the pseudo-inverse's magnitude kept,
 # 32 iterations from zero phase), on the real audio's log-mel: the output's log-mel 2.2-2.4x closer to the input's
 # (L1 0.066-0.073, was 0.158-0.165), the STFT distance 5-11% lower, the RMS ratio 0.98-0.99 (was 0.95-0.96); on the
-# decoders' log-mel the first 2x closer, the STFT distance within 1%. 128 iterations gain 3% more STFT distance at
+# decoders' log-mel the first 2-2.4x closer, the STFT distance within 1%. 128 iterations gain 3% more STFT distance at
 # twice the time; 64 takes most of the log-mel gain, at 1.5-3x the old inverter's time per second of audio.
 INVERSION_ITERS = 64
 INVERSION_MOMENTUM = 0.99  # "fast Griffin-Lim"; 0 (plain Griffin-Lim): 1.3-1.5x further from the mel at 64
 INVERSION_SEED = 0  # of the starting phases: random, but the same every time (MelInverter._start_phase: why)
 _MAGNITUDE_EPS = 1e-9
-_EXACT_SEEK = ("FLOAT", "DOUBLE", "ULAW", "ALAW")  # and every PCM_ subtype (WAV, AIFF, FLAC)
 
 
 def is_audio_file(path: str | Path) -> bool:
