@@ -246,7 +246,7 @@ def test_mel_inverter_is_deterministic_and_batched():
     inverter = MelInverter(audio, n_iter=4)
     batch = inverter(mel)
     assert torch.equal(batch, inverter(mel))
-    assert torch.equal(MelInverter(audio)(mel[:1]), MelInverter(audio)(mel[:1]))  # the default too: no random start
+    assert torch.equal(MelInverter(audio)(mel[:1]), MelInverter(audio)(mel[:1]))  # the default: a seeded start
     assert torch.allclose(batch[1], inverter(mel[1]), atol=1e-4)  # batched matrix products round differently
     assert inverter(mel[None]).shape == (1, 2, mel.shape[-1] * audio.hop_length)  # any leading dimensions
 
@@ -254,7 +254,7 @@ def test_mel_inverter_is_deterministic_and_batched():
 def test_mel_inverter_keeps_a_tone_s_frequency_and_level():
     audio = AudioConfig()
     t = torch.arange(audio.sample_rate) / audio.sample_rate
-    tone = 0.5 * torch.sin(2 * math.pi * 3000.0 * t)  # a mel band there spans about 8 FFT bins
+    tone = 0.5 * torch.sin(2 * math.pi * 3000.0 * t)  # a mel band there is about 10 FFT bins wide
     wave = MelInverter(audio)(LogMel(audio)(tone[None]))[0]
     spectrum = torch.fft.rfft(wave * torch.hann_window(len(wave)))
     peak_hz = spectrum.abs().argmax().item() * audio.sample_rate / len(wave)
