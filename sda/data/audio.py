@@ -58,7 +58,7 @@ PIECE_FRAMES = 1 << 20  # input frames resampled at once by AudioSource.read
 # PCM lands this many frames early, and those frames are decoded and dropped.
 SEEK_PREROLL = 8192
 _EXACT_SEEK = ("FLOAT", "DOUBLE", "ULAW", "ALAW")  # and every PCM_ subtype (WAV, AIFF, FLAC)
-# MelInverter's defaults, measured on 24 real sounds (10 + 2 per collection, 3 s at most) with two trained models
+# MelInverter's defaults, measured on 23 real sounds (11-12 per collection, 3 s at most) with two trained models
 # (bench/phase_estimates.py; bench/RESULTS.md, 2026-12-04). Against sda before (the pseudo-inverse's magnitude kept,
 # 32 iterations from zero phase), on the real audio's log-mel: the output's log-mel 2.2-2.4x closer to the input's
 # (L1 0.066-0.073, was 0.158-0.165), the STFT distance 5-11% lower, the RMS ratio 0.98-0.99 (was 0.95-0.96); on the
