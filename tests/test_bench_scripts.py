@@ -86,3 +86,15 @@ def test_health_dynamics_smoke(tmp_path):
     assert "late util % (mean, last 15 windows)" in report
     mean_row = next(line for line in report.splitlines() if line.startswith("| **new** | mean |"))
     assert re.search(r"\| \d+\.\d/\d+\.\d/\d+\.\d \|", mean_row), mean_row  # one L1/L2/L3 cell, averaged
+
+
+def test_phase_estimates_smoke():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("phase_estimates", ROOT / "bench" / "phase_estimates.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "phase_estimates.py"), "--smoke"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| generated |")]
+    assert len(rows) == 2 * 2 * len(script.OPTIONS)  # every option, for both log-mels, at 2 and 4 iterations
