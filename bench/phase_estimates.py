@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from sda.config import AudioConfig, VQVAEConfig
-from sda.data.audio import LogMel, _mel_spectrogram, read_audio, write_audio
+from sda.data.audio import LogMel, MelInverter, _mel_spectrogram, read_audio, write_audio
 from sda.data.synth import write_collection
 from sda.format.modelfile import load_model
 from sda.model.codec import decode_mel, padded, prepare
@@ -102,9 +102,9 @@ class Inversion:
         freqs, frames = magnitude.shape
         if kind == "zero":
             return torch.zeros_like(magnitude)
-        if kind == "rand":
-            return 2 * math.pi * torch.rand(magnitude.shape, generator=torch.Generator().manual_seed(0),
-                                            dtype=magnitude.dtype)
+        if kind == "rand":  # the phases MelInverter starts from: an integer hash of (bin, frame). The figures in
+            # bench/RESULTS.md of 2026-12-04 were measured with torch.rand from seed 0 instead (see there).
+            return MelInverter._start_phase(freqs, frames, magnitude.device).to(magnitude.dtype)
         if kind == "adv":  # a stationary partial at bin m advances 2 pi m hop / n_fft per frame (torch.stft's phase)
             bins, hops = torch.arange(freqs, dtype=magnitude.dtype), torch.arange(frames, dtype=magnitude.dtype)
             return 2 * math.pi * self.hop / self.n_fft * bins[:, None] * hops[None, :]
