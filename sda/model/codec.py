@@ -14,6 +14,7 @@ only reads the model (no codebook update) and keeps no gradients; every frontend
 reconstruct, the page) goes through these.
 """
 
+import math
 from dataclasses import dataclass
 from typing import cast
 
@@ -33,6 +34,7 @@ class Reconstruction:
     wave: torch.Tensor  # [S] float32 at rate, |sample| <= OUTPUT_PEAK
     rate: int  # Hz
     codes: torch.Tensor  # [L, T'] int64
+    input_mel: torch.Tensor  # [n_mels, T] the log-mel the encoder saw (input_mel)
     mel: torch.Tensor  # [n_mels, T] the decoder's log-mel, T = T' x downsample
     gain_db: float  # applied to match the input's RMS (0 when the input or the output is silent)
     limited_db: float  # further attenuation so that no sample exceeds OUTPUT_PEAK: 0, or negative
@@ -56,9 +58,15 @@ def padded(wave: torch.Tensor, config: VQVAEConfig) -> torch.Tensor:
 
 
 @torch.no_grad()
+def input_mel(model: ConvVQVAE, mono: torch.Tensor) -> torch.Tensor:
+    """mono wave [S] at the model's rate -> the log-mel [n_mels, T] the encoder sees (of the padded wave)."""
+    return LogMel(model.config.audio)(padded(mono, model.config)[None])[0]
+
+
+@torch.no_grad()
 def encode_mono(model: ConvVQVAE, mono: torch.Tensor) -> torch.Tensor:
     """mono wave [S] at the model's rate -> codes [L, T'], T' = len(padded(mono)) / (hop_length x downsample)."""
-    return model.encode(LogMel(model.config.audio)(padded(mono, model.config)[None]))[0].T
+    return model.encode(input_mel(model, mono)[None])[0].T
 
 
 def encode(model: ConvVQVAE, wave: torch.Tensor, rate: int) -> torch.Tensor:
@@ -90,24 +98,24 @@ def reconstruct(model: ConvVQVAE, wave: torch.Tensor, rate: int, out_rate: int |
     the two at the model's rate (what the model heard), the output's level matched."""
     model_rate, out_rate = model.config.audio.sample_rate, out_rate or rate
     mono = prepare(wave, rate, model.config)
-    with torch.no_grad():
-        input_mel = LogMel(model.config.audio)(padded(mono, model.config)[None])[0]
-        codes = model.encode(input_mel[None])[0].T
+    heard = input_mel(model, mono)
+    codes = model.encode(heard[None])[0].T
     mel = decode_mel(model, codes[:levels])
     out = MelInverter(model.config.audio)(mel)[:len(mono)]
     out, gain_db, limited_db = match_loudness(out, mono)
-    figures = quality(mono, out, input_mel, mel)
+    figures = quality(mono, out, heard, mel)
     if out_rate != model_rate:  # limited again: resampling can overshoot the peak a little
         out, more = limited(resample(out, model_rate, out_rate)[:-(-wave.shape[-1] * out_rate // rate)])
         limited_db += more
-    return Reconstruction(out, out_rate, codes, mel, gain_db, limited_db, figures)
+    return Reconstruction(out, out_rate, codes, heard, mel, gain_db, limited_db, figures)
 
 
 def match_loudness(wave: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, float, float]:
     """wave [S] scaled to reference's RMS, then limited: (wave, gain_db, limited_db).
 
-    Griffin-Lim's phase guess loses level unevenly (a decay can come out quieter or louder than it went in),
-    so the level is set from the input, not trusted from the output. A silent wave or reference keeps its level.
+    The decoder's log-mel, and less so Griffin-Lim's phase guess, lose level unevenly (measured: bench/RESULTS.md,
+    "which mel inversion"), so the level is set from the input, not trusted from the output. A silent wave or
+    reference keeps its level.
     """
     return match_rms(wave, rms(reference))
 
@@ -133,4 +141,4 @@ def limited(wave: torch.Tensor, peak: float = OUTPUT_PEAK) -> tuple[torch.Tensor
 
 
 def _db(ratio: float) -> float:
-    return 20 * torch.log10(torch.tensor(ratio)).item()
+    return 20 * math.log10(ratio)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from sda.data.audio import LogMel, write_audio
+from sda.data.audio import write_audio
 from sda.model import codec
 from sda.model.quality import Quality
 from sda.model.vqvae import ConvVQVAE
@@ -112,19 +112,12 @@ def listen(model: ConvVQVAE, wave: torch.Tensor, rate: int, source: str, folder:
     assert full is not None  # a model has 2 levels at least
     if on_level:
         on_level(total, total)
-    panels = (Panel(f"original: {source}", _input_mel(model, wave, rate)),
+    panels = (Panel(f"original: {source}", full.input_mel),
               Panel(f"reconstruction, all {total} levels (the decoder's log-mel)", full.mel))
     seconds = wave.shape[-1] / rate
     return Listening(source, seconds, rate, wave.shape[0] if wave.dim() == 2 else 1, full.codes.shape[1],
                      int(model.config.codebook_size or 0), original, tuple(takes),
                      spectrogram_html(_trimmed(panels, model, wave, rate), model.config.audio, seconds))
-
-
-def _input_mel(model: ConvVQVAE, wave: torch.Tensor, rate: int) -> torch.Tensor:
-    """The input's log-mel [n_mels, T] as the model sees it (mono, at its rate, padded as codec.encode pads)."""
-    mono = codec.prepare(wave, rate, model.config)
-    with torch.no_grad():
-        return LogMel(model.config.audio)(codec.padded(mono, model.config)[None])[0]
 
 
 def _trimmed(panels: tuple[Panel, ...], model: ConvVQVAE, wave: torch.Tensor, rate: int) -> tuple[Panel, ...]:
