@@ -11,7 +11,8 @@ batches in the same order; they alternate per seed, so machine noise hits all al
 
     new      the default: sda.train.warmup.RULE (the autoencoder warm-up, step-scaled k-means counts) with
              the automatic warm-up length
-    today    warmup_steps=0: sda before the warm-up (k-means at step 0, k-means-sized counts, constant lr)
+    today    sda before issue 13: warmup_steps=0 (k-means at step 0, k-means-sized counts, constant lr)
+             and the codebook size by file count (FILE_COUNT_TIERS) rather than by seconds of audio
     vqp      vector-quantize-pytorch's ResidualVQ (k-means init on its first batch, same decay and
              dead-code threshold), no warm-up, as that library trains
     lr       only the learning-rate ramp (k-means at step 0, k-means-sized counts)
@@ -22,11 +23,14 @@ batches in the same order; they alternate per seed, so machine noise hits all al
     all      all three parts
     dc0.5    the default with dead_code_threshold 0.5 (codes used under half a time per step are
              re-seeded; the default is 0.25)
+    files    the default schedule with today's codebook size by file count
 
 Per collection, variant and seed: the lowest utilization of any level in a judged window after
 warm-up, how many judged windows had a level under 30%, warnings raised, final utilization and
 perplexity per level (the last training window), the mean and the lowest utilization per level
-over the last LATE_WINDOWS training windows (one window is a noisy sample), validation
+over the last LATE_WINDOWS training windows (one window is a noisy sample), and there the codes unused in
+a window and the codes re-seeded in one (mean per window and level: the codes a window misses are mostly
+codes on their way to being re-seeded, see bench/RESULTS.md), validation
 reconstruction loss at the end, the largest loss spike after step 10 (max train loss after step 10
 / train loss at step 10), and milliseconds per training step (median).
 """
@@ -46,6 +50,7 @@ import torch
 
 import sda
 from sda.config import AudioConfig, VQVAEConfig
+from sda.data.dataset import preflight
 from sda.data.synth import write_collection
 from sda.model.health import LOW_UTILIZATION
 from sda.model.vqvae import ConvVQVAE
@@ -67,6 +72,13 @@ RULES = {
 }
 NO_WARMUP = ("today", "vqp")
 CONFIG_CHANGES = {"dc0.5": {"dead_code_threshold": 0.5}}  # variants that differ from "new" in the config
+FILE_COUNT = ("today", "files")  # variants that size the codebook as sda did before issue 13
+FILE_COUNT_TIERS = ((20, 64), (100, 128))  # (usable files below, size); else 256
+
+
+def size_by_file_count(folder: Path) -> int:
+    n_files = len(preflight(folder).files)
+    return next((size for below, size in FILE_COUNT_TIERS if n_files < below), 256)
 LATE_WINDOWS = 15  # the end of a run: 150 steps at health_every = 10
 
 
@@ -101,9 +113,11 @@ def variant(name: str):
 def run_once(name: str, folder: Path, base: VQVAEConfig, seed: int, out: Path) -> dict:
     config = dataclasses.replace(base, **{"seed": seed, "warmup_steps": 0 if name in NO_WARMUP else base.warmup_steps,
                                           **CONFIG_CHANGES.get(name, {})})
+    if name in FILE_COUNT and base.codebook_size is None:
+        config = dataclasses.replace(config, codebook_size=size_by_file_count(folder))
     options = RunOptions(data_dir=folder, out_dir=out, model_name=f"{name}-{seed}-{time.monotonic_ns()}",
                          preview_every=100_000)
-    losses, step_times, judged, windows, warnings, last_val, summary = {}, [], [], [], 0, None, None
+    losses, step_times, judged, windows, churn, warnings, last_val, summary = {}, [], [], [], [], 0, None, None
     previous = None
     with variant(name):
         for event in engine.train(config, options, threading.Event()):
@@ -116,6 +130,7 @@ def run_once(name: str, folder: Path, base: VQVAEConfig, seed: int, out: Path) -
             elif isinstance(event, Health) and event.judged:
                 judged.append(min(h.utilization for h in event.levels))
                 windows.append([100 * h.utilization for h in event.levels])
+                churn.append([(h.dead, h.replaced) for h in event.levels])
             elif isinstance(event, Alert) and event.warning is not None:
                 warnings += 1
             elif isinstance(event, Epoch):
@@ -137,6 +152,10 @@ def run_once(name: str, folder: Path, base: VQVAEConfig, seed: int, out: Path) -
     late = list(zip(*windows[-LATE_WINDOWS:], strict=True))  # [level][window]
     figures[f"late util % (mean, last {LATE_WINDOWS} windows)"] = Levels([statistics.fmean(u) for u in late])
     figures[f"late util % (lowest, last {LATE_WINDOWS} windows)"] = Levels([min(u) for u in late])
+    late_churn = list(zip(*churn[-LATE_WINDOWS:], strict=True))  # [level][window] of (unused, re-seeded)
+    figures["late unused codes per window"] = Levels([statistics.fmean(u for u, _ in w) for w in late_churn])
+    figures["late re-seeded codes per window"] = Levels([statistics.fmean(r for _, r in w) for w in late_churn])
+    figures["codebook size"] = summary.health[0].codebook_size
     figures["val recon"] = last_val
     figures["spike after step 10"] = max(after10) / losses[10] if after10 and 10 in losses else float("nan")
     figures["ms/step"] = 1000 * statistics.median(step_times) if step_times else float("nan")
@@ -175,7 +194,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, nargs="*", default=[], help="audio folders (real collections)")
     parser.add_argument("--generated", type=int, nargs="*", default=[], help="generated collections of N files")
     parser.add_argument("--variants", nargs="+", default=["new", "today", "vqp"],
-                        choices=["new", "today", "vqp", *[r for r in RULES if r != "new"], *CONFIG_CHANGES])
+                        choices=["new", "today", "vqp", "files", *[r for r in RULES if r != "new"], *CONFIG_CHANGES])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--smoke", action="store_true", help="tiny model and budget: checks the script runs")
     parser.add_argument("--out", type=Path, help="also write the report (markdown) here")

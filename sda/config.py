@@ -2,7 +2,7 @@
 
     cfg = VQVAEConfig(rvq_levels=4)            # codebook_size=None means "auto"
     cfg.validate()                             # ConfigError (a ValueError) naming the bad setting
-    cfg = cfg.resolve(n_files=37, n_train_chunks=120)   # concrete: codebook size, batch size, epochs
+    cfg = cfg.resolve(seconds=95.0, n_train_chunks=120)   # concrete: codebook size, batch size, epochs
     VQVAEConfig.from_dict(cfg.to_dict()) == cfg         # round trip through JSON metadata
     RunOptions(data_dir=Path("kit"), health_every=5)    # how one run goes: files, device, reporting
 
@@ -18,9 +18,12 @@ from pathlib import Path
 from sda.errors import ConfigError
 
 RVQ_LEVELS = (2, 3, 4)
-# Codebook-size tiers by number of usable files (DESIGN.md): a small collection cannot keep many
-# codes busy, and idle codes are what the health display would then report as dead.
-CODEBOOK_TIERS = ((20, 64), (100, 128))  # (files below, size); 100 files or more get the last size
+# Codebook-size tiers by seconds of usable audio (DESIGN.md): a small collection cannot keep many
+# codes busy, and idle codes are what the health display would then report as dead. Seconds, not
+# files, because codes hold sound: 171 keyboard clicks (56 s) kept 71-77% of 256 codes busy and
+# 87-88% of 128 (bench/RESULTS.md, "codebook size by seconds"), where 120 sounds of 1.6 s on
+# average (198 s) keep 94-98% of 256.
+CODEBOOK_TIERS = ((30.0, 64), (150.0, 128))  # (seconds below, size); 150 s or more get the last size
 LARGEST_CODEBOOK = 256
 MIN_FILES = 5
 # Auto epochs: at least this many passes, and enough of them for MIN_STEPS optimizer steps, so that
@@ -96,8 +99,8 @@ RANGES = {
     "chunk_frames": Range(True, 8, 4096, help="log-mel frames per training chunk (a multiple of --downsample)"),
     "max_chunks_per_file": Range(True, 1, 4096, help="chunks taken from one file; longer files are sampled evenly"),
     "rvq_levels": Range(True, 2, 4, help="codebook levels: fewer = faster, more = finer detail", label="RVQ levels"),
-    "codebook_size": Range(True, 2, 8192, help="codes per level; auto: by file count (" + ", ".join(
-        f"{size} under {below} files" for below, size in CODEBOOK_TIERS) + f", else {LARGEST_CODEBOOK})"),
+    "codebook_size": Range(True, 2, 8192, help="codes per level; auto: by seconds of audio (" + ", ".join(
+        f"{size} under {below:g} s" for below, size in CODEBOOK_TIERS) + f", else {LARGEST_CODEBOOK})"),
     "codebook_dim": Range(True, 1, 1024, help="size of each code vector (the latent channels)"),
     "hidden_channels": Range(True, 8, 1024, help="channels of the encoder's and decoder's convolutions"),
     "downsample": Range(True, 1, 8, help="log-mel frames per code position: 1, 2, 4 or 8"),
@@ -146,10 +149,10 @@ def auto_warmup_steps(total_steps: int) -> int:
     return min(MAX_WARMUP_STEPS, int(WARMUP_FRACTION * total_steps))
 
 
-def auto_codebook_size(n_files: int) -> int:
-    """Codes per level for a collection of n_files usable files: 64, 128 or 256."""
+def auto_codebook_size(seconds: float) -> int:
+    """Codes per level for a collection of this many seconds of usable audio: 64, 128 or 256."""
     for below, size in CODEBOOK_TIERS:
-        if n_files < below:
+        if seconds < below:
             return size
     return LARGEST_CODEBOOK
 
@@ -221,9 +224,10 @@ class VQVAEConfig:
                f"a multiple of downsample={self.downsample}")
         return self
 
-    def resolve(self, n_files: int, n_train_chunks: int) -> "VQVAEConfig":
-        """The concrete config for a dataset: every setting that depends on its size, decided here."""
-        size = self.codebook_size if self.codebook_size is not None else auto_codebook_size(n_files)
+    def resolve(self, seconds: float, n_train_chunks: int) -> "VQVAEConfig":
+        """The concrete config for a dataset of this many seconds of usable audio (every file, as the
+        preflight counts it) and training chunks: every setting that depends on its size, decided here."""
+        size = self.codebook_size if self.codebook_size is not None else auto_codebook_size(seconds)
         batch = max(1, min(self.batch_size, n_train_chunks))  # one small folder may hold fewer chunks
         steps_per_epoch = -(-n_train_chunks // batch)
         epochs = self.epochs or min(MAX_AUTO_EPOCHS, max(MIN_EPOCHS, -(-MIN_STEPS // steps_per_epoch)))

@@ -92,8 +92,8 @@ def validation_note(chunks: int, files: int) -> str:
     """How much validation measured on, and whether that is enough to judge by."""
     what = f"{plural(chunks, 'chunk')} from {plural(files, 'file')}"
     if chunks < MIN_VALIDATION_CHUNKS:
-        return (f"validation: {what}, too few to judge the model by (under {MIN_VALIDATION_CHUNKS}); "
-                "its loss and utilization are indicative only")
+        # Kept under 80 columns: the end report prints it in a terminal.
+        return f"validation: {what}, too few to judge by (under {MIN_VALIDATION_CHUNKS}): indicative only"
     return f"validation: {what}"
 
 

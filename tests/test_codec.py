@@ -19,7 +19,7 @@ RATE = SMALL.audio.sample_rate
 def model():
     """A small model with initialised codebooks (random weights: the codec's plumbing does not need training)."""
     torch.manual_seed(0)
-    config = SMALL.resolve(n_files=10, n_train_chunks=20)
+    config = SMALL.resolve(seconds=20.0, n_train_chunks=20)
     model = ConvVQVAE(config)
     mels = LogMel(config.audio)(torch.randn(64, config.audio.chunk_samples) * 0.1)  # more vectors than codes
     model.set_normalization(mels)

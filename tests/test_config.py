@@ -9,9 +9,10 @@ from sda.config import AudioConfig, VQVAEConfig, auto_codebook_size
 from sda.errors import ConfigError
 
 
-@pytest.mark.parametrize("files, size", [(1, 64), (5, 64), (19, 64), (20, 128), (99, 128), (100, 256), (500, 256)])
-def test_codebook_size_tiers(files, size):
-    assert auto_codebook_size(files) == size
+@pytest.mark.parametrize("seconds, size", [(0.5, 64), (29.99, 64), (30.0, 128), (149.9, 128), (150.0, 256),
+                                           (7200.0, 256)])
+def test_codebook_size_tiers_by_seconds_of_audio(seconds, size):
+    assert auto_codebook_size(seconds) == size
 
 
 @pytest.mark.parametrize("change, message", [
@@ -43,22 +44,22 @@ def test_defaults_are_valid_and_as_documented():
 
 def test_resolve_derives_dataset_dependent_settings_in_one_place():
     cfg = VQVAEConfig(batch_size=16)
-    assert cfg.resolve(n_files=12, n_train_chunks=100).codebook_size == 64
-    assert cfg.resolve(n_files=150, n_train_chunks=100).codebook_size == 256
-    assert cfg.resolve(n_files=12, n_train_chunks=5).batch_size == 5  # a tiny folder: one batch per epoch
-    override = dataclasses.replace(cfg, codebook_size=512).resolve(n_files=12, n_train_chunks=100)
+    assert cfg.resolve(seconds=12.0, n_train_chunks=100).codebook_size == 64
+    assert cfg.resolve(seconds=600.0, n_train_chunks=100).codebook_size == 256
+    assert cfg.resolve(seconds=12.0, n_train_chunks=5).batch_size == 5  # a tiny folder: one batch per epoch
+    override = dataclasses.replace(cfg, codebook_size=512).resolve(seconds=12.0, n_train_chunks=100)
     assert override.codebook_size == 512
 
 
 @pytest.mark.parametrize("chunks, epochs", [(5, 400), (16, 400), (160, 40), (1600, 30), (100000, 30)])
 def test_auto_epochs_give_enough_steps_on_small_folders(chunks, epochs):
-    cfg = VQVAEConfig(batch_size=16).resolve(n_files=5, n_train_chunks=chunks)
+    cfg = VQVAEConfig(batch_size=16).resolve(seconds=5.0, n_train_chunks=chunks)
     assert cfg.epochs == epochs
-    assert VQVAEConfig(epochs=7).resolve(n_files=5, n_train_chunks=chunks).epochs == 7
+    assert VQVAEConfig(epochs=7).resolve(seconds=5.0, n_train_chunks=chunks).epochs == 7
 
 
 def test_json_round_trip():
-    cfg = VQVAEConfig(rvq_levels=4, audio=AudioConfig(n_mels=64)).resolve(n_files=30, n_train_chunks=60)
+    cfg = VQVAEConfig(rvq_levels=4, audio=AudioConfig(n_mels=64)).resolve(seconds=60.0, n_train_chunks=60)
     assert VQVAEConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 

@@ -255,8 +255,19 @@ def test_split_depends_on_the_seed():
         split_files(1, seed=0, validation_fraction=0.1)
 
 
-def test_auto_codebook_size_tiers():
-    assert [auto_codebook_size(n) for n in (4, 19, 20, 99, 100)] == [64, 64, 128, 128, 256]
+def test_the_codebook_size_follows_the_seconds_of_audio_not_the_file_count(tmp_path):
+    """120 clicks of 0.3 s (36 s) get the middle size, where a file count would have given the largest;
+    six long sounds (3 min) the largest, where a file count would have given the smallest."""
+    clicks, long = tmp_path / "clicks", tmp_path / "long"
+    for i in range(120):
+        write_tone(clicks / f"click{i:03d}.wav", int(0.3 * AUDIO.sample_rate))
+    for i in range(6):
+        write_tone(long / f"take{i}.flac", 30 * AUDIO.sample_rate, subtype="PCM_16")
+    for folder, size in ((clicks, 128), (long, 256)):
+        report = preflight(folder)
+        assert report.codebook_size == auto_codebook_size(report.total_seconds) == size
+        data = load_dataset(folder, VQVAEConfig(epochs=1))
+        assert data.config.codebook_size == size
 
 
 def test_load_dataset(mixed):
@@ -274,7 +285,7 @@ def test_load_dataset(mixed):
     assert data.val_audio.shape == (n_val, C)
     assert not data.train_mels.requires_grad and data.train_mels.dtype == torch.float32
     assert torch.allclose(LogMel(AUDIO)(data.val_audio), data.val_mels, atol=1e-4)
-    assert data.config == config.resolve(n_files=9, n_train_chunks=n_train)
+    assert data.config == config.resolve(seconds=report.total_seconds, n_train_chunks=n_train)
     held = data.train_mels.nbytes + data.val_mels.nbytes + data.val_audio.nbytes
     assert report.memory_bytes == held
 

@@ -12,7 +12,7 @@ from sda.model.vqvae import ConvVQVAE
 
 def small_config(**changes):
     cfg = VQVAEConfig(hidden_channels=32, codebook_dim=16, audio=AudioConfig(n_mels=40, chunk_frames=32))
-    return dataclasses.replace(cfg, **changes).resolve(n_files=10, n_train_chunks=64)
+    return dataclasses.replace(cfg, **changes).resolve(seconds=20.0, n_train_chunks=64)
 
 
 

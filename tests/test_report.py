@@ -45,7 +45,7 @@ def test_level_line_flags_only_weak_levels():
 
 
 def metadata(**history) -> dict:
-    cfg = VQVAEConfig(rvq_levels=3).resolve(n_files=6, n_train_chunks=10)
+    cfg = VQVAEConfig(rvq_levels=3).resolve(seconds=12.0, n_train_chunks=10)
     epoch = {"train": {"loss": 1.0}, "validation": {"loss": 2.0, "reconstruction": 1.5}}
     files = [{"path": f"{name}.wav", "chunks": 2} for name in "abcdef"]
     return {

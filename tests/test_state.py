@@ -14,7 +14,7 @@ from sda.train.runfiles import RunFiles
 from sda.train.state import Losses, RunState, Sums
 from tests.helpers import SMALL
 
-CONFIG = SMALL.resolve(n_files=6, n_train_chunks=10).with_warmup(12)
+CONFIG = SMALL.resolve(seconds=12.0, n_train_chunks=10).with_warmup(12)
 HEALTH = [level_health(torch.tensor([3, 0, 1, 0]), level=0, replaced=1).to_dict(),
           level_health(torch.tensor([1, 1, 1, 1]), level=1).to_dict()]
 WARNING = HealthWarning(level=0, epoch=2, step=9, codebook_size=4, utilization=0.25, dead=3, perplexity=1.2,

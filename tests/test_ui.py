@@ -7,8 +7,10 @@ import re
 import pytest
 from gradio_client import handle_file
 
+from sda.data.dataset import preflight
 from sda.data.synth import write_collection
 from sda.format import modelfile
+from sda.text import duration
 from sda.ui.app import serve
 from sda.ui.render import DEFAULT_LOOK
 from tests.helpers import MODEL, SMALL, WAIT, Page, free_port, shown_markdown, trained_model
@@ -33,7 +35,7 @@ def wait_idle(app):
 def test_checking_a_folder_shows_what_was_found_and_the_codebook_size(app, folder):
     report, codebook = Page(app).client.predict(str(folder), api_name="/check_folder")
     assert "6 usable audio files" in report and "00_kick.wav" in report
-    assert codebook == "64 codes per level (for 6 usable files)"
+    assert codebook == f"64 codes per level (for {duration(preflight(folder).total_seconds)} of audio)"
 
 
 def test_a_folder_that_cannot_be_used_is_explained(app, tmp_path):
@@ -191,7 +193,7 @@ def test_epochs_0_means_automatic(app, folder):
     page.stop()  # early: the model is saved with its resolved settings all the same
     page.poll_until(lambda s: s["status"].startswith("**Stopped early**"), "the stopped run")
     model, _ = modelfile.load_model(app.models_dir / "auto-epochs.sda")
-    auto = dataclasses.replace(SMALL, epochs=None).resolve(n_files=6, n_train_chunks=47)
+    auto = dataclasses.replace(SMALL, epochs=None).resolve(seconds=12.0, n_train_chunks=47)
     assert model.config.epochs == auto.epochs == 67
 
 

@@ -154,7 +154,7 @@ class Preflight:
 
     @property
     def codebook_size(self) -> int:
-        return auto_codebook_size(len(self.files))
+        return auto_codebook_size(self.total_seconds)
 
     @property
     def memory_bytes(self) -> int:
@@ -265,7 +265,7 @@ def load_dataset(folder: str | Path, config: VQVAEConfig, stop: threading.Event 
     train_mels = torch.cat([mels[i] for i in report.train_indices])
     return Dataset(
         preflight=report,
-        config=config.resolve(n_files=len(report.files), n_train_chunks=train_mels.shape[0]),
+        config=config.resolve(seconds=report.total_seconds, n_train_chunks=train_mels.shape[0]),
         train_mels=train_mels,
         val_mels=torch.cat([mels[i] for i in report.val_indices]),
         val_audio=val_audio,

@@ -56,7 +56,7 @@ from sda.format.modelfile import load_codec_model, load_usage
 from sda.model.bitrate import Bitrate, bitrate
 from sda.model.health import LevelHealth
 from sda.report import PAGE, describe
-from sda.text import plural, printable
+from sda.text import duration, plural, printable
 from sda.train.engine import PREVIEW_CLIPS
 from sda.train.history import History
 from sda.train.runfiles import check_model_name
@@ -228,7 +228,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                                                     f"folder.{under}"))
                 found = gr.Textbox(label="What sda found", lines=6, max_lines=14, interactive=False,
                                    elem_id="sda-preflight")
-                codebook = gr.Textbox(label="Codebook size (automatic, from the number of usable files)",
+                codebook = gr.Textbox(label="Codebook size (automatic, from the seconds of usable audio)",
                                       interactive=False, elem_id="sda-codebook")
                 levels = gr.Slider(*slider_span("rvq_levels"), value=base_config.rvq_levels, step=1,
                                    elem_id="sda-levels", **described("rvq_levels"))
@@ -856,8 +856,8 @@ _UNUSABLE = "—"  # the codebook line of a folder that cannot be used
 
 
 def _codebook_line(pf, config: VQVAEConfig) -> str:
-    size = config.resolve(n_files=len(pf.files), n_train_chunks=pf.n_chunks - pf.val_chunks).codebook_size
-    return f"{size} codes per level (for {plural(len(pf.files), 'usable file')})"
+    size = config.resolve(seconds=pf.total_seconds, n_train_chunks=pf.n_chunks - pf.val_chunks).codebook_size
+    return f"{size} codes per level (for {duration(pf.total_seconds)} of audio)"
 
 
 def _model_files(models_dir: Path) -> dict[str, Path]:
