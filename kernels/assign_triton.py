@@ -116,6 +116,7 @@ def launch_config(n: int, k: int, d: int, device: torch.device) -> dict:
         "BLOCK_N": block_n,
         "BLOCK_K": max(16, min(64, triton.next_power_of_2(k))),
         "BLOCK_D": block_d,
+        "NUM_BINS": max(32, triton.next_power_of_2(k)),
         "programs": 4 * sms,
         "num_warps": 4,
     }
@@ -152,24 +153,38 @@ def launch(x, codebook, c_sq, indices, counts, sums, cfg: dict) -> None:
 
     assign_triton's body without validation or allocation; bench/gpu_kernels.py times it alone.
     """
+    grid, args, meta = kernel_arguments(x, codebook, c_sq, indices, counts, sums, cfg, interpreting())
+    # Triton launches on the current CUDA device, which need not be x's.
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        _assign_kernel[grid](*args, **meta)
+
+
+def kernel_arguments(x, codebook, c_sq, indices, counts, sums, cfg: dict, interpreted: bool):
+    """(grid, positional arguments, constexprs and launch options) of one kernel launch.
+
+    The one place that turns tensors and a launch_config into a specialisation of _assign_kernel:
+    launch runs it, kernels/compile_check.py compiles it ahead of time (interpreted=False there,
+    whatever this process runs under).
+    """
     n, d = x.shape
     k = codebook.shape[0]
     num_tiles = triton.cdiv(n, cfg["BLOCK_N"])
     # Tensor-core dot on the native 16-bit dtype only when both sides share it, and never in the
     # interpreter, which has no bf16 dot.
-    dot_in_fp32 = interpreting() or x.dtype != codebook.dtype or x.dtype == torch.float32
+    dot_in_fp32 = interpreted or x.dtype != codebook.dtype or x.dtype == torch.float32
     # tf32x3 recovers float32 accuracy from three tf32 products; 16-bit operands keep the default.
-    precision = "ieee" if interpreting() else "tf32x3" if dot_in_fp32 else None
-    # Triton launches on the current CUDA device, which need not be x's.
-    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
-        _assign_kernel[(min(num_tiles, cfg["programs"]),)](
-            x, codebook, c_sq, indices, counts, sums if sums is not None else counts,
-            n, k, d,
-            x.stride(0), x.stride(1), codebook.stride(0), codebook.stride(1),
-            num_tiles,
-            BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], BLOCK_D=cfg["BLOCK_D"],
-            NUM_BINS=max(32, triton.next_power_of_2(k)),
-            WITH_SUMS=sums is not None, DOT_IN_FP32=dot_in_fp32,
-            INPUT_PRECISION=precision,
-            num_warps=cfg["num_warps"],
-        )
+    precision = "ieee" if interpreted else "tf32x3" if dot_in_fp32 else None
+    args = (
+        x, codebook, c_sq, indices, counts, sums if sums is not None else counts,
+        n, k, d,
+        x.stride(0), x.stride(1), codebook.stride(0), codebook.stride(1),
+        num_tiles,
+    )
+    meta = dict(
+        BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], BLOCK_D=cfg["BLOCK_D"],
+        NUM_BINS=cfg["NUM_BINS"],
+        WITH_SUMS=sums is not None, DOT_IN_FP32=dot_in_fp32,
+        INPUT_PRECISION=precision,
+        num_warps=cfg["num_warps"],
+    )
+    return (min(num_tiles, cfg["programs"]),), args, meta
