@@ -120,7 +120,8 @@ def kernel_arguments(case: Case):
     indices = torch.empty(n, dtype=torch.int64, device=meta)
     counts = torch.empty(case.k, dtype=torch.int64, device=meta)
     sums = torch.empty(case.k, case.d, device=meta) if case.with_sums else None
-    cfg = assign_triton.launch_config(n, case.k, case.d, meta)
+    float32_dot, _ = assign_triton.dot_mode(x.dtype, codebook.dtype, interpreted=False)
+    cfg = assign_triton.launch_config(n, case.k, case.d, meta, float32_dot)
     return assign_triton.kernel_arguments(x, codebook, c_sq, indices, counts, sums, cfg, interpreted=False)
 
 
