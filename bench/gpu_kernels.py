@@ -24,7 +24,7 @@ import time
 import torch
 
 from sda.kernels import Assignment
-from sda.kernels.assign_triton import assign_triton, interpreting, launch, launch_config
+from sda.kernels.assign_triton import assign_triton, dot_mode, interpreting, launch, launch_config
 from sda.kernels.common import squared_norms
 from sda.kernels.testing import check_assignment
 
@@ -133,7 +133,7 @@ def sweep_configs(d):
 def bench_shape(n, k, d, dtype, device, timer, copy, peak, args):
     """One table row: times, bandwidth and speed-up for x [n, d] against k codes."""
     x, c = random_problem(n, k, d, dtype, device, seed=k + d)
-    cfg = launch_config(n, k, d, device)
+    cfg = launch_config(n, k, d, device, dot_mode(x.dtype, c.dtype, interpreting())[0])
     full = timer(lambda: assign_triton(x, c))
     lean = timer(lambda: assign_triton(x, c, with_sums=False))
     kernel = timer(kernel_only(x, c, cfg))
