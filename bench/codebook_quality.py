@@ -64,7 +64,11 @@ class PeerQuantizer(nn.Module):
         counts = torch.stack([torch.bincount(codes[..., i].reshape(-1), minlength=self.codebook_size)
                               for i in range(codes.shape[-1])])
         return QuantizerOutput(quantized.transpose(1, 2), codes, commitment.reshape(-1), counts,
-                               torch.zeros(codes.shape[-1], dtype=torch.int64))
+                               torch.zeros(codes.shape[-1], dtype=torch.int64, device=z.device))
+
+    def all_finite(self) -> torch.Tensor:
+        """As ResidualVQ.all_finite: the engine reads it with each step's losses."""
+        return torch.stack([torch.isfinite(p).all() for p in self.rvq.buffers() if p.is_floating_point()]).all()
 
 
 def timed_forward(module: nn.Module, log: list[float]) -> None:

@@ -172,10 +172,11 @@ def dot_mode(x_dtype: torch.dtype, codebook_dtype: torch.dtype, interpreted: boo
 
 
 def assign_triton(x: torch.Tensor, codebook: torch.Tensor, with_sums: bool = True,
-                  config: dict | None = None) -> Assignment:
+                  config: dict | None = None, check_finite: bool = True) -> Assignment:
     """Nearest code per row of x [N, D] in codebook [K, D], fused; same contract as assign_reference.
 
     config overrides launch_config's choices (for tuning sweeps); results do not depend on it.
+    check_finite: see common.squared_norms.
     """
     validate(x, codebook)
     if not supports(x):
@@ -186,7 +187,7 @@ def assign_triton(x: torch.Tensor, codebook: torch.Tensor, with_sums: bool = Tru
     x, codebook = x.detach(), codebook.detach()
     n, d = x.shape
     k = codebook.shape[0]
-    c_sq = squared_norms(codebook)
+    c_sq = squared_norms(codebook, check_finite)
     indices = torch.empty(n, dtype=torch.int64, device=x.device)
     counts = torch.zeros(k, dtype=torch.int64, device=x.device)
     sums = torch.zeros(k, d, dtype=torch.float32, device=x.device) if with_sums else None

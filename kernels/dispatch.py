@@ -47,15 +47,16 @@ def backend(x: torch.Tensor) -> str:
     return "triton" if _triton is not None and x.is_cuda and _triton.supports(x) else "torch"
 
 
-def assign(x: torch.Tensor, codebook: torch.Tensor, with_sums: bool = True) -> Assignment:
+def assign(x: torch.Tensor, codebook: torch.Tensor, with_sums: bool = True, check_finite: bool = True) -> Assignment:
     """Nearest code per row of x [N, D] in codebook [K, D], with usage counts and per-code sums.
 
     Returns Assignment(indices [N] int64, counts [K] int64, sums [K, D] float32 or None).
     Ties go to the lowest index; float32, float16 and bfloat16 inputs are computed in float32.
     Not differentiable: x and codebook are read as data. See kernels/reference.py for the exact
-    definition.
+    definition. A codebook with a non-finite code raises ValueError, at the cost of one host sync;
+    check_finite=False skips that check for a caller that makes it elsewhere (see squared_norms).
     """
     validate(x, codebook)
     if backend(x) == "triton":
-        return _triton.assign_triton(x, codebook, with_sums)
-    return assign_reference(x, codebook, with_sums)
+        return _triton.assign_triton(x, codebook, with_sums, check_finite=check_finite)
+    return assign_reference(x, codebook, with_sums, check_finite)

@@ -26,13 +26,15 @@ ACCELERATOR_CHUNK_BYTES = 256 << 20
 ARGMIN_BLOCK = 64
 
 
-def assign_reference(x: torch.Tensor, codebook: torch.Tensor, with_sums: bool = True) -> Assignment:
-    """Nearest code per row of x [N, D] in codebook [K, D]; see the module docstring."""
+def assign_reference(x: torch.Tensor, codebook: torch.Tensor, with_sums: bool = True,
+                     check_finite: bool = True) -> Assignment:
+    """Nearest code per row of x [N, D] in codebook [K, D]; see the module docstring.
+    check_finite: see common.squared_norms."""
     validate(x, codebook)
     x = x.detach()
     n, d = x.shape
     k = codebook.shape[0]
-    c_sq = squared_norms(codebook)                       # [K]
+    c_sq = squared_norms(codebook, check_finite)         # [K]
     c_t = codebook.detach().float().t().contiguous()     # [D, K]: a plain NN matmul per chunk
 
     budget = CPU_CHUNK_BYTES if x.device.type == "cpu" else ACCELERATOR_CHUNK_BYTES

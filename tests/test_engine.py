@@ -1,6 +1,7 @@
 """sda.train.engine: the event stream, saving, stopping, exact resume, the NaN guard and the warnings."""
 
 import dataclasses
+import math
 import threading
 
 import pytest
@@ -154,6 +155,26 @@ def test_non_finite_steps_are_skipped_then_training_stops_with_an_error(folder, 
     alerts = [a for a in of(events.Alert, seen) if "not finite" in a.message]
     assert len(skipped) == len(alerts) == engine.MAX_BAD_STEPS
     assert isinstance(seen[-1], events.Error) and "diverged" in seen[-1].message and "--lr" in seen[-1].message
+
+
+def test_a_step_that_leaves_a_non_finite_code_is_skipped_and_its_codebooks_put_back(folder, tmp_path, monkeypatch):
+    # In training the kernel no longer checks the codes on every call; the step's verdict does, once.
+    from sda.model.codebook import EMACodebook
+    update, calls = EMACodebook.ema_update, []
+
+    def poisoning(self, counts, sums):
+        update(self, counts, sums)
+        calls.append(1)
+        if len(calls) == 4:  # the second step's first level (3 levels a step)
+            self.embed[0, 0] = float("inf")
+
+    monkeypatch.setattr(EMACodebook, "ema_update", poisoning)
+    seen = run(dataclasses.replace(SMALL, epochs=1, warmup_steps=0), RunOptions(folder, tmp_path, "inf"))
+    steps = of(events.Step, seen)
+    assert [s.skipped for s in steps[:3]] == [False, True, False] and math.isfinite(steps[1].loss)
+    assert any("step 2: the loss, its gradients or a code were not finite" in a.message for a in of(events.Alert, seen))
+    model, _ = modelfile.load_model(seen[-1].summary.model_path)
+    assert bool(model.quantizer.all_finite())
 
 
 def test_low_utilization_warns_once_per_level_and_ends_weak(folder, tmp_path):

@@ -17,7 +17,10 @@ def spy(monkeypatch):
     calls = []
     for module, name in ((dispatch, "assign_reference"), (dispatch._triton, "assign_triton")):
         real = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+        def recording(*a, _real=real, _name=name, **kw):
+            calls.append(_name)
+            return _real(*a, **kw)
+        monkeypatch.setattr(module, name, recording)
     return calls
 
 

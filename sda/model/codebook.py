@@ -21,6 +21,12 @@ keeps its value until real assignments move it.
 Every assignment (training, k-means, evaluation) goes through sda.kernels.assign, which returns
 indices, counts and sums in one pass: the EMA update and the health figures need no other.
 
+A training step makes no host synchronisation here: codes are written with torch.where over all K
+rows (a boolean-mask index would ask the device how many rows it selects), the dead-code count stays
+a tensor, and the kernel's check for non-finite codes is left to the caller, which makes it once per
+step for every level (ResidualVQ.all_finite; the engine reads it with the step's losses). k-means,
+once per run, synchronises freely.
+
 Under torch.distributed every process holds the same state and keeps it so, through the Sync it is
 given (sda.train.distributed in a training run; LOCAL, one process, by default): each training step sums
 the counts and sums over all processes before the EMA update, so every process applies the update of
@@ -77,7 +83,7 @@ class CodebookOutput(NamedTuple):
     quantized: torch.Tensor  # [N, D] float32, the chosen codes (no gradient)
     indices: torch.Tensor  # [N] int64
     counts: torch.Tensor  # [K] int64, assignments in this call (in training: summed over all processes)
-    replaced: int  # codes re-seeded in this call (0 outside training)
+    replaced: torch.Tensor  # [] int64, codes re-seeded in this call (0 outside training), on the codes' device
 
 
 def laplace(cluster_size: torch.Tensor, eps: float = LAPLACE_EPS) -> torch.Tensor:
@@ -143,24 +149,41 @@ class EMACodebook(nn.Module):
         self.register_buffer("cluster_size", torch.ones(codebook_size))
         self.register_buffer("embed_sum", embed * laplace(torch.ones(codebook_size))[:, None])
         self.register_buffer("initialized", torch.tensor(False))
+        self._seen_initialized = False  # a latch over the buffer, so that training reads it once
 
     @property
     def codebook_size(self) -> int:
         return self.embed.shape[0]
 
+    def is_initialized(self) -> bool:
+        """Whether k-means has run. Reads the buffer (a host sync on a GPU) only until it says True:
+        nothing but loading a state sets it back, and loading resets the latch."""
+        if not self._seen_initialized:
+            self._seen_initialized = bool(self.initialized)
+        return self._seen_initialized
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._seen_initialized = False
+
     def forward(self, x: torch.Tensor) -> CodebookOutput:
         """Quantise x [N, D] float32. In training mode: k-means on first use, EMA update, dead-code
-        replacement, in that order. In eval mode the state is only read."""
-        if self.training and not self.initialized and x.shape[0] > 0:
+        replacement, in that order, and no check for non-finite codes (see the module docstring).
+        In eval mode the state is only read."""
+        if self.training and x.shape[0] > 0 and not self.is_initialized():
             self.initialize(x)
-        a = assign(x, self.embed, with_sums=self.training)
+        a = assign(x, self.embed, with_sums=self.training, check_finite=not self.training)
         quantized = self.embed[a.indices]
-        replaced = 0
+        replaced = torch.zeros((), dtype=torch.int64, device=x.device)
         if self.training:
             statistics = "summing codebook statistics"
             self.ema_update(self.sync.all_reduce_(a.counts, statistics), self.sync.all_reduce_(a.sums, statistics))
             replaced = self.replace_dead(x)
         return CodebookOutput(quantized, a.indices, a.counts, replaced)
+
+    def all_finite(self) -> torch.Tensor:
+        """[] bool on the codes' device: every code finite, and its squared norm too (as the kernel's check)."""
+        return torch.isfinite(self.embed.float().square().sum(dim=1)).all()
 
     def nearest(self, x: torch.Tensor) -> torch.Tensor:
         """Indices [N] of the nearest codes to x [N, D]; reads the state only."""
@@ -179,6 +202,7 @@ class EMACodebook(nn.Module):
         what = "taking process 0's k-means codes"
         self._set_codes(everything, self.sync.broadcast_(centroids, what), self.sync.broadcast_(counts, what))
         self.initialized.fill_(True)
+        self._seen_initialized = True
 
     @torch.no_grad()
     def ema_update(self, counts: torch.Tensor, sums: torch.Tensor) -> None:
@@ -190,31 +214,33 @@ class EMACodebook(nn.Module):
         used = counts > 0
         self.cluster_size.lerp_(counts.to(self.cluster_size.dtype), 1 - self.decay)
         self.embed_sum.lerp_(sums, 1 - self.decay)
-        moved = self.embed_sum[used] / laplace(self.cluster_size)[used, None]
-        self._set_codes(used, moved, self.cluster_size[used])
+        moved = self.embed_sum / laplace(self.cluster_size)[:, None]  # [K, D]; only used rows are written
+        self._set_codes(used, moved, self.cluster_size)
 
     @torch.no_grad()
-    def replace_dead(self, x: torch.Tensor) -> int:
-        """Re-seed codes whose EMA usage fell under the threshold with random rows of x [N, D].
-        Several processes: the dead codes are the same in each (the state is); process 0 draws the rows."""
+    def replace_dead(self, x: torch.Tensor) -> torch.Tensor:
+        """Re-seed codes whose EMA usage fell under the threshold with random rows of x [N, D]; returns
+        how many, [] int64. Several processes: the dead codes are the same in each (the state is);
+        process 0 draws the rows.
+
+        Rows are drawn for all K codes, distinct when N >= K, and the dead ones take theirs: how many
+        are dead is never asked of the device, at the price of one [K, D] gather (and broadcast)."""
         if self.dead_code_threshold <= 0 or x.shape[0] == 0:
-            return 0
+            return torch.zeros((), dtype=torch.int64, device=x.device)
         dead = self.cluster_size < self.dead_code_threshold
-        n_dead = int(dead.sum())
-        if n_dead == 0:
-            return 0
-        codes = torch.empty(n_dead, self.embed.shape[1], device=x.device)
+        candidates = torch.empty_like(self.embed)
         if self.sync.rank() == 0:
-            codes = x[sample_rows(x.shape[0], n_dead, x.device)].detach().float()
+            candidates = x[sample_rows(x.shape[0], self.codebook_size, x.device)].detach().float()
         # A re-seeded code starts at twice the threshold: log(2) / (1 - decay) steps to attract data
         # before it counts as dead again.
-        start = torch.full((n_dead,), 2.0 * self.dead_code_threshold, device=x.device)
-        self._set_codes(dead, self.sync.broadcast_(codes, "taking process 0's re-seeded codes"), start)
-        return n_dead
+        start = torch.full_like(self.cluster_size, 2.0 * self.dead_code_threshold)
+        self._set_codes(dead, self.sync.broadcast_(candidates, "taking process 0's re-seeded codes"), start)
+        return dead.sum()
 
     def _set_codes(self, which: torch.Tensor, codes: torch.Tensor, cluster_size: torch.Tensor) -> None:
-        """Write codes [M, D] and their usage [M] where the mask which [K] is set, then re-derive
-        embed_sum for every code so the invariant holds (the smoothing depends on the total usage)."""
-        self.embed[which] = codes
-        self.cluster_size[which] = cluster_size
+        """Where the mask which [K] is set, write codes [K, D] and their usage [K] (other rows of both are
+        ignored), then re-derive embed_sum for every code so the invariant holds (the smoothing depends on
+        the total usage)."""
+        self.embed.copy_(torch.where(which[:, None], codes, self.embed))
+        self.cluster_size.copy_(torch.where(which, cluster_size, self.cluster_size))
         self.embed_sum.copy_(self.embed * laplace(self.cluster_size)[:, None])

@@ -61,20 +61,27 @@ def level_health(counts: torch.Tensor, level: int = 0, replaced: int = 0) -> Lev
 
 
 class HealthWindow:
-    """Sums per-step counts [L, K] over the last `steps` steps (fewer since the start or a reset())."""
+    """Sums per-step counts [L, K] over the last `steps` steps (fewer since the start or a reset()).
 
-    def __init__(self, levels: int, codebook_size: int, steps: int):
+    The sums live on device (the training's), so adding a step never waits for the device; only
+    snapshot() copies them to the host, once per health report.
+    """
+
+    def __init__(self, levels: int, codebook_size: int, steps: int, device: torch.device | str = "cpu"):
         if steps < 1:
             raise ValueError(f"HealthWindow steps must be at least 1, got {steps}")
         self.steps = steps
-        self.counts = torch.zeros(levels, codebook_size, dtype=torch.int64)
-        self.replaced = torch.zeros(levels, dtype=torch.int64)
+        self.counts = torch.zeros(levels, codebook_size, dtype=torch.int64, device=device)
+        self.replaced = torch.zeros(levels, dtype=torch.int64, device=device)
         self._history: deque[tuple[torch.Tensor, torch.Tensor]] = deque()  # (counts, replaced) per step
 
     def add(self, counts: torch.Tensor, replaced: torch.Tensor | None = None) -> None:
-        """Count one step: counts [L, K], replaced [L] (codes re-seeded in that step)."""
-        counts = counts.detach().to("cpu", torch.int64)
-        replaced = torch.zeros_like(self.replaced) if replaced is None else replaced.detach().to("cpu", torch.int64)
+        """Count one step: counts [L, K], replaced [L] (codes re-seeded in that step), on the window's device."""
+        replaced = torch.zeros_like(self.replaced) if replaced is None else replaced
+        if counts.device != self.counts.device or replaced.device != self.counts.device:
+            raise ValueError(f"HealthWindow.add: the window is on {self.counts.device}, got counts on {counts.device} "
+                             f"and replaced on {replaced.device}")
+        counts, replaced = counts.detach().to(torch.int64), replaced.detach().to(torch.int64)
         if counts.shape != self.counts.shape or replaced.shape != self.replaced.shape:
             raise ValueError(f"HealthWindow.add: expected counts {tuple(self.counts.shape)} and replaced "
                              f"{tuple(self.replaced.shape)}, got {tuple(counts.shape)} and {tuple(replaced.shape)}")
@@ -96,8 +103,12 @@ class HealthWindow:
         """How many steps the window covers now."""
         return len(self._history)
 
+    def usage(self) -> torch.Tensor:
+        """The window's counts [L, K] int64, copied to the host."""
+        return self.counts.to("cpu", copy=True)
+
     def snapshot(self) -> list[LevelHealth]:
-        pairs = zip(self.counts, self.replaced, strict=True)
+        pairs = zip(self.counts.cpu(), self.replaced.cpu(), strict=True)  # one copy each, to the host
         return [level_health(counts, level, int(replaced)) for level, (counts, replaced) in enumerate(pairs)]
 
 

@@ -41,6 +41,8 @@ class Quantizer(Protocol):
 
     def initialize(self, z: torch.Tensor, count_scale: float = 1.0) -> None: ...
 
+    def all_finite(self) -> torch.Tensor: ...
+
     def decode(self, codes: torch.Tensor) -> torch.Tensor: ...
 
     # and, as an nn.Module, its codebook state (the engine undoes a skipped step's EMA update with them):
@@ -65,7 +67,12 @@ class ResidualVQ(nn.Module):
 
     @property
     def initialized(self) -> bool:
-        return all(bool(level.initialized) for level in self.codebooks)
+        return all(level.is_initialized() for level in self.codebooks)
+
+    def all_finite(self) -> torch.Tensor:
+        """[] bool on the codes' device: every code of every level is finite. In training the levels skip
+        the kernel's per-call check; the engine reads this once per step instead, with the losses."""
+        return torch.stack([level.all_finite() for level in self.codebooks]).all()
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         with torch.autocast(z.device.type, enabled=False):
@@ -91,7 +98,7 @@ class ResidualVQ(nn.Module):
             codes=torch.stack(codes, dim=1).reshape(b, t, len(self.levels)),
             commitment=torch.stack(commitment),
             counts=torch.stack(counts),
-            replaced=torch.tensor(replaced, dtype=torch.int64),
+            replaced=torch.stack(replaced),
         )
 
     @torch.no_grad()

@@ -120,7 +120,7 @@ class ConvVQVAE(nn.Module):
         return QuantizerOutput(quantized=z.float(), codes=torch.full((b, t, levels), -1, device=z.device),
                                commitment=torch.zeros(levels, device=z.device),
                                counts=torch.zeros(levels, k, dtype=torch.int64, device=z.device),
-                               replaced=torch.zeros(levels, dtype=torch.int64))
+                               replaced=torch.zeros(levels, dtype=torch.int64, device=z.device))
 
     @torch.no_grad()
     def initialize(self, mels: torch.Tensor, count_scale: float = 1.0) -> None:

@@ -164,7 +164,8 @@ class _Run:
     window: HealthWindow = field(init=False)
     monitor: LowUtilizationMonitor = field(init=False)
     autocast: torch.autocast = field(init=False)
-    train_mels: torch.Tensor = field(init=False)  # [N, M, T] on the device
+    train_mels: torch.Tensor = field(init=False)  # [N, M, T] on the device, moved there once
+    val_mels: torch.Tensor = field(init=False)  # [V, M, T] on the device, moved there once
     kmeans_sample: torch.Tensor = field(init=False)  # [n, M, T] on the device: _kmeans_sample
     inverter: MelInverter = field(init=False)
 
@@ -174,10 +175,12 @@ class _Run:
         self.first_step = state.step
         self.total_steps = state.step + self.steps_per_epoch * (self.epochs - state.epoch + 1) - state.epoch_step
         self.window_steps = max(self.steps_per_epoch, self.options.health_every)
-        self.window = HealthWindow(cfg.rvq_levels, _decided(cfg.codebook_size), steps=self.window_steps)
+        self.window = HealthWindow(cfg.rvq_levels, _decided(cfg.codebook_size), steps=self.window_steps,
+                                   device=self.device)
         self.monitor = LowUtilizationMonitor(list(state.history.health_warnings))
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         self.train_mels = self.data.train_mels.to(self.device)
+        self.val_mels = self.data.val_mels.to(self.device)
         self.kmeans_sample = _kmeans_sample(self.data.train_mels, cfg).to(self.device)
         self.inverter = MelInverter(cfg.audio)
 
@@ -249,7 +252,7 @@ def _epoch_steps(run: _Run, stop: threading.Event) -> Generator[Event, None, boo
     """The steps left of the state's epoch; True if the stop flag (on any process) ended them early."""
     state = run.state
     run.sampler.set_epoch(state.epoch)
-    order = torch.tensor(list(run.sampler))
+    order = torch.tensor(list(run.sampler), device=run.device)  # once per epoch; the steps index on the device
     run.model.train()
     while state.epoch_step < run.steps_per_epoch:
         if distributed.any_process(stop.is_set()):
@@ -262,7 +265,7 @@ def _step(run: _Run, order: torch.Tensor) -> Iterator[Event]:
     """One optimizer step (or a skipped one) on the next batch of the epoch's order [N] of chunk indices."""
     cfg, model, state = run.cfg, run.model, run.state
     step = state.step + 1
-    if not model.quantizer.initialized and warmup.kmeans_due(cfg, step):
+    if warmup.kmeans_due(cfg, step) and not model.quantizer.initialized:
         # k-means (process 0's, broadcast) on the encoder as it is now: the end of warm-up
         step_vectors = cfg.batch_size * state.processes * (cfg.audio.chunk_frames // cfg.downsample)
         scale = warmup.kmeans_count_scale(cfg, run.kmeans_sample.shape[0] * run.kmeans_sample.shape[2]
@@ -272,7 +275,7 @@ def _step(run: _Run, order: torch.Tensor) -> Iterator[Event]:
     for group in run.optimizer.param_groups:
         group["lr"] = warmup.learning_rate(cfg, step)
     rows = order[state.epoch_step * cfg.batch_size:(state.epoch_step + 1) * cfg.batch_size]
-    losses, ok = _update(run, run.train_mels[rows.to(run.device)], warmup.quantizing(cfg, step))
+    losses, ok = _update(run, run.train_mels[rows], warmup.quantizing(cfg, step))
     state.advance(losses, ok)
     session = time.monotonic() - state.started
     yield Step(epoch=state.epoch, step=state.step, epoch_step=state.epoch_step, steps_per_epoch=run.steps_per_epoch,
@@ -280,7 +283,7 @@ def _step(run: _Run, order: torch.Tensor) -> Iterator[Event]:
                commitment=losses.commitment, skipped=not ok, elapsed_s=state.elapsed_before + session,
                eta_s=run.eta.update(time.monotonic(), run.total_steps - state.step))
     if not ok:
-        message = f"step {state.step}: the loss or its gradients were not finite; the update was skipped"
+        message = f"step {state.step}: the loss, its gradients or a code were not finite; the update was skipped"
         yield _warn(state, f"epoch {state.epoch}, {message}", message)
         if state.bad_steps >= MAX_BAD_STEPS:
             how = ("Lower the learning rate (under More settings) and start again" if run.options.frontend == PAGE
@@ -293,24 +296,31 @@ def _step(run: _Run, order: torch.Tensor) -> Iterator[Event]:
 
 def _update(run: _Run, batch: torch.Tensor, quantize: bool) -> tuple[Losses, bool]:
     """Forward, backward and the AdamW update on batch [B, M, T]: (the losses, averaged over processes; whether
-    the update was made). A non-finite loss or gradient skips it and puts back the codebooks, whose EMA update
-    happens inside forward; so does a lost process, mid-step, before PeerFailure goes on up."""
+    the update was made). A non-finite loss, gradient or code skips it and puts back the codebooks, whose EMA
+    update happens inside forward; so does a lost process, mid-step, before PeerFailure goes on up.
+
+    The step's one host synchronisation is the read of its verdict: the losses, the gradient norm and whether
+    every code is finite come back together, because the update must not be applied before they are known
+    (bench/RESULTS.md lists what else synchronises, and when)."""
     model, processes = run.model, run.state.processes
     codebooks = {k: v.clone() for k, v in model.quantizer.state_dict().items()}
     try:
         with run.autocast, distributed.collective("running the model"):  # DDP may rebuild its buckets
             out = run.forward(batch, quantize=quantize)
         # The mean over processes, so a non-finite loss anywhere makes every process skip.
-        losses = Losses(*(distributed.all_reduce_(_loss_terms(out), "averaging the losses") / processes).tolist())
+        terms = distributed.all_reduce_(_loss_terms(out), "averaging the losses") / processes
         run.optimizer.zero_grad(set_to_none=True)
-        ok = losses.finite()
-        if ok:
-            with distributed.collective("averaging the gradients"):
-                out.loss.backward()
-            ok = bool(torch.isfinite(nn.utils.clip_grad_norm_(model.parameters(), run.cfg.grad_clip)))
+        with distributed.collective("averaging the gradients"):
+            out.loss.backward()  # a non-finite loss gives non-finite gradients: the same verdict below
+        # Gradients are averaged over processes and codebooks are identical, so every process reads the same.
+        norm = nn.utils.clip_grad_norm_(model.parameters(), run.cfg.grad_clip)
+        verdict = torch.cat([terms, norm.reshape(1).float(), model.quantizer.all_finite().reshape(1).float()])
+        *terms_read, norm_read, codes_finite = verdict.tolist()
     except PeerFailure:
         model.quantizer.load_state_dict(codebooks)  # back to the codebooks the weights go with
         raise
+    losses = Losses(*terms_read)
+    ok = losses.finite() and math.isfinite(norm_read) and codes_finite == 1.0
     if ok:
         run.optimizer.step()
         run.window.add(out.counts, out.replaced)
@@ -322,7 +332,7 @@ def _update(run: _Run, batch: torch.Tensor, quantize: bool) -> tuple[Losses, boo
 def _end_of_epoch(run: _Run) -> Iterator[Event]:
     """Validation and the epoch's record; the previews and the interval checkpoint when they are due."""
     cfg, state, files = run.cfg, run.state, run.files
-    validation, val_health = _validate(run.model, run.data.val_mels.to(run.device), run.autocast, cfg,
+    validation, val_health = _validate(run.model, run.val_mels, run.autocast, cfg,
                                        quantize=bool(run.model.quantizer.initialized))
     record = EpochRecord(epoch=state.epoch, train=state.sums.means(), validation=validation,
                          warmup=state.step - state.epoch_step < _decided(cfg.warmup_steps),
@@ -408,7 +418,7 @@ def _summary(run: _Run, stopped: bool) -> Summary:
         health=run.window.snapshot(), warnings=list(state.history.warnings), processes=state.processes,
         health_warnings=list(run.monitor.records), warmup_steps=_decided(run.cfg.warmup_steps),
         val_chunks=len(run.data.val_mels), val_files=len(run.data.preflight.val_indices),
-        bitrate=bitrate(run.cfg, run.window.snapshot()), usage=run.window.counts.clone(),
+        bitrate=bitrate(run.cfg, run.window.snapshot()), usage=run.window.usage(),
         metrics_path=run.files.metrics if run.main else None,
     )
 
@@ -520,7 +530,7 @@ def _health_events(run: _Run) -> Iterator[Event]:
     state.history.add_window(WindowRecord.of(state.step, state.epoch, warming_up, ready, snapshot))
     yield Health(epoch=state.epoch, step=state.step, levels=snapshot, window_steps=len(window),
                  warming_up=warming_up, judged=ready, warnings=tuple(monitor.records),
-                 usage=window.counts.clone(), bitrate=bitrate(run.cfg, snapshot))
+                 usage=window.usage(), bitrate=bitrate(run.cfg, snapshot))
     for warning in new:
         yield Alert(warning.message(), level=warning.level, warning=warning)
     for warning in resolved:
