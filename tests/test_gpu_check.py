@@ -82,3 +82,12 @@ def running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_cut_short_test_report_and_a_broken_step_are_failures_not_crashes(tmp_path):
+    gpu_check = load_gpu_check()
+    cut = tmp_path / "cut.xml"  # what pytest leaves when the step's timeout kills it mid-write
+    cut.write_text("<testsuites><testsuite><testcase name='test_x[1-1-8-float32-tf32x3-dot]'")
+    assert gpu_check.junit_counts(cut) is None and gpu_check.junit_counts(tmp_path / "absent.xml") is None
+    result = gpu_check.guarded(lambda: {}["missing"], "2. kernel tests")
+    assert result.status == "fail" and "KeyError" in result.body
