@@ -437,11 +437,22 @@ def cuda_graphs() -> Result:
 # 4. training step: the worker (imports torch and sda; run in its own process per mode)
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What one mode's worker trains on and how long it times."""
+
+    chunks: int  # generated training chunks
+    chunk_frames: int
+    warmup: int  # steps before the timed ones, the first (compile) included
+    steps: int  # timed
+    config: dict = field(default_factory=dict)  # VQVAEConfig settings other than the defaults
+
+
 # The default model and batch (VQVAEConfig, AudioConfig), on a collection long enough for the largest
 # codebook; --smoke a tiny one. warmup_steps=0: every timed step quantizes, as after warm-up.
-GPU_SETUP = dict(chunks=1024, warmup=10, steps=200, config={})
-SMOKE_SETUP = dict(chunks=32, warmup=2, steps=3,
-                   config=dict(hidden_channels=16, codebook_dim=8, codebook_size=16, batch_size=4))
+GPU_SETUP = Setup(chunks=1024, chunk_frames=64, warmup=10, steps=200)  # 64: AudioConfig's (sda may not import yet)
+SMOKE_SETUP = Setup(chunks=32, chunk_frames=16, warmup=2, steps=3,
+                    config=dict(hidden_channels=16, codebook_dim=8, codebook_size=16, batch_size=4))
 COLLECTION_SECONDS = 600.0  # codebook size by seconds of audio: 150 s or more get the largest (256)
 
 
@@ -455,10 +466,11 @@ def time_training_step(mode: str, smoke: bool) -> StepTiming:
 
     setup = SMOKE_SETUP if smoke else GPU_SETUP
     device = torch.device("cpu" if smoke else "cuda")
-    audio = AudioConfig(chunk_frames=16) if smoke else AudioConfig()
-    chunks = setup["chunks"]
-    cfg = VQVAEConfig(audio=audio, warmup_steps=0, **setup["config"]).resolve(COLLECTION_SECONDS, chunks)
-    # Log-mels of the default shape with a log-mel's range; the step's cost does not depend on the values.
+    audio = AudioConfig(chunk_frames=setup.chunk_frames)
+    chunks = setup.chunks
+    cfg = VQVAEConfig(audio=audio, warmup_steps=0, **setup.config).resolve(COLLECTION_SECONDS, chunks)
+    # Log-mels of the default shape with a log-mel's range. Only k-means and dead-code replacement see the
+    # values; the convolutions' and the kernel's cost does not depend on them.
     mels = torch.randn(chunks, audio.n_mels, audio.chunk_frames, generator=torch.Generator().manual_seed(0)) * 2 - 6
     # The preflight (what the folder held) only reaches events and saved files, which these steps never make.
     data = Dataset(preflight=None, config=cfg, train_mels=mels, val_mels=mels[:4],  # type: ignore[arg-type]
@@ -479,7 +491,7 @@ def time_training_step(mode: str, smoke: bool) -> StepTiming:
 
     batch = cfg.batch_size
     order = torch.randperm(chunks, generator=torch.Generator().manual_seed(1)).to(device)
-    rows = [order[(i * batch) % (chunks - batch + 1):][:batch] for i in range(setup["warmup"] + setup["steps"])]
+    rows = [order[(i * batch) % (chunks - batch + 1):][:batch] for i in range(setup.warmup + setup.steps)]
     skipped = 0
 
     def step(i: int) -> None:
@@ -493,7 +505,7 @@ def time_training_step(mode: str, smoke: bool) -> StepTiming:
     step(0)
     sync()
     first = time.perf_counter() - t0
-    for i in range(1, setup["warmup"]):
+    for i in range(1, setup.warmup):
         step(i)
     sync()
     warmup_s = time.perf_counter() - t0
@@ -502,7 +514,7 @@ def time_training_step(mode: str, smoke: bool) -> StepTiming:
         torch.cuda.reset_peak_memory_stats(device)
     graphs_before = compiled_graphs() if mode == "compile" else 0
     times_ms = []
-    for i in range(setup["warmup"], setup["warmup"] + setup["steps"]):
+    for i in range(setup.warmup, setup.warmup + setup.steps):
         if device.type == "cuda":
             # Events on the stream, read after a synchronise: what the GPU spent between the step's ends,
             # host waits inside the step included (the step reads its losses back, so it syncs anyway).
@@ -539,7 +551,7 @@ def time_training_step(mode: str, smoke: bool) -> StepTiming:
         mode=mode, device=str(device), backend=run.backend, precision=run.precision,
         shape=(f"batch [{batch}, {audio.n_mels}, {audio.chunk_frames}]; {cfg.rvq_levels} levels x "
                f"{cfg.codebook_size} codes x {cfg.codebook_dim}; hidden {cfg.hidden_channels}"),
-        compile_backend=compile_backend, first_step_s=first, warmup_steps=setup["warmup"], warmup_s=warmup_s,
+        compile_backend=compile_backend, first_step_s=first, warmup_steps=setup.warmup, warmup_s=warmup_s,
         steps=len(times_ms), median_ms=statistics.median(times_ms),
         p90_ms=times_ms[min(len(times_ms) - 1, round(0.9 * (len(times_ms) - 1)))],
         mean_ms=statistics.fmean(times_ms), peak_allocated_mib=peak[0] / 2**20, peak_reserved_mib=peak[1] / 2**20,
