@@ -1,11 +1,13 @@
 # make demo | make test | make bench: each creates .venv and installs what it needs first.
+# make gpu-check runs on a GPU machine with what its image has (no .venv, no network); make gpu-wheels, here,
+# fetches the wheels that image lacks into .whl/, for the device run to carry.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Reinstall (and rebuild the C++ extension) whenever the package definition or C++ sources change.
 DEPS   := pyproject.toml setup.py $(wildcard csrc/*)
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench gpu-check gpu-wheels clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +33,16 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m pytest bench --benchmark-only -rs -p no:cacheprovider --benchmark-columns=min,median,max,rounds
 	$(BIN)/python bench/codebook_quality.py
-	@echo "GPU figures: python bench/gpu_kernels.py on a CUDA machine (see bench/RESULTS.md)"
+	@echo "GPU figures: make gpu-check (bench/gpu_check.sh) on a CUDA machine (see bench/RESULTS.md)"
+
+# Install, kernel tests on CUDA, kernel table, training-step times: one Markdown file, in under 5 minutes.
+GPU_CHECK_OUT ?= gpu-check.md
+gpu-check:
+	PYTHON=$(PYTHON) bench/gpu_check.sh --out $(GPU_CHECK_OUT)
+
+# soundfile, cffi and pycparser at this .venv's versions, for the GPU image's Python 3.12 (needs network).
+gpu-wheels: $(VENV)/.installed
+	$(BIN)/python bench/gpu_check.py --download-wheels
 
 clean:
 	rm -rf $(VENV) build *.egg-info sda/_sdafile*.so .pytest_cache .ruff_cache .mypy_cache .benchmarks

@@ -4,6 +4,7 @@
     python bench/gpu_kernels.py                          # check, then the table
     python bench/gpu_kernels.py --sweep                  # also time other launch configurations
     TRITON_INTERPRET=1 python bench/gpu_kernels.py --smoke   # CPU: run this script on tiny shapes
+    bench/gpu_check.sh                                   # this table inside the whole GPU check (bench/gpu_check.py)
 
 1. Check, on the device: the Triton kernel against the float64 oracle (sda.kernels.testing) and
    the PyTorch reference, on random data and on exact ties, float32 and bfloat16. Any failure
@@ -154,12 +155,14 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU under TRITON_INTERPRET=1")
     parser.add_argument("--sweep", action="store_true", help="also time other launch configurations")
     parser.add_argument("--out", help="also write the markdown table to this file")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip step 1 (bench/gpu_check.py --smoke: its kernel tests check the kernel)")
     args = parser.parse_args(argv)
 
     if args.smoke:
         if not interpreting():
             parser.error("--smoke runs the kernel on CPU: set TRITON_INTERPRET=1")
-        device, n, dims, sizes = torch.device("cpu"), 1024, (64,), (64,)
+        device, n, dims, sizes = torch.device("cpu"), 256, (64,), (64,)
         check_shapes, copy_bytes, mm_size = [(300, 64, 60)], 1 << 24, 256
     else:
         if not torch.cuda.is_available():
@@ -170,7 +173,8 @@ def main(argv=None):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (interpreter)"
     print(f"# {name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
 
-    check(device, check_shapes)
+    if not args.no_check:
+        check(device, check_shapes)
 
     copy = copy_gbps(device, timer, copy_bytes)
     peak = {torch.float32: matmul_tflops(device, torch.float32, timer, mm_size) / 3,

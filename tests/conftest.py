@@ -6,7 +6,11 @@ import pytest
 
 # The Triton kernels run on CPU through Triton's interpreter, which is chosen when a kernel is
 # decorated, i.e. when sda.kernels is first imported. So this must precede every import of it.
-os.environ.setdefault("TRITON_INTERPRET", "1")
+# SDA_TEST_DEVICE=cuda is the way out: tests/test_kernels_assign_triton.py then runs the compiled
+# kernel on CUDA tensors (bench/gpu_check.py does, with TRITON_INTERPRET unset), so the interpreter
+# must stay off; every other test module is for CPU and is not meant to run that way.
+if os.environ.get("SDA_TEST_DEVICE", "cpu") == "cpu":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # Tests draw fresh random inputs each run; the seed is in the report header so that a failure
 # can be replayed with SDA_TEST_SEED=<seed>.
