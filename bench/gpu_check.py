@@ -73,12 +73,11 @@ KERNEL_TEST_FILE = "tests/test_kernels_assign_triton.py"
 # dispatch) in seconds under the interpreter; the whole file takes minutes there.
 SMOKE_KERNEL_TESTS = "127-64-8 or exact_ties or mixed_input or without_sums or nan or supports or dispatch"
 CUDA_GRAPHS_REASON = (
-    "The step cannot be captured: _update reads the losses on the host every step (Losses from .tolist(), "
-    "the finite check, bool() of the clipped gradient norm) to decide whether to step the optimizer or put "
-    "the codebooks back, and the quantizer's dead-code replacement re-seeds a data-dependent number of codes. "
-    "A graph of the forward alone (torch.compile mode='reduce-overhead') would leave those in place, so its "
-    "figure would not be the step's. Issue 18 items 2-3 remove the host synchronisations; once they are in, "
-    "capture the whole _update here.")
+    "The whole step cannot be captured: _update reads its verdict (the losses, the gradient norm and whether "
+    "every code is finite, in one .tolist(): its one host synchronisation) before it decides to step the "
+    "optimizer or put the codebooks back. The forward and the quantizer no longer synchronise (fixed-shape "
+    "writes over all K codes), so a graph of forward + backward with the verdict read after the replay is the "
+    "next step; a graph of the forward alone would not be the step's figure.")
 
 
 @dataclass
@@ -398,6 +397,7 @@ class StepTiming:
     skipped_steps: int  # steps whose loss or gradients were not finite: the figures would be suspect
     graphs: int  # torch.compile: graphs compiled (unique_graphs); 0 eager
     graph_breaks: int
+    syncs_per_step: float  # host synchronisations torch.cuda's sync debug mode reports per step; -1 on CPU
     notes: list[str]
 
 
@@ -419,10 +419,11 @@ def training_step(check: Check, mode: str) -> Result:
            if t.compile_backend else ""),
         "",
         "| mode | first step s | warm-up steps, s | timed steps | median ms | p90 ms | mean ms | peak alloc MiB "
-        "| peak reserved MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| peak reserved MiB | host syncs per step |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         f"| {t.mode} | {t.first_step_s:.2f} | {t.warmup_steps}, {t.warmup_s:.2f} | {t.steps} | {t.median_ms:.2f} "
-        f"| {t.p90_ms:.2f} | {t.mean_ms:.2f} | {t.peak_allocated_mib:.0f} | {t.peak_reserved_mib:.0f} |",
+        f"| {t.p90_ms:.2f} | {t.mean_ms:.2f} | {t.peak_allocated_mib:.0f} | {t.peak_reserved_mib:.0f} "
+        f"| {'-' if t.syncs_per_step < 0 else f'{t.syncs_per_step:g}'} |",
     ]
     if t.notes or problems:
         lines += [""] + [f"- {note}" for note in problems + t.notes]
@@ -530,6 +531,7 @@ def time_training_step(mode: str, smoke: bool) -> StepTiming:
             times_ms.append((time.perf_counter() - t) * 1e3)
     peak = (torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)) \
         if device.type == "cuda" else (0, 0)
+    syncs = count_syncs(lambda: step(0), SYNC_COUNT_STEPS) if device.type == "cuda" else -1.0
 
     graphs = breaks = 0
     if mode == "compile":
@@ -555,7 +557,28 @@ def time_training_step(mode: str, smoke: bool) -> StepTiming:
         steps=len(times_ms), median_ms=statistics.median(times_ms),
         p90_ms=times_ms[min(len(times_ms) - 1, round(0.9 * (len(times_ms) - 1)))],
         mean_ms=statistics.fmean(times_ms), peak_allocated_mib=peak[0] / 2**20, peak_reserved_mib=peak[1] / 2**20,
-        skipped_steps=skipped, graphs=graphs, graph_breaks=breaks, notes=notes)
+        skipped_steps=skipped, graphs=graphs, graph_breaks=breaks, syncs_per_step=syncs, notes=notes)
+
+
+SYNC_COUNT_STEPS = 5
+
+
+def count_syncs(step, steps: int) -> float:
+    """Host synchronisations per call of step, as torch.cuda's sync debug mode warns of them (one warning
+    per synchronising call; tests/test_host_syncs.py counts the same on CPU, where it expects 1)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(steps):
+                step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in seen) / steps
 
 
 def compiled_graphs() -> int:
