@@ -41,50 +41,35 @@ def _is_mask(index) -> bool:
     return any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts)
 
 
+def _to_host(args, kwargs) -> bool:
+    targets = (*args, kwargs.get("device"))
+    return any(str(t) == "cpu" for t in targets if isinstance(t, (str, torch.device)))
+
+
+# Which Tensor methods read the device, and when: always, when they copy to the host, when indexed by a mask.
+WATCHED = {**{name: lambda args, kwargs: True for name in READS}, "to": _to_host,
+           "__getitem__": lambda args, kwargs: _is_mask(args[0]), "__setitem__": lambda args, kwargs: _is_mask(args[0])}
+
+
 @contextmanager
 def recorded(log: list[str]):
     """Append 'file.py:function (what)' to log for each host read made from sda's code."""
-    saved = {name: getattr(torch.Tensor, name) for name in (*READS, "to", "__getitem__", "__setitem__")}
+    saved = {name: getattr(torch.Tensor, name) for name in WATCHED}
 
-    def reading(name):
-        original = saved[name]
-
-        def wrapper(self, *args, **kwargs):
-            where = _caller()
-            if where is not None:
-                log.append(f"{where} ({name})")
-            return original(self, *args, **kwargs)
-        return wrapper
-
-    def copying(name):
-        original = saved[name]
+    def watching(name):
+        original, reads = saved[name], WATCHED[name]
 
         def wrapper(self, *args, **kwargs):
-            targets = (*args, kwargs.get("device"))
-            if any(str(t) == "cpu" for t in targets if isinstance(t, (str, torch.device))):
+            if reads(args, kwargs):
                 where = _caller()
                 if where is not None:
-                    log.append(f"{where} (to cpu)")
+                    log.append(f"{where} ({name})")
             return original(self, *args, **kwargs)
-        return wrapper
-
-    def indexing(name):
-        original = saved[name]
-
-        def wrapper(self, index, *args):
-            if _is_mask(index):
-                where = _caller()
-                if where is not None:
-                    log.append(f"{where} (mask {name})")
-            return original(self, index, *args)
         return wrapper
 
     try:
-        for name in READS:
-            setattr(torch.Tensor, name, reading(name))
-        torch.Tensor.to = copying("to")
-        for name in ("__getitem__", "__setitem__"):
-            setattr(torch.Tensor, name, indexing(name))
+        for name in WATCHED:
+            setattr(torch.Tensor, name, watching(name))
         yield
     finally:
         for name, original in saved.items():
