@@ -393,7 +393,8 @@ def _add_decode_flags(parser) -> None:
                             f"what changed; at most {CACHE_MAX_BYTES / 2**30:g} GiB, the least recently used going "
                             f"first (default: ${CACHE_DIR_ENV}, else $XDG_CACHE_HOME/sda/decoded, else "
                             "~/.cache/sda/decoded)")
-    group.add_argument("--no-cache", action="store_true", help="decode every file, and keep nothing on disk")
+    group.add_argument("--no-cache", action="store_true",
+                       help="decode every file, and keep nothing on disk (default: the cache is used)")
 
 
 def _cache_dir(text: str) -> Path:
