@@ -12,6 +12,7 @@ page's controls are built from both (sda.cli.main, sda.ui.app), so neither resta
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,14 @@ MAX_CODEC_SECONDS = 600.0
 # ...and this many samples (frames x channels) at most: 10 minutes of 48 kHz stereo, 230 MB as float32. A file at a
 # high rate or with many channels reaches it first, so that no file the page is given can exhaust its memory.
 MAX_CODEC_SAMPLES = int(MAX_CODEC_SECONDS) * 48_000 * 2
+# Decoding a folder (sda.data.parallel, sda.data.cache). Files are decoded by a pool of this many processes at most
+# (the default is one per core this process may run on, and never more than the files); 1 decodes in this process.
+MAX_DECODE_WORKERS = 256
+# Decoded files are kept on disk, so that a second run on the same folder (or the page's Start after its check)
+# decodes nothing that has not changed: under $SDA_CACHE_DIR if it is set, else $XDG_CACHE_HOME/sda/decoded, else
+# ~/.cache/sda/decoded; at most CACHE_MAX_BYTES, the least recently used entries going first.
+CACHE_DIR_ENV = "SDA_CACHE_DIR"
+CACHE_MAX_BYTES = 2 * 2**30  # 2 GiB: the log-mels of about 2,000 files of 20 s on average
 # Reconstructions are matched to their input's loudness, then limited to this peak so that no sample clips.
 OUTPUT_PEAK = 0.98  # full scale is 1.0; -0.18 dBFS
 
@@ -256,6 +265,42 @@ class VQVAEConfig:
 
 
 @dataclass(frozen=True)
+class DecodeOptions:
+    """How a folder is decoded (sda.data.dataset.preflight and load_dataset): by how many processes, and whether
+    through the on-disk cache (sda.data.cache). Not saved in the model: it changes how fast, never what."""
+
+    workers: int | None = None  # None: one per core, at most the files (sda.data.parallel.decode_workers)
+    cache: bool = True
+    cache_dir: Path | None = None  # None: default_cache_dir()
+    cache_max_bytes: int = CACHE_MAX_BYTES
+
+    def validate(self) -> "DecodeOptions":
+        if self.workers is not None:
+            _check(not isinstance(self.workers, bool) and isinstance(self.workers, int)
+                   and 1 <= self.workers <= MAX_DECODE_WORKERS, "workers", self.workers,
+                   f"a whole number from 1 to {MAX_DECODE_WORKERS}")
+        _check(not isinstance(self.cache_max_bytes, bool) and isinstance(self.cache_max_bytes, int)
+               and self.cache_max_bytes >= 0, "cache_max_bytes", self.cache_max_bytes, "a whole number of bytes")
+        return self
+
+    def directory(self) -> Path:
+        """Where the cache lives: cache_dir, else $SDA_CACHE_DIR, else the user's cache folder (see CACHE_DIR_ENV)."""
+        if self.cache_dir is not None:
+            return Path(self.cache_dir).expanduser()
+        return default_cache_dir()
+
+
+def default_cache_dir() -> Path:
+    """$SDA_CACHE_DIR, else $XDG_CACHE_HOME/sda/decoded, else ~/.cache/sda/decoded (relative XDG paths are ignored,
+    as the XDG specification says)."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "sda" / "decoded"
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """How one run goes, apart from the model (sda.train.engine.train): where the data is and the files go, the
     device, and how often it reports and saves. Not saved in the model."""
@@ -272,6 +317,7 @@ class RunOptions:
     timeout_s: float = 180.0  # several processes: how long one waits for the others before the run fails
     tensorboard: Path | None = None  # also write TensorBoard files in tensorboard/NAME/ (sda.train.metrics)
     frontend: str = CLI  # who reads the run's messages: CLI (they may name flags) or PAGE (the page's controls)
+    decode: DecodeOptions = field(default_factory=DecodeOptions)  # how the folder is decoded: pool, cache
 
 
 def _check_ranges(config) -> None:

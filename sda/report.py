@@ -18,6 +18,7 @@ from typing import TypeVar
 import torch
 
 from sda.config import CLI, PAGE, VQVAEConfig, smaller_codebook_size
+from sda.data.dataset import FILES, DecodeProgress
 from sda.errors import SdaError, SdaFormatError
 from sda.format import container, modelfile
 from sda.model.bitrate import Bitrate, bitrate, bits_per_second
@@ -86,6 +87,18 @@ def warning_lines(warnings: list[HealthWarning], frontend: str, levels: int) -> 
         lines.append("earlier dips, not a problem now: " + "; ".join(
             f"level {w.level + 1} at {percent(w.utilization)} at step {w.step}, {w.outcome()}" for w in dips))
     return lines
+
+
+def decoding_text(p: DecodeProgress) -> str:
+    """'decoding 37/500 audio files (30 from the cache)': how far reading a folder is, on the CLI's bar and the page."""
+    what = "decoding" if p.stage == FILES else "reading again"
+    cached = f" ({p.cached} from the cache)" if p.cached else ""
+    return f"{what} {p.done}/{plural(p.total, p.stage[:-1])}{cached}"
+
+
+def decoded_text(p: DecodeProgress) -> str:
+    """'read 500 audio files: 480 from the cache, 20 decoded': a finished pass."""
+    return f"read {plural(p.total, p.stage[:-1])}: {p.cached} from the cache, {p.total - p.cached} decoded"
 
 
 def validation_note(chunks: int, files: int) -> str:

@@ -44,3 +44,14 @@ def folder(tmp_path_factory):
     from sda.data.synth import write_collection
 
     return write_collection(tmp_path_factory.mktemp("kit"), n_files=6, seed=1)[0].parent
+
+
+@pytest.fixture(autouse=True)
+def decoded_cache(tmp_path_factory, monkeypatch):
+    """Every test's decoded-audio cache (sda.data.cache) is its own empty folder, never the user's ~/.cache; the
+    environment carries it to the sda processes a test starts."""
+    from sda.config import CACHE_DIR_ENV
+
+    directory = tmp_path_factory.mktemp("decoded-cache")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(directory))
+    return directory

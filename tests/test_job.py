@@ -47,7 +47,7 @@ def test_a_finished_job_holds_the_whole_run(folder, tmp_path):
 
 
 def test_train_points_are_the_means_of_the_steps_since_the_last_point(tmp_path, monkeypatch):
-    def fake_train(config, options, stop):
+    def fake_train(config, options, stop, on_progress=None):
         from sda.train.events import Health
         for step, (recon, commit) in enumerate([(1.0, 0.1), (3.0, 0.3), (5.0, 0.5)], start=1):
             yield Step(epoch=1, step=step, epoch_step=step, steps_per_epoch=3, total_steps=3, loss=recon + commit,
@@ -64,7 +64,7 @@ def test_train_points_are_the_means_of_the_steps_since_the_last_point(tmp_path, 
 def test_the_version_changes_with_every_event_and_only_then(tmp_path, monkeypatch):
     release = threading.Event()
 
-    def fake_train(config, options, stop):
+    def fake_train(config, options, stop, on_progress=None):
         yield ONE_STEP
         release.wait(WAIT)
 
@@ -103,7 +103,7 @@ def test_bad_input_ends_the_job_with_the_engines_message(tmp_path):
 
 
 def test_a_crash_in_training_is_reported_instead_of_running_forever(tmp_path, monkeypatch, capsys):
-    def broken_train(config, options, stop):
+    def broken_train(config, options, stop, on_progress=None):
         yield ONE_STEP
         raise RuntimeError("CUDA error: an illegal memory access")
 
@@ -118,7 +118,7 @@ def test_a_crash_in_training_is_reported_instead_of_running_forever(tmp_path, mo
 
 def test_a_programming_value_error_is_a_crash_not_bad_input_and_says_where_its_traceback_is(tmp_path, monkeypatch,
                                                                                            capsys):
-    def broken_train(config, options, stop):
+    def broken_train(config, options, stop, on_progress=None):
         raise ValueError("not enough values to unpack (expected 3, got 2)")
         yield
 
@@ -132,7 +132,7 @@ def test_a_programming_value_error_is_a_crash_not_bad_input_and_says_where_its_t
 
 
 def test_stop_after_the_end_changes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(jobs, "train", lambda config, options, stop: iter([Done(_summary(tmp_path))]))
+    monkeypatch.setattr(jobs, "train", lambda config, options, stop, on_progress=None: iter([Done(_summary(tmp_path))]))
     job = TrainingJob(SMALL, RunOptions(tmp_path))
     job.wait(WAIT)
     before = job.view()
@@ -162,7 +162,7 @@ def test_the_view_keeps_every_health_window_thinned_as_a_model_files(tmp_path, m
     from sda.train.events import Health
     from sda.train.history import MAX_WINDOWS
 
-    def fake_train(config, options, stop):
+    def fake_train(config, options, stop, on_progress=None):
         for step in range(1, MAX_WINDOWS + 2):
             level = LevelHealth(0, 8, 4, 0.5, float(step), 4, 0, 10)
             yield Health(epoch=1, step=step, levels=[level], window_steps=1, warming_up=step < 3)

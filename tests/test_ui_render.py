@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sda import report
+from sda.data.dataset import FILES, DecodeProgress
 from sda.model.bitrate import Bitrate
 from sda.model.health import LevelHealth
 from sda.train.engine import RunOptions
@@ -82,8 +83,11 @@ def test_a_running_job_shows_epoch_step_eta_and_the_banner(finished):
     assert "on cpu (fp32), kernels torch" in line
     assert "one model at a time" in busy_banner(running) and "**m**" in busy_banner(running)
     assert status_markdown(dataclasses.replace(running, status=STOPPING)).startswith("**Stopping** after this step")
-    loading = dataclasses.replace(running, started=None, step=None)
+    loading = dataclasses.replace(running, started=None, step=None, reading=None)
     assert status_markdown(loading) == "**Loading** and checking the audio…"
+    reading = dataclasses.replace(loading, reading=DecodeProgress(3, 7, 2, FILES))
+    assert status_markdown(reading) == ("**Loading** and checking the audio: decoding 3/7 audio files (2 from the "
+                                        "cache)…")
     assert report_text(running) == ""
 
 

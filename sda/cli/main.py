@@ -21,7 +21,19 @@ from pathlib import Path
 import sda
 from sda.cli import codes
 from sda.cli.checks import check_output_file
-from sda.config import FILE_SAMPLE_RATES, OPTIONAL, RANGES, RVQ_LEVELS, AudioConfig, RunOptions, VQVAEConfig
+from sda.config import (
+    CACHE_DIR_ENV,
+    CACHE_MAX_BYTES,
+    FILE_SAMPLE_RATES,
+    MAX_DECODE_WORKERS,
+    OPTIONAL,
+    RANGES,
+    RVQ_LEVELS,
+    AudioConfig,
+    DecodeOptions,
+    RunOptions,
+    VQVAEConfig,
+)
 from sda.errors import (
     EXIT,
     EXIT_BAD_INPUT,
@@ -89,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return launch(args.nproc, args.argv, args.device)
     options = RunOptions(data_dir=args.data_dir, out_dir=args.out, model_name=args.model_name, device=args.device,
                          precision=args.precision, resume=args.resume, tensorboard=args.tensorboard,
-                         **{name: getattr(args, name) for name in RUN_FLAGS})
+                         decode=_decode_options(args), **{name: getattr(args, name) for name in RUN_FLAGS})
     status = _train_and_show(config, options)
     if distributed.launched():
         # torch's C++ teardown at interpreter exit can abort a worker whose work is done (SIGABRT,
@@ -110,7 +122,7 @@ def _train_and_show(config, options) -> int:
     interrupted = _stop_on_first_ctrl_c(stop, training)
     progress = Progress(interactive=sys.stdout.isatty())
     try:
-        for event in train(config, options, stop):
+        for event in train(config, options, stop, on_progress=progress.reading):
             if isinstance(event, Step):
                 training.set()
             if isinstance(event, Error):
@@ -275,7 +287,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     login = login_for(args.host, args.share, args.no_auth, args.password_file)
     try:
         app = serve(args.models, host=args.host, port=args.port, share=args.share, quiet=True,
-                    data_root=args.data_root, login=login, no_auth=args.no_auth)
+                    data_root=args.data_root, login=login, no_auth=args.no_auth, decode=_decode_options(args))
     except OSError as exc:  # Gradio's own message advises launch() arguments, which mean nothing here
         reason = "the port is in use" if "empty port" in str(exc) else str(exc)
         raise ConfigError(f"cannot serve on {args.host}:{args.port}: {reason}; choose another port with --port "
@@ -370,6 +382,35 @@ def _int_at_least(low: int, high: int | None = None):
     return parse
 
 
+def _add_decode_flags(parser) -> None:
+    """How the audio is read (sda.config.DecodeOptions): for every command that reads a folder of audio."""
+    group = parser.add_argument_group("reading the audio (how fast, never what the model gets)")
+    group.add_argument("--decode-workers", type=_int_at_least(1, MAX_DECODE_WORKERS), metavar="N",
+                       help="processes that decode the files; 1 decodes in this one (default: one per core, at most "
+                            "one per file)")
+    group.add_argument("--cache-dir", type=_cache_dir, metavar="DIR",
+                       help=f"where decoded files are kept, so that the next run on the same folder decodes only "
+                            f"what changed; at most {CACHE_MAX_BYTES / 2**30:g} GiB, the least recently used going "
+                            f"first (default: ${CACHE_DIR_ENV}, else $XDG_CACHE_HOME/sda/decoded, else "
+                            "~/.cache/sda/decoded)")
+    group.add_argument("--no-cache", action="store_true",
+                       help="decode every file, and keep nothing on disk (default: the cache is used)")
+
+
+def _cache_dir(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a folder for the cache (or --no-cache)")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{printable(text)} is a file, not a folder: give a folder for the decoded "
+                                         "audio (it is made if it does not exist), or --no-cache")
+    return path
+
+
+def _decode_options(args: argparse.Namespace) -> DecodeOptions:
+    return DecodeOptions(workers=args.decode_workers, cache=not args.no_cache, cache_dir=args.cache_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sda", description=sda.__doc__)
     parser.add_argument("--version", action="version", version=f"sda {sda.__version__}")
@@ -411,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     audio = t.add_argument_group("audio (the model's input; changing it changes the model)")
     for f in dataclasses.fields(AudioConfig):
         _add_setting(audio, f.name)
+    _add_decode_flags(t)
     t.set_defaults(run=cmd_train)
 
     i = commands.add_parser("info", help="show a model's config, data, codebook health and loss curve",
@@ -465,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "a password made at start and printed); the user is sda")
     u.add_argument("--no-auth", action="store_true",
                    help="serve beyond loopback without a login (every visitor can train and stop runs): not advised")
+    _add_decode_flags(u)
     u.set_defaults(run=cmd_ui)
     return parser
 

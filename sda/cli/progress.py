@@ -12,6 +12,7 @@ import sys
 from tqdm import tqdm
 
 from sda import report
+from sda.data.dataset import FILES, DecodeProgress
 from sda.text import plural, printable_lines
 from sda.train.events import Alert, Checkpoint, Done, Epoch, Error, Health, Preview, Recovered, Started, Step
 
@@ -27,6 +28,25 @@ class Progress:
         self.level_lines = []
         self.levels = self.epochs = self.warmup = 0
         self.latest: list[str] = []  # the level rows of the latest health update, shown until the next
+        self.reading_bar = None  # while the audio is read, before the run's events (sda.data.dataset.OnProgress)
+
+    def reading(self, p: DecodeProgress) -> None:
+        """How far reading the audio is (after each file): a bar on a terminal, then one line for the folder's pass."""
+        if self.interactive:
+            if self.reading_bar is None:
+                self.reading_bar = tqdm(total=p.total, file=self.out, leave=False, dynamic_ncols=True,
+                                        bar_format="{desc} [{elapsed}<{remaining}]")
+            self.reading_bar.n = p.done
+            self.reading_bar.set_description_str(report.decoding_text(p))  # refreshes, at most tqdm's rate
+        if p.done == p.total:
+            self._close_reading()
+            if p.stage == FILES:
+                self._print(report.decoded_text(p))
+
+    def _close_reading(self) -> None:
+        if self.reading_bar is not None:
+            self.reading_bar.close()
+            self.reading_bar = None
 
     def show(self, event) -> None:
         """Render one event."""
@@ -119,6 +139,7 @@ class Progress:
         self.bar, self.level_lines = None, []
 
     def close(self) -> None:
+        self._close_reading()
         self._close_bars()
 
     def _print(self, text: str, color: str | None = None) -> None:

@@ -26,16 +26,19 @@ For the codec (sda encode), the same scan and rules, each file decoded whole ins
 """
 
 import dataclasses
+import functools
 import math
 import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from sda.config import (
@@ -44,10 +47,13 @@ from sda.config import (
     MAX_SCAN_SECONDS,
     MIN_FILES,
     AudioConfig,
+    DecodeOptions,
     VQVAEConfig,
     auto_codebook_size,
 )
 from sda.data.audio import AUDIO_EXTENSIONS, AudioSource, LogMel, is_audio_file
+from sda.data.cache import DecodedCache, Entry, Key, entry_key, unchanged
+from sda.data.parallel import LoadingStopped, decode_workers, in_order
 from sda.errors import AudioFileError, DataError
 from sda.text import are, duration, plural, printable, size
 
@@ -63,8 +69,9 @@ NOT_AUDIO = "not an audio file"
 VALIDATION_SHARE, VALIDATION_SLACK = Fraction(1, 2), 2
 
 
-class LoadingStopped(Exception):
-    """load_dataset's stop flag was set: it stopped between files, keeping nothing. Not bad input."""
+# A file changed less than this before it was looked at may change again with the same mtime (file systems keep it
+# to a clock tick, up to 2 s on FAT): its decode is not cached, as git does not trust such a file's index entry.
+RECENT_SECONDS = 2.0
 
 
 class FolderNotFoundError(DataError):
@@ -120,6 +127,8 @@ class Preflight:
     rejected: tuple[Rejection, ...]  # audio files that cannot be used, and why
     train_indices: tuple[int, ...]  # into files
     val_indices: tuple[int, ...]
+    # About the pass, not the data (so not compared, nor saved): why the decoded-audio cache was not written.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def sample_rates(self) -> Counter:
@@ -206,6 +215,7 @@ class Preflight:
         if self.rejected:
             lines.append(f"  rejected {plural(len(self.rejected), 'audio file')}:")
             lines += [f"    {r.path}: {r.reason}" for r in self.rejected]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -237,31 +247,51 @@ class Dataset:
     val_audio: torch.Tensor  # [N_val, chunk_samples] float32, the waveforms of val_mels, for previews
 
 
+@dataclass(frozen=True)
+class DecodeProgress:
+    """How far a pass over a folder's files is, sent to the frontends' callback (OnProgress) after each file."""
+
+    done: int  # files read so far, decoded or from the cache
+    total: int
+    cached: int  # of done, read from the cache (sda.data.cache)
+    stage: str  # FILES (every audio file of the folder) or VALIDATION (load_dataset's validation files, again)
+
+
+FILES, VALIDATION = "audio files", "validation files"
+OnProgress = Callable[[DecodeProgress], None]
+
+
 def preflight(folder: str | Path, audio: AudioConfig | None = None, *, seed: int = VQVAEConfig.seed,
-              validation_fraction: float = VQVAEConfig.validation_fraction) -> Preflight:
+              validation_fraction: float = VQVAEConfig.validation_fraction, decode: DecodeOptions | None = None,
+              stop: threading.Event | None = None, on_progress: OnProgress | None = None) -> Preflight:
     """Decode every candidate file under folder and report what training would use; keeps no audio.
 
-    audio=None means AudioConfig(); seed and validation_fraction decide the split, as in VQVAEConfig.
+    audio=None means AudioConfig(); seed and validation_fraction decide the split, as in VQVAEConfig. decode (None:
+    DecodeOptions()) says how: with the cache on, each file's log-mels are cached as it is decoded, so that
+    load_dataset then decodes nothing.
     """
     audio = audio or AudioConfig()
     audio.validate()
-    report, _ = _survey(folder, audio, seed, validation_fraction)
+    decode = (decode or DecodeOptions()).validate()
+    report, _ = _survey(folder, audio, seed, validation_fraction, decode, keep_mels=False, stop=stop,
+                        on_progress=on_progress)
     return report
 
 
-def load_dataset(folder: str | Path, config: VQVAEConfig, stop: threading.Event | None = None) -> Dataset:
-    """One decoding pass: the report, plus every usable file's chunks as cached log-mels. Setting stop ends it
+def load_dataset(folder: str | Path, config: VQVAEConfig, stop: threading.Event | None = None, *,
+                 decode: DecodeOptions | None = None, on_progress: OnProgress | None = None) -> Dataset:
+    """One decoding pass: the report, plus every usable file's chunks as log-mels in memory. Setting stop ends it
     before the next file (LoadingStopped): a folder of long files takes a while, and Ctrl-C must not wait for it.
 
     Waveforms are kept only for validation chunks. Which files validate is known only once every file
     has been decoded (the split depends on how many are usable), so rather than holding every waveform
-    until then, the few validation files are read again at the end.
+    until then, the few validation files are read again at the end (from the cache, after the first run).
     """
     audio = config.validate().audio
-    log_mel = LogMel(audio)
-    with torch.no_grad():
-        report, mels = _survey(folder, audio, config.seed, config.validation_fraction, keep=log_mel, stop=stop)
-        val_audio = _validation_audio(report, stop)
+    decode = (decode or DecodeOptions()).validate()
+    report, mels = _survey(folder, audio, config.seed, config.validation_fraction, decode, keep_mels=True, stop=stop,
+                           on_progress=on_progress)
+    val_audio = _validation_audio(report, decode, stop, on_progress)
     train_mels = torch.cat([mels[i] for i in report.train_indices])
     return Dataset(
         preflight=report,
@@ -272,15 +302,16 @@ def load_dataset(folder: str | Path, config: VQVAEConfig, stop: threading.Event 
     )
 
 
-def _validation_audio(report: Preflight, stop: threading.Event | None) -> torch.Tensor:
+def _validation_audio(report: Preflight, decode: DecodeOptions, stop: threading.Event | None,
+                      on_progress: OnProgress | None) -> torch.Tensor:
     """[N_val, chunk_samples]: the validation files decoded again (see load_dataset)."""
-    chunks = []
-    try:
-        for file in (report.files[i] for i in report.val_indices):
-            _check_stop(stop)
-            chunks.append(_decode(report.folder, file.source, report.audio, share=file.chunks)[1])
-    except _Unusable as why:
-        raise DataError(f"A validation file changed while loading ({why}): run again.") from None
+    tasks = [_Task(report.folder, file.source, report.audio, WAVES, share=file.chunks)
+             for file in (report.files[i] for i in report.val_indices)]
+    outcomes, _ = _read_files(tasks, decode, stop, on_progress, VALIDATION)
+    why = next((o.reason for o in outcomes if o.info is None), None)
+    if why is not None:
+        raise DataError(f"A validation file changed while loading ({why}): run again.")
+    chunks = [torch.from_numpy(o.chunks) for o in outcomes if o.chunks is not None]
     if sum(len(c) for c in chunks) != report.val_chunks:
         raise DataError("A validation file changed length while loading: run again.")
     return torch.cat(chunks)
@@ -307,35 +338,150 @@ class _Unusable(Exception):
     """Why one file cannot be used; recorded in the report, fatal only if too few files remain."""
 
 
-def _survey(folder: str | Path, audio: AudioConfig, seed: int, validation_fraction: float,
-            keep: Callable[[torch.Tensor], torch.Tensor] | None = None,
-            stop: threading.Event | None = None) -> tuple[Preflight, list[torch.Tensor]]:
-    """The pass shared by preflight and load_dataset: (Preflight, [keep(chunks) per usable file])."""
+def _survey(folder: str | Path, audio: AudioConfig, seed: int, validation_fraction: float, decode: DecodeOptions,
+            keep_mels: bool, stop: threading.Event | None = None,
+            on_progress: OnProgress | None = None) -> tuple[Preflight, list[torch.Tensor]]:
+    """The pass shared by preflight and load_dataset: (Preflight, [log-mels [n, n_mels, chunk_frames] per usable
+    file] if keep_mels, else [])."""
     folder = _check_folder(folder)
     candidates, skipped = _scan(folder)
     if not candidates:
         what = f"skipped {plural(len(skipped), 'other file')}" if skipped else "the folder is empty"
         raise NoAudioError(f"No audio files in {printable(str(folder))} (looked for {' '.join(AUDIO_EXTENSIONS)} in "
                            f"it and its subfolders; {what}). Add audio files, or choose the folder that holds them.")
+    tasks = [_Task(folder, source, audio, MELS if keep_mels else INFO) for source in candidates]
+    outcomes, notes = _read_files(tasks, decode, stop, on_progress, FILES)
     files, rejected, kept = [], [], []
-    for source in candidates:
-        _check_stop(stop)
-        try:
-            info, chunks = _decode(folder, source, audio)
-        except _Unusable as why:
-            rejected.append(Rejection(printable(source), printable(str(why))))
+    for source, outcome in zip(candidates, outcomes, strict=True):
+        if outcome.info is None:
+            rejected.append(Rejection(printable(source), outcome.reason))
             continue
-        files.append(info)
-        if keep is not None:
-            kept.append(keep(chunks))
+        files.append(outcome.info)
+        if keep_mels:
+            kept.append(torch.from_numpy(outcome.chunks))
     _check_enough(folder, files, rejected)
     train, val = split_files(len(files), seed, validation_fraction)
     for i, share in _share_validation(files, train, val).items():
         files[i] = dataclasses.replace(files[i], chunks=share)
-        if keep is not None:
+        if keep_mels:
             kept[i] = kept[i][_spread(len(kept[i]), share)]
-    report = Preflight(folder, audio, tuple(files), tuple(skipped), tuple(rejected), tuple(train), tuple(val))
+    report = Preflight(folder, audio, tuple(files), tuple(skipped), tuple(rejected), tuple(train), tuple(val),
+                       notes=tuple(notes))
     return report, kept
+
+
+# One file's decode, the unit of work of the pool (sda.data.parallel) and of the cache (sda.data.cache). -------------
+
+INFO, MELS, WAVES = "info", "mels", "waves"  # what a task keeps of a file's chunks
+
+
+class _Task(NamedTuple):
+    folder: Path
+    source: str  # relative to folder, as the file system spells it
+    audio: AudioConfig
+    keep: str  # INFO: the UsableFile alone; MELS: the chunks' log-mels; WAVES: the chunks
+    share: int | None = None  # WAVES for a validation file: its chunk count (_decode)
+
+
+class _Outcome(NamedTuple):
+    info: UsableFile | None  # None: the file cannot be used, for reason
+    chunks: np.ndarray | None  # float32: MELS [n, n_mels, chunk_frames], WAVES [n, chunk_samples], INFO None
+    reason: str = ""  # printable
+
+
+def _decode_task(task: _Task) -> _Outcome:
+    """Decode one file: what the pool's workers run (a module-level function, sent by name). Arrays go back as
+    numpy, pickled whole, rather than as tensors, which torch would pass through shared memory one file each."""
+    try:
+        info, chunks = _decode(task.folder, task.source, task.audio, task.share)
+    except _Unusable as why:
+        return _Outcome(None, None, printable(str(why)))
+    if task.keep == INFO:
+        return _Outcome(info, None)
+    if task.keep == MELS:
+        with torch.no_grad():
+            chunks = _log_mel(task.audio)(chunks)
+    return _Outcome(info, chunks.numpy())
+
+
+@functools.lru_cache(maxsize=4)
+def _log_mel(audio: AudioConfig) -> LogMel:
+    return LogMel(audio)
+
+
+def _read_files(tasks: list[_Task], decode: DecodeOptions, stop: threading.Event | None,
+                on_progress: OnProgress | None, stage: str) -> tuple[list[_Outcome], list[str]]:
+    """Each task's outcome, in order, from the cache where it has the file unchanged, else decoded (by a pool when
+    decode allows more than one worker) and cached; and the cache's notes (why it could not be written).
+
+    Rejections are not cached: a file is rejected fast unless it is long and silent, and one fixed without a new
+    mtime (a permission granted) must be seen at once. With the cache on, an INFO task decodes MELS to cache them
+    (a preflight's files are then ready for load_dataset) and drops them.
+    """
+    cache = DecodedCache.open(decode)
+    outcomes: list[_Outcome | None] = [None] * len(tasks)
+    keys: list[Key | None] = [None] * len(tasks)
+    done = cached = 0
+
+    def tick(from_cache: bool) -> None:
+        nonlocal done, cached
+        done, cached = done + 1, cached + from_cache
+        if on_progress is not None:
+            on_progress(DecodeProgress(done, len(tasks), cached, stage))
+
+    if cache is not None:
+        recent = time.time() - RECENT_SECONDS
+        for i, task in enumerate(tasks):
+            _check_stop(stop)
+            key = entry_key(task.folder / task.source, task.audio, _stored(task))
+            keys[i] = key if key is not None and key.identity[1] < recent * 1e9 else None
+            outcomes[i] = _from_cache(cache.get(keys[i], payload=task.keep != INFO), task)
+            if outcomes[i] is not None:
+                tick(from_cache=True)
+    todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    work = [tasks[i]._replace(keep=MELS) if cache is not None and tasks[i].keep == INFO else tasks[i] for i in todo]
+    for i, outcome in zip(todo, in_order(_decode_task, work, decode_workers(len(work), decode.workers), stop),
+                          strict=True):
+        task, key = tasks[i], keys[i]
+        if cache is not None and outcome.info is not None and key is not None \
+                and unchanged(task.folder / task.source, key):
+            cache.put(key, _meta(outcome.info), outcome.chunks)
+        outcomes[i] = outcome._replace(chunks=None) if task.keep == INFO else outcome
+        tick(from_cache=False)
+    return outcomes, cache.notes if cache is not None else []
+
+
+def _stored(task: _Task) -> str:
+    """What the cache keeps for a task: a preflight reads the header of the entry load_dataset reads whole."""
+    return f"{WAVES}/{task.share}" if task.keep == WAVES else MELS
+
+
+def _meta(info: UsableFile) -> dict:
+    """What an entry's header records of its file (not its path: the key has it, and it may not be UTF-8)."""
+    return {"seconds": info.seconds, "sample_rate": info.sample_rate, "channels": info.channels,
+            "chunks": info.chunks, "available_chunks": info.available_chunks}
+
+
+def _from_cache(entry: Entry | None, task: _Task) -> _Outcome | None:
+    """The outcome an entry holds for task, if its header's record is whole and its array has the shape task's
+    settings give; else None (decoded again). The entry's digests have been checked (sda.data.cache)."""
+    if entry is None:
+        return None
+    m, audio = entry.meta, task.audio
+    whole = {"sample_rate", "channels", "chunks", "available_chunks"}
+    if set(m) != whole | {"seconds"} or not all(type(m[k]) is int and m[k] >= 1 for k in whole) \
+            or type(m["seconds"]) is not float or not math.isfinite(m["seconds"]) or m["seconds"] < 0:
+        return None
+    if not m["chunks"] <= m["available_chunks"] or m["chunks"] > audio.max_chunks_per_file:
+        return None
+    info = UsableFile(printable(task.source), task.source, m["seconds"], m["sample_rate"], m["channels"], m["chunks"],
+                      m["available_chunks"])
+    if entry.array is None:
+        return _Outcome(info, None)
+    frame = (audio.n_mels, audio.chunk_frames) if task.keep == MELS else (audio.chunk_samples,)
+    if entry.array.shape != (m["chunks"], *frame):
+        return None
+    return _Outcome(info, entry.array)
 
 
 def _share_validation(files: list[UsableFile], train: list[int], val: list[int]) -> dict[int, int]:

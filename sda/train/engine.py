@@ -22,6 +22,7 @@ process dies or stops answering, process 0 saves the model as of the last whole 
 ends in an Error that says how to resume.
 """
 
+import dataclasses
 import errno
 import hashlib
 import math
@@ -37,9 +38,10 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler, TensorDataset
 
-from sda.config import PAGE, RunOptions, VQVAEConfig, check_setting
+from sda.config import PAGE, DecodeOptions, RunOptions, VQVAEConfig, check_setting
 from sda.data.audio import MelInverter, write_audio
-from sda.data.dataset import Dataset, LoadingStopped, load_dataset
+from sda.data.dataset import Dataset, LoadingStopped, OnProgress, load_dataset
+from sda.data.parallel import available_cores
 from sda.errors import (
     EXPECTED,
     ConfigError,
@@ -87,9 +89,11 @@ KMEANS_VECTORS_PER_CODE = 32  # k-means sees up to this many encoder vectors per
 SAVE_RETRY_S, SAVE_RETRIES = 10.0, 30
 
 
-def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None = None) -> Iterator[Event]:
+def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None = None,
+          on_progress: OnProgress | None = None) -> Iterator[Event]:
     """Train, yielding events; every classified problem (sda.errors) ends in one Error event, of its kind, instead
-    of Done. An unexpected exception (a bug) propagates, traceback and all.
+    of Done. An unexpected exception (a bug) propagates, traceback and all. on_progress hears how far reading the
+    audio is, file by file, while the data loads before the first event (in process 0 only).
 
     Under torchrun every process calls this (sda.train.distributed). Only process 0 yields events other than
     Error and writes files; an Error that every process meets is yielded quiet by the others. Process 0 feeds
@@ -99,10 +103,11 @@ def train(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None
         yield from _classified(config, options, stop)
         return
     # The one place events leave the engine, so every event of either frontend's run, or torchrun's, is logged.
-    yield from metrics.RunLogs.for_options(options).follow(_classified(config, options, stop))
+    yield from metrics.RunLogs.for_options(options).follow(_classified(config, options, stop, on_progress))
 
 
-def _classified(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None) -> Iterator[Event]:
+def _classified(config: VQVAEConfig, options: RunOptions, stop: threading.Event | None,
+                on_progress: OnProgress | None = None) -> Iterator[Event]:
     """train's events, unlogged: every classified problem as an Error event."""
     first, joined = distributed.first_process(), False
     try:
@@ -110,7 +115,7 @@ def _classified(config: VQVAEConfig, options: RunOptions, stop: threading.Event 
         kernel_backend(device, config.codebook_dim)  # a bad SDA_KERNELS is refused now, not at the first step
         with distributed.joined(device, options.timeout_s) as device:
             joined = True  # from here on errors are agreed, so process 0 speaks for all
-            for event in _train(config, options, device, stop or threading.Event()):
+            for event in _train(config, options, device, stop or threading.Event(), on_progress):
                 if first:
                     yield event
     except PeerFailure as exc:
@@ -121,11 +126,12 @@ def _classified(config: VQVAEConfig, options: RunOptions, stop: threading.Event 
         yield Error(str(exc), kind, quiet=joined and not first)
 
 
-def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop: threading.Event) -> Iterator[Event]:
+def _train(config: VQVAEConfig, options: RunOptions, device: torch.device, stop: threading.Event,
+           on_progress: OnProgress | None = None) -> Iterator[Event]:
     start_time = time.monotonic()
     precision = pick_precision(options.precision, device)
     try:
-        checkpoint, files, data = _prepare(config, options, distributed.rank() == 0, stop)
+        checkpoint, files, data = _prepare(config, options, distributed.rank() == 0, stop, on_progress)
     except LoadingStopped:
         yield _cancelled(options.model_name, resuming=options.resume is not None)
         return
@@ -430,7 +436,8 @@ def _decided(setting: int | None) -> int:
     return setting
 
 
-def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threading.Event):
+def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threading.Event,
+             on_progress: OnProgress | None = None):
     """(checkpoint state or None, the run's files, dataset). Process 0 claims the name first, which also checks
     that the output folder is writable, before any audio is decoded. Every process loads the checkpoint and the
     data itself; they start only together, and only on the same data."""
@@ -453,7 +460,8 @@ def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threadi
             # Alone, the run may stop while it reads the audio; a distributed run's processes stop only together,
             # at a step, so theirs read on.
             data = load_dataset(Path(options.data_dir).expanduser(), config,
-                                stop if distributed.world_size() == 1 else None)
+                                stop if distributed.world_size() == 1 else None, decode=_decoding(options),
+                                on_progress=on_progress if main else None)
             if state is not None:
                 _check_same_data(state.metadata["dataset"], data.preflight)
             if distributed.world_size() > 1:
@@ -466,6 +474,15 @@ def _prepare(config: VQVAEConfig, options: RunOptions, main: bool, stop: threadi
             files.release()
         raise
     return state, files, data
+
+
+def _decoding(options: RunOptions) -> DecodeOptions:
+    """options.decode, with the default pool shared out among the processes of a distributed run: each decodes
+    the folder itself, and one pool per core each would put processes x cores decoders on the machine."""
+    decode, processes = options.decode, distributed.world_size()
+    if decode.workers is None and processes > 1:
+        decode = dataclasses.replace(decode, workers=max(1, available_cores() // processes))
+    return decode
 
 
 def _cancelled(name: str | None, resuming: bool) -> events.Cancelled:

@@ -48,14 +48,22 @@ import gradio as gr
 import soundfile as sf
 from gradio.utils import get_upload_folder
 
-from sda.config import MAX_CODEC_SAMPLES, MAX_CODEC_SECONDS, RANGES, RunOptions, VQVAEConfig, check_setting
+from sda.config import (
+    MAX_CODEC_SAMPLES,
+    MAX_CODEC_SECONDS,
+    RANGES,
+    DecodeOptions,
+    RunOptions,
+    VQVAEConfig,
+    check_setting,
+)
 from sda.data.audio import AUDIO_EXTENSIONS, read_audio
-from sda.data.dataset import preflight
+from sda.data.dataset import DecodeProgress, OnProgress, preflight
 from sda.errors import AudioFileError, ConfigError, DataError, SdaError, SdaUserError
 from sda.format.modelfile import load_codec_model, load_usage
 from sda.model.bitrate import Bitrate, bitrate
 from sda.model.health import LevelHealth
-from sda.report import PAGE, describe
+from sda.report import PAGE, decoding_text, describe
 from sda.text import duration, plural, printable
 from sda.train.engine import PREVIEW_CLIPS
 from sda.train.history import History
@@ -205,10 +213,12 @@ class LiveViews:
 
 
 def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: JobSlot | None = None,
-              data_root: Path | None = None) -> gr.Blocks:
+              data_root: Path | None = None, decode: DecodeOptions | None = None) -> gr.Blocks:
     """The Blocks app. base_config holds every setting the page does not show (tests pass a small model);
-    data_root (resolved, see check_data_root): the only folder the folder box may read under (confine)."""
+    data_root (resolved, see check_data_root): the only folder the folder box may read under (confine); decode: how
+    the folder check and Start read the audio (the check fills the cache that Start then reads)."""
     models_dir, base_config = Path(models_dir), base_config or VQVAEConfig()
+    decode = (decode or DecodeOptions()).validate()
     slot = slot or JobSlot()
     defaults = RunOptions(data_dir=Path("."))
     store = TakeStore()  # the reconstructions' wavs (sda.ui.listen); removed when the app goes (below)
@@ -298,8 +308,11 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
         model_views = [model_notice, model_info, model_health, model_recon, model_commit, model_config, model_history,
                        model_usage]
 
-        def check_folder(path: str):
-            return _check_folder(path, base_config, data_root)
+        def check_folder(path: str, progress=PROGRESS):
+            def on_file(p: DecodeProgress) -> None:
+                progress((p.done, p.total), desc=decoding_text(p))
+
+            return _check_folder(path, base_config, data_root, decode, on_file)
 
         def after_check(codebook_line):
             """After a folder check, by the codebook line it drew: a folder that checks out (a line, not blank or
@@ -327,7 +340,7 @@ def build_app(models_dir: Path, base_config: VQVAEConfig | None = None, slot: Jo
                 options = RunOptions(data_dir=confine(path, data_root), out_dir=models_dir,
                                      model_name=_text(model_name, "the model name", MAX_NAME_CHARS) or None,
                                      health_every=every, tensorboard=tensorboard_folder(board_folder, models_dir),
-                                     frontend=PAGE)
+                                     frontend=PAGE, decode=decode)
                 job = slot.start(config, options, owner=key)
             except (SdaUserError, JobBusyError) as exc:  # a bug is not the user's: it propagates to Gradio's log
                 _toast(gr.Warning, exc, "Cannot start")
@@ -642,7 +655,7 @@ def login_for(host: str, share: bool, no_auth: bool = False, password_file: Path
 
 def serve(models_dir: Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
           base_config: VQVAEConfig | None = None, quiet: bool = False, data_root: Path | None = None,
-          login: Login | None = None, no_auth: bool = False) -> gr.Blocks:
+          login: Login | None = None, no_auth: bool = False, decode: DecodeOptions | None = None) -> gr.Blocks:
     """Build the app and start serving it in the background; the caller keeps the main thread.
     data_root: the folder box reads only folders under it (see confine). login: the user and password
     the page asks for (login_for). Beyond loopback both are required, the login unless no_auth."""
@@ -657,7 +670,7 @@ def serve(models_dir: Path, host: str = "127.0.0.1", port: int = 7860, share: bo
                               f"and prints it, or give one ({PASSWORD_ENV} or --password-file); --no-auth serves "
                               "every visitor without one")
     root = check_data_root(data_root) if data_root is not None else None
-    app = build_app(models_dir, base_config, data_root=root)
+    app = build_app(models_dir, base_config, data_root=root, decode=decode)
     Path(models_dir).mkdir(parents=True, exist_ok=True)
     # No allowed_paths: Gradio serves only its own cache (preview clips are sent as samples, _clip) and
     # the uploads, which max_file_size caps.
@@ -838,15 +851,16 @@ def _clip(path: Path):
     return rate, samples
 
 
-def _check_folder(path: str, base_config: VQVAEConfig, data_root: Path | None = None) -> tuple[str, str]:
+def _check_folder(path: str, base_config: VQVAEConfig, data_root: Path | None = None,
+                  decode: DecodeOptions | None = None, on_progress: OnProgress | None = None) -> tuple[str, str]:
     """(preflight report, codebook size line) for a folder, or the reason it cannot be used (one outside
-    data_root among them: confine)."""
+    data_root among them: confine). on_progress hears of each file decoded (the page's progress bar)."""
     try:
         path = _text(path, "the audio folder", MAX_PATH_CHARS)
         if not path:
             return "", ""
         pf = preflight(confine(path, data_root), base_config.audio, seed=base_config.seed,
-                       validation_fraction=base_config.validation_fraction)
+                       validation_fraction=base_config.validation_fraction, decode=decode, on_progress=on_progress)
     except (DataError, ConfigError) as exc:
         return plain_text(f"⚠ {exc}"), _UNUSABLE
     return plain_text(pf.format()), _codebook_line(pf, base_config)

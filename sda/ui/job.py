@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sda.config import RunOptions, VQVAEConfig
+from sda.data.dataset import DecodeProgress
 from sda.train.engine import train
 from sda.train.events import Alert, Cancelled, Done, Epoch, Error, Health, Preview, Started, Step, Summary
 from sda.train.history import History, WindowRecord
@@ -55,6 +56,7 @@ class JobView:
     began: datetime
     model_name: str | None  # what was asked for; `started.model_path` has the final name
     started: Started | None = None  # None while the data is still loading
+    reading: DecodeProgress | None = None  # while it loads: how far reading the audio is
     step: Step | None = None  # the latest step
     health: Health | None = None  # the latest health window
     curve: tuple[CurvePoint, ...] = ()
@@ -105,12 +107,15 @@ class TrainingJob:
 
     def _run(self) -> None:
         try:
-            for event in train(self._config, self._options, self._stop):
+            for event in train(self._config, self._options, self._stop, on_progress=self._reading):
                 self._fold(event)
         except Exception as exc:  # the engine yields every classified problem (sda.errors) as Error: this is a bug
             traceback.print_exc()  # to the server's log, which is where the page says to look
             self._update(status=FAILED, error=f"training crashed ({type(exc).__name__}: {exc}); the traceback is in "
                                               "the server's log (the standard error of sda ui)")
+
+    def _reading(self, progress: DecodeProgress) -> None:
+        self._update(reading=progress)
 
     def _fold(self, event) -> None:
         with self._lock:

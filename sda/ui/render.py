@@ -163,7 +163,8 @@ def status_markdown(view: JobView | None) -> str:
     if started is None:
         if view.status == STOPPING:
             return "**Stopping** before training begins: nothing will be saved…"
-        return "**Loading** and checking the audio…"
+        reading = f": {report.decoding_text(view.reading)}" if view.reading else ""
+        return f"**Loading** and checking the audio{reading}…"
     where = (f"{md_text(started.model_path)} on {md_text(started.device)} ({md_text(started.precision)}), "
              f"kernels {md_text(started.backend)}")
     if step is None:
