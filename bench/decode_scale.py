@@ -10,10 +10,11 @@ a third decaying harmonic tones. A collection is written once per --root and siz
 
 Each mode runs in a fresh process, as a user's run does (the pool's start-up is in its time): the page's flow, a
 preflight and then load_dataset with the default AudioConfig. Modes: `one` (one process, no cache: both passes
-decode), `pool` (the default pool, no cache), `cold` (the pool, an empty cache: the preflight decodes and writes it,
-the load reads it), `hit` (the same cache, warm: nothing is decoded). Peak memory is RSS: ru_maxrss of the measuring
-process, and the peak of the summed RSS of it and every process under it (the pool's workers, the fork server),
-sampled every 20 ms from /proc.
+decode; torch on its default threads, as sda decoded before the pool), `one-thread` (the same on one thread: one
+worker's share of the work), `pool` (the default pool, no cache), `cold` (the pool, an empty cache: the preflight
+decodes and writes it, the load reads it), `hit` (the same cache, warm: nothing is decoded). Peak memory is RSS:
+ru_maxrss of the measuring process, and the peak of the summed RSS of it and every process under it (the pool's
+workers, the fork server), sampled every 20 ms from /proc.
 """
 
 import argparse
@@ -32,7 +33,7 @@ import soundfile as sf
 
 RATES, DURATIONS = (44100, 48000), (0.1, 180.0)
 SOUNDS = Path("/usr/share/sounds")
-MODES = ("one", "pool", "cold", "hit")
+MODES = ("one", "one-thread", "pool", "cold", "hit")
 
 
 def real_sounds() -> list[tuple[np.ndarray, int]]:
@@ -128,7 +129,12 @@ def measure(mode: str, folder: Path, cache: Path) -> dict:
     from sda.config import DecodeOptions, VQVAEConfig
     from sda.data.dataset import load_dataset, preflight
 
-    decode = {"one": DecodeOptions(workers=1, cache=False), "pool": DecodeOptions(cache=False),
+    if mode == "one-thread":
+        import torch
+
+        torch.set_num_threads(1)
+    decode = {"one": DecodeOptions(workers=1, cache=False), "one-thread": DecodeOptions(workers=1, cache=False),
+              "pool": DecodeOptions(cache=False),
               "cold": DecodeOptions(cache_dir=cache), "hit": DecodeOptions(cache_dir=cache)}[mode]
     config = VQVAEConfig()
     peak, done = [0], threading.Event()
@@ -180,9 +186,10 @@ def main() -> None:
         print(json.dumps(measure(mode, Path(folder), Path(cache))))
         return
     sizes = [12] if args.smoke else args.sizes
-    print("| files | audio | on disk | generated in | mode | preflight s | load s | total s | vs one | vs pool | "
+    print("| files | audio | on disk | generated in | mode | preflight s | load s | total s | vs one | vs one thread "
+          "| vs pool | "
           "dataset GiB | maxrss self GiB | peak RSS all GiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         folder = args.root / f"{'smoke' if args.smoke else 'collection'}-{n}"
         info = generate(folder, n, seed=n, short=args.smoke)
@@ -193,7 +200,9 @@ def main() -> None:
         for mode, r in rows.items():
             print(f"| {n} | {info['seconds'] / 3600:.2f} h | {info['bytes'] / 1e9:.2f} GB | {info['generate_s']:.0f} s "
                   f"| {mode} | {r['preflight_s']:.2f} | {r['load_s']:.2f} | {r['total_s']:.2f} "
-                  f"| {rows['one']['total_s'] / r['total_s']:.2f}x | {rows['pool']['total_s'] / r['total_s']:.2f}x "
+                  f"| {rows['one']['total_s'] / r['total_s']:.2f}x "
+                  f"| {rows['one-thread']['total_s'] / r['total_s']:.2f}x "
+                  f"| {rows['pool']['total_s'] / r['total_s']:.2f}x "
                   f"| {gib(r['dataset_bytes'])} | {gib(r['maxrss_self'])} | {gib(r['peak_tree_rss'])} |", flush=True)
         cached = sum(p.stat().st_size for p in cache.glob("*"))
         print(f"<!-- {n} files: {rows['hit']['files']} usable, {rows['hit']['chunks']} chunks, cache {gib(cached)} "

@@ -13,7 +13,7 @@ import torch
 
 from sda.config import AudioConfig, DecodeOptions, VQVAEConfig
 from sda.data import cache as cache_module
-from sda.data import dataset, synth
+from sda.data import dataset, parallel, synth
 from sda.data.cache import DecodedCache, entry_key
 from sda.data.dataset import FILES, VALIDATION, LoadingStopped, load_dataset, preflight
 from tests.helpers import sda
@@ -66,11 +66,50 @@ def count_decodes(monkeypatch):
     return calls
 
 
-def test_a_pool_gives_the_one_process_result_bit_for_bit_in_scan_order(kit, one_process):
+@pytest.fixture
+def every_file_to_the_pool(monkeypatch):
+    """The kit decodes in well under parallel.ALONE_SECONDS: without this, it would never reach the pool."""
+    monkeypatch.setattr(parallel, "BEGIN_HERE", False)
+
+
+def test_a_pool_gives_the_one_process_result_bit_for_bit_in_scan_order(kit, one_process, every_file_to_the_pool):
     assert [r.path for r in one_process.preflight.rejected] == ["broken.wav"]
     pooled = load_dataset(kit, CONFIG, decode=DecodeOptions(workers=2, cache=False))
     same(one_process, pooled)
     assert [f.path for f in pooled.preflight.files] == sorted(f.path for f in pooled.preflight.files)
+
+
+def slow_square(n: int) -> tuple[int, int]:
+    time.sleep(0.02)
+    return n * n, os.getpid()
+
+
+def pools_started(monkeypatch) -> list:
+    started, real = [], parallel._PoolStart
+
+    def counted(workers):
+        started.append(workers)
+        return real(workers)
+
+    monkeypatch.setattr(parallel, "_PoolStart", counted)
+    return started
+
+
+def test_a_short_pass_never_starts_a_pool(monkeypatch):
+    started = pools_started(monkeypatch)
+    results = list(parallel.in_order(slow_square, range(10), workers=2))  # 0.2 s, under ALONE_SECONDS
+    assert [square for square, _ in results] == [n * n for n in range(10)]
+    assert {pid for _, pid in results} == {os.getpid()} and started == []
+
+
+def test_a_long_pass_decodes_alone_then_hands_the_rest_to_the_pool_in_order(monkeypatch):
+    started = pools_started(monkeypatch)
+    monkeypatch.setattr(parallel, "ALONE_SECONDS", 0.1)
+    results = list(parallel.in_order(slow_square, range(400), workers=2))  # 8 s in one process
+    assert [square for square, _ in results] == [n * n for n in range(400)]
+    here = [i for i, (_, pid) in enumerate(results) if pid == os.getpid()]
+    assert started == [2] and here == list(range(len(here)))  # this process took the first ones, and only those
+    assert 5 <= len(here) < 400 and len({pid for _, pid in results}) == 3
 
 
 def test_progress_counts_every_file_then_the_validation_files(kit, tmp_path):
@@ -85,7 +124,7 @@ def test_progress_counts_every_file_then_the_validation_files(kit, tmp_path):
     assert again[-1].cached == 2
 
 
-def test_the_stop_flag_ends_a_pooled_load_promptly(kit):
+def test_the_stop_flag_ends_a_pooled_load_promptly(kit, every_file_to_the_pool):
     stop = threading.Event()
 
     def stop_after_the_first(progress):
