@@ -143,6 +143,18 @@ def test_audio_source_reads_any_stretch_as_the_whole_file_resampled(tmp_path):
         assert source.peak == np.abs(data).max()
 
 
+def test_a_length_whose_last_sample_torchaudio_rounds_away_reads_whole(tmp_path):
+    # 227163 frames at 48 kHz make ceil(104353.003) = 104354 samples at 22050 Hz; torchaudio's resampler, sizing its
+    # output in float32, returns 104353. Found decoding a generated 2,000-file collection (bench/decode_scale.py).
+    frames = 227163
+    data = 0.5 * np.sin(np.arange(frames) * 2 * np.pi * 440 / 48000).astype(np.float32)
+    sf.write(tmp_path / "x.wav", data, 48000, subtype="FLOAT")
+    with AudioSource(tmp_path / "x.wav", SR) as source:
+        assert source.length == 104354
+        whole = source.read(0, source.length + 10)
+    assert whole.shape == (104364,) and torch.isfinite(whole).all() and whole[-11:].eq(0).all()
+
+
 def test_a_source_reports_non_finite_samples(tmp_path):
     data = np.zeros((1000, 2), dtype=np.float32)
     data[700, 1] = np.inf

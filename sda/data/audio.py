@@ -258,7 +258,10 @@ class AudioSource:
         # Output block b (samples b*q .. b*q + q - 1) comes from input frames b*p - width .. b*p + p + width.
         first, last = max(0, lo // q - self._margin), -(-hi // q)
         resampled = self._resampler(self._mono(first * p, min(self.frames, last * p + self._resampler.width)))
-        return resampled[lo - first * q: hi - first * q]
+        stretch = resampled[lo - first * q: hi - first * q]
+        # torchaudio sizes its output as ceil(q * n / p) in float32, which can round a file's last sample away
+        # (227163 frames from 48 kHz to 22050 Hz give 104353 samples, not 104354): that sample is silence here.
+        return torch.nn.functional.pad(stretch, (0, hi - lo - len(stretch)))
 
     def _mono(self, start: int, stop: int) -> torch.Tensor:
         """[stop - start] float32: input frames start..stop, the mean of the channels; zeros past the file's end."""
