@@ -84,7 +84,8 @@ def in_order(work: Callable[[Task], Result], tasks: Sequence[Task], workers: int
             if start is not None and (start.ready.is_set() or not BEGIN_HERE):
                 start.ready.wait()
                 break
-            yield from _here(work, tasks[taken:taken + 1], stop)
+            _check_stop(stop)
+            yield work(tasks[taken])
             taken += 1
         if start is None or taken == len(tasks):
             return
@@ -102,12 +103,11 @@ def in_order(work: Callable[[Task], Result], tasks: Sequence[Task], workers: int
                 break
         finished = True
     finally:
-        if start is None:
-            pass
-        elif not pooled:  # done, or stopped, before the pool was ready
-            start.close_when_started()
-        else:  # stopped, or a task failed: what has not started is cancelled and nobody waits for what has
+        # Stopped, or a task failed: what has not started is cancelled and nobody waits for what has.
+        if start is not None and pooled:
             start.pool.shutdown(wait=finished, cancel_futures=not finished)
+        elif start is not None:  # done, or stopped, before the pool was ready
+            start.close_when_started()
 
 
 class _PoolStart:
