@@ -15,7 +15,8 @@ from sda.config import AudioConfig, DecodeOptions, VQVAEConfig
 from sda.data import cache as cache_module
 from sda.data import dataset, parallel, synth
 from sda.data.cache import DecodedCache, entry_key
-from sda.data.dataset import FILES, VALIDATION, LoadingStopped, load_dataset, preflight
+from sda.data.dataset import FILES, VALIDATION, load_dataset, preflight
+from sda.data.parallel import LoadingStopped
 from tests.helpers import sda
 
 CONFIG = VQVAEConfig(audio=AudioConfig(n_mels=32, chunk_frames=16), validation_fraction=0.25)

@@ -53,7 +53,7 @@ from sda.config import (
 )
 from sda.data.audio import AUDIO_EXTENSIONS, AudioSource, LogMel, is_audio_file
 from sda.data.cache import DecodedCache, Entry, Key, entry_key, unchanged
-from sda.data.parallel import LoadingStopped, decode_workers, in_order
+from sda.data.parallel import check_stop, decode_workers, in_order
 from sda.errors import AudioFileError, DataError
 from sda.text import are, duration, plural, printable, size
 
@@ -329,11 +329,6 @@ def split_files(n_files: int, seed: int, validation_fraction: float) -> tuple[li
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
-def _check_stop(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise LoadingStopped("stopped while reading the audio")
-
-
 class _Unusable(Exception):
     """Why one file cannot be used; recorded in the report, fatal only if too few files remain."""
 
@@ -432,7 +427,7 @@ def _read_files(tasks: list[_Task], decode: DecodeOptions, stop: threading.Event
     if cache is not None:
         recent = time.time() - RECENT_SECONDS
         for i, task in enumerate(tasks):
-            _check_stop(stop)
+            check_stop(stop)
             key = entry_key(task.folder / task.source, task.audio, _stored(task))
             keys[i] = key if key is not None and key.identity[1] < recent * 1e9 else None
             outcomes[i] = _from_cache(cache.get(keys[i], payload=task.keep != INFO), task)

@@ -84,7 +84,7 @@ def in_order(work: Callable[[Task], Result], tasks: Sequence[Task], workers: int
             if start is not None and (start.ready.is_set() or not BEGIN_HERE):
                 start.ready.wait()
                 break
-            _check_stop(stop)
+            check_stop(stop)
             yield work(tasks[taken])
             taken += 1
         if start is None or taken == len(tasks):
@@ -144,7 +144,7 @@ def _started() -> None:
 
 def _here(work: Callable[[Task], Result], tasks: Sequence[Task], stop: threading.Event | None) -> Iterator[Result]:
     for task in tasks:
-        _check_stop(stop)
+        check_stop(stop)
         yield work(task)
 
 
@@ -157,7 +157,7 @@ def _submit(pool: ProcessPoolExecutor, work: Callable[[Task], Result], task: Tas
 
 def _result(future: Future, stop: threading.Event | None):
     while True:
-        _check_stop(stop)
+        check_stop(stop)
         done, _ = wait([future], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
         if done:
             try:
@@ -172,7 +172,8 @@ def _broken() -> DataError:
                      "it out of the folder.")
 
 
-def _check_stop(stop: threading.Event | None) -> None:
+def check_stop(stop: threading.Event | None) -> None:
+    """Raise LoadingStopped if stop is set: the one test of the stop flag, between files, here and in the pool."""
     if stop is not None and stop.is_set():
         raise LoadingStopped("stopped while reading the audio")
 

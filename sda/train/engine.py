@@ -40,8 +40,8 @@ from torch.utils.data import DistributedSampler, TensorDataset
 
 from sda.config import PAGE, DecodeOptions, RunOptions, VQVAEConfig, check_setting
 from sda.data.audio import MelInverter, write_audio
-from sda.data.dataset import Dataset, LoadingStopped, OnProgress, load_dataset
-from sda.data.parallel import available_cores
+from sda.data.dataset import Dataset, OnProgress, load_dataset
+from sda.data.parallel import LoadingStopped, available_cores
 from sda.errors import (
     EXPECTED,
     ConfigError,
