@@ -25,10 +25,12 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/sda train --demo
 
+# Two test processes, each taking whole files (a module's fixtures, a served page or the compile check, run once):
+# on the 2-core VM the tests took 602 s this way against 760 s in one process. `python -m pytest` alone still works.
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy sda/model sda/format sda/train sda/report.py sda/text.py sda/errors.py sda/config.py
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m pytest bench --benchmark-only -rs -p no:cacheprovider --benchmark-columns=min,median,max,rounds
