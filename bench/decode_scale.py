@@ -11,8 +11,12 @@ a third decaying harmonic tones. A collection is written once per --root and siz
 Each mode runs in a fresh process, as a user's run does (the pool's start-up is in its time): the page's flow, a
 preflight and then load_dataset with the default AudioConfig. Modes: `one` (one process, no cache: both passes
 decode; torch on its default threads, as sda decoded before the pool), `one-thread` (the same on one thread: one
-worker's share of the work), `pool` (the default pool, no cache), `cold` (the pool, an empty cache: the preflight
-decodes and writes it, the load reads it), `hit` (the same cache, warm: nothing is decoded). Peak memory is RSS:
+worker's share of the work), `pool-late` (the default pool, no cache, its fork server started by the first pass, as
+a script calling load_dataset gets), `pool` (the same with the fork server started before the process imports
+torch, as sda train and sda ui do: sda.data.parallel.start_early), `cold` (the pool, an empty cache: the preflight
+decodes and writes it, the load reads it), `hit` (the same cache, warm: nothing is decoded). Every mode but
+pool-late starts early. "total" is the preflight and the load; "process" is the whole measuring process, from its
+start (interpreter, imports, the fork server's start beside them) to its exit. Peak memory is RSS:
 ru_maxrss of the measuring process, and the peak of the summed RSS of it and every process under it (the pool's
 workers, the fork server), sampled every 20 ms from /proc.
 """
@@ -33,7 +37,7 @@ import soundfile as sf
 
 RATES, DURATIONS = (44100, 48000), (0.1, 180.0)
 SOUNDS = Path("/usr/share/sounds")
-MODES = ("one", "one-thread", "pool", "cold", "hit")
+MODES = ("one", "one-thread", "pool-late", "pool", "cold", "hit")
 
 
 def real_sounds() -> list[tuple[np.ndarray, int]]:
@@ -127,15 +131,19 @@ def tree_rss() -> int:
 def measure(mode: str, folder: Path, cache: Path) -> dict:
     """One mode, in this process: the page's flow (a preflight, then load_dataset)."""
     from sda.config import DecodeOptions, VQVAEConfig
+    from sda.data.parallel import start_early
+
+    decode = {"one": DecodeOptions(workers=1, cache=False), "one-thread": DecodeOptions(workers=1, cache=False),
+              "pool-late": DecodeOptions(cache=False), "pool": DecodeOptions(cache=False),
+              "cold": DecodeOptions(cache_dir=cache), "hit": DecodeOptions(cache_dir=cache)}[mode]
+    if mode != "pool-late":  # before torch is imported, as the CLI does (nothing for one worker)
+        start_early(decode.workers)
     from sda.data.dataset import load_dataset, preflight
 
     if mode == "one-thread":
         import torch
 
         torch.set_num_threads(1)
-    decode = {"one": DecodeOptions(workers=1, cache=False), "one-thread": DecodeOptions(workers=1, cache=False),
-              "pool": DecodeOptions(cache=False),
-              "cold": DecodeOptions(cache_dir=cache), "hit": DecodeOptions(cache_dir=cache)}[mode]
     config = VQVAEConfig()
     peak, done = [0], threading.Event()
 
@@ -163,11 +171,12 @@ def measure(mode: str, folder: Path, cache: Path) -> dict:
 
 
 def run_mode(mode: str, folder: Path, cache: Path) -> dict:
+    began = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, "--measure", mode, str(folder), str(cache)], capture_output=True,
                          text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "process_s": time.perf_counter() - began}
 
 
 def gib(n: int) -> str:
@@ -186,10 +195,9 @@ def main() -> None:
         print(json.dumps(measure(mode, Path(folder), Path(cache))))
         return
     sizes = [12] if args.smoke else args.sizes
-    print("| files | audio | on disk | generated in | mode | preflight s | load s | total s | vs one | vs one thread "
-          "| vs pool | "
-          "dataset GiB | maxrss self GiB | peak RSS all GiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| files | audio | on disk | generated in | mode | preflight s | load s | total s | process s | vs one "
+          "| vs one, process | vs one thread | vs pool | dataset GiB | maxrss self GiB | peak RSS all GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         folder = args.root / f"{'smoke' if args.smoke else 'collection'}-{n}"
         info = generate(folder, n, seed=n, short=args.smoke)
@@ -199,8 +207,9 @@ def main() -> None:
         rows = {mode: run_mode(mode, folder, cache) for mode in MODES}
         for mode, r in rows.items():
             print(f"| {n} | {info['seconds'] / 3600:.2f} h | {info['bytes'] / 1e9:.2f} GB | {info['generate_s']:.0f} s "
-                  f"| {mode} | {r['preflight_s']:.2f} | {r['load_s']:.2f} | {r['total_s']:.2f} "
+                  f"| {mode} | {r['preflight_s']:.2f} | {r['load_s']:.2f} | {r['total_s']:.2f} | {r['process_s']:.2f} "
                   f"| {rows['one']['total_s'] / r['total_s']:.2f}x "
+                  f"| {rows['one']['process_s'] / r['process_s']:.2f}x "
                   f"| {rows['one-thread']['total_s'] / r['total_s']:.2f}x "
                   f"| {rows['pool']['total_s'] / r['total_s']:.2f}x "
                   f"| {gib(r['dataset_bytes'])} | {gib(r['maxrss_self'])} | {gib(r['peak_tree_rss'])} |", flush=True)

@@ -74,6 +74,15 @@ def test_distributed_cpu_smoke():
     assert "| 1 |" in run.stdout and "median engine ratio" in run.stdout
 
 
+def test_decode_scale_smoke(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "decode_scale.py"), "--smoke", "--root", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    rows = [line.split(" | ") for line in run.stdout.splitlines() if line.startswith("| 12 |")]
+    assert [row[4] for row in rows] == ["one", "one-thread", "pool-late", "pool", "cold", "hit"]
+    assert "12 usable" in run.stdout
+
+
 def test_health_dynamics_smoke(tmp_path):
     out = tmp_path / "dynamics.md"
     script = ROOT / "bench" / "health_dynamics.py"

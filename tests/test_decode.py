@@ -3,6 +3,8 @@
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -111,6 +113,31 @@ def test_a_long_pass_decodes_alone_then_hands_the_rest_to_the_pool_in_order(monk
     here = [i for i, (_, pid) in enumerate(results) if pid == os.getpid()]
     assert started == [2] and here == list(range(len(here)))  # this process took the first ones, and only those
     assert 5 <= len(here) < 400 and len({pid for _, pid in results}) == 3
+
+
+EARLY = """
+import sys
+from multiprocessing import forkserver
+from sda.data.parallel import start_early
+start_early({workers})
+print(forkserver._forkserver._forkserver_pid is not None, "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("workers, started", [(2, True), (1, False)])
+def test_start_early_starts_the_fork_server_at_once_without_importing_torch(workers, started):
+    run = subprocess.run([sys.executable, "-c", EARLY.format(workers=workers)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [str(started), "False"]
+
+
+def test_the_cli_has_not_imported_torch_when_a_command_starts():
+    # sda train and sda ui call start_early before importing torch, so that the two imports overlap; an import of
+    # torch at the top of sda.cli (it was there, through sda.cli.codes) would put the fork server's after it again.
+    run = subprocess.run([sys.executable, "-c", "import sys, sda.cli.main; print('torch' in sys.modules)"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "False", run.stderr
 
 
 def test_progress_counts_every_file_then_the_validation_files(kit, tmp_path):

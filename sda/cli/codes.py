@@ -19,13 +19,13 @@ from tqdm import tqdm
 from sda.cli.checks import check_output_file, check_output_folder
 from sda.config import MAX_CODEC_SECONDS
 from sda.errors import AudioFileError, DataError, OutputError, SdaError
-from sda.format.modelfile import load_codec_model
 from sda.text import duration, plural, printable, printable_lines, size
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from sda.data.dataset import Rejection, gather, read_whole
     from sda.format import codesfile
+    from sda.format.modelfile import load_codec_model
     from sda.model import codec
 
     check_output_file(args.out, (".sda",), args.force, inputs=[args.model], example="codes.sda", what="codes file")
@@ -66,6 +66,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from sda.data.audio import write_audio
     from sda.format import codesfile
+    from sda.format.modelfile import load_codec_model
 
     check_output_folder(args.out)
     model, metadata = load_codec_model(args.model, "decode")

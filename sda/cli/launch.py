@@ -27,6 +27,11 @@ def check_nproc(nproc: int) -> bool:
     return False
 
 
+def under_torchrun() -> bool:
+    """True in a process that torchrun started (it sets LOCAL_WORLD_SIZE), whether by sda train --nproc or not."""
+    return "LOCAL_WORLD_SIZE" in os.environ
+
+
 def launch(nproc: int, argv: list[str], device: str) -> int:
     """Run `python -m sda ARGV` as nproc processes; the run's exit status: process 0's, else the first failure's.
     device: --device, checked here once rather than in every worker."""

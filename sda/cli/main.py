@@ -84,8 +84,8 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sda.cli.launch import check_nproc, launch
-    from sda.train import distributed
+    from sda.cli.launch import check_nproc, launch, under_torchrun
+    from sda.data.parallel import start_early
 
     if args.demo:
         from sda.data.synth import write_collection
@@ -99,6 +99,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = VQVAEConfig(audio=audio, **{name: getattr(args, name) for name in _config_settings()}).validate()
     if check_nproc(args.nproc):  # flags and the demo data are settled here, once, before any worker starts
         return launch(args.nproc, args.argv, args.device)
+    if not under_torchrun():  # before torch is imported here (sda.data.parallel); a torchrun worker shares the cores
+        start_early(args.decode_workers)
+    from sda.train import distributed
+
     options = RunOptions(data_dir=args.data_dir, out_dir=args.out, model_name=args.model_name, device=args.device,
                          precision=args.precision, resume=args.resume, tensorboard=args.tensorboard,
                          decode=_decode_options(args), **{name: getattr(args, name) for name in RUN_FLAGS})
@@ -282,6 +286,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from sda.data.parallel import start_early
+
+    start_early(args.decode_workers)  # the page's first preflight then finds the pool's fork server ready
     from sda.ui.app import login_for, reachable_beyond_loopback, serve
 
     login = login_for(args.host, args.share, args.no_auth, args.password_file)

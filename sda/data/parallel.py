@@ -13,7 +13,10 @@ importing torch again.
 The pool's processes take seconds to start (the fork server imports torch, once per process): longer than a folder of
 a few dozen sounds takes to decode. So this process decodes alone for ALONE_SECONDS (such a folder is done by then,
 and never starts a pool), then starts the pool in a thread and goes on decoding until a worker answers; the rest of
-the files go to the pool.
+the files go to the pool. A command that will read a folder (sda train, sda ui) calls start_early before it imports
+torch itself, so that the fork server's import runs beside its own rather than beside the first files' decoding.
+(Starting a pass's pool at once when the server already runs was tried, and measured no faster: the workers of a
+ready server answer within the first files anyway.)
 
 Results come back in the order of `tasks`, whichever worker finishes first, so a pooled pass is the one-process pass
 bit for bit. At most IN_FLIGHT_PER_WORKER x workers tasks are submitted at a time: what has been decoded but not yet
@@ -65,6 +68,18 @@ def decode_workers(n_tasks: int, requested: int | None = None) -> int:
     more than the files, nor MAX_DECODE_WORKERS. 1 means in this process, without a pool."""
     wanted = requested if requested is not None else available_cores()
     return max(1, min(wanted, n_tasks, MAX_DECODE_WORKERS))
+
+
+def start_early(requested: int | None = None) -> None:
+    """Start the pool's fork server now, in the background (this returns at once), for a pass that may come: its
+    import of torch (about 2 s) then overlaps this process's own. Nothing where a pass would not pool: one worker
+    requested (DecodeOptions.workers) or one core, or no forkserver on this system. A server no pass uses idles
+    until this process exits, and exits with it."""
+    if decode_workers(MAX_DECODE_WORKERS, requested) <= 1 or _context().get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
 
 
 def in_order(work: Callable[[Task], Result], tasks: Sequence[Task], workers: int,
